@@ -1,0 +1,28 @@
+# Two entry points (see README): `make up` stands the system up, `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: up preview test lint bench
+
+$(BIN)/python: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(BIN)/python
+
+# Needs the Pulumi CLI, gcloud (with gke-gcloud-auth-plugin) logged in, and a stack config.
+up: $(BIN)/python
+	pulumi up
+
+preview: $(BIN)/python
+	pulumi preview
+
+lint: $(BIN)/python
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/python
+	$(BIN)/python benchmarks/env_repo_latency.py

@@ -1,0 +1,155 @@
+"""Publish and promote latency against env repos with 100, 10,000 and 100,000 commits.
+
+Measured side by side in one run, median of several runs each:
+- publish.py and promote.py as the builds run them (a fresh process each time);
+- the seed tutorial's sequence: full clone, checkout, write, commit, push;
+- the bare shallow git commands: init, fetch --depth 1, checkout, write, commit, push.
+
+Targets (printed with the figures): at 100,000 commits publish is at least 10x faster than the
+tutorial's sequence; from 100 to 100,000 commits its latency grows by less than 1.5x; it stays
+within 4x of the bare shallow git commands.
+
+Usage: python benchmarks/env_repo_latency.py [--runs 5] [--sizes 100,10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from synthetic import add_commits  # noqa: E402
+
+SCRIPTS = ROOT / "scripts"
+IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
+ENV = {**os.environ, **IDENTITY}
+
+
+def sh(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(args, cwd=cwd, env=ENV, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def timed(action: Callable[[int], None], runs: int) -> float:
+    samples = []
+    for run in range(runs):
+        start = time.perf_counter()
+        action(run)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def manifests(folder: Path, tag: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "deployment.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\n"
+        f"data:\n  build: '{tag}'\n")
+    return folder
+
+
+def measure(size: int, runs: int, scratch: Path) -> dict[str, float]:
+    repo = scratch / f"env-{size}.git"
+    sh("git", "init", "--quiet", "--bare", str(repo))
+    add_commits(repo, "candidate", size)
+    sh("git", "branch", "production", "candidate", cwd=repo)
+    sh("git", "gc", "--quiet", cwd=repo)  # a served repo is packed
+    url = repo.as_uri()
+    python = sys.executable
+    tag = f"{size}"
+
+    def publish(run: int) -> None:
+        folder = manifests(scratch / f"pub-{tag}-{run}", f"pub-{run}")
+        sh(python, str(SCRIPTS / "publish.py"), "--repo", url, "--app", "hello",
+           "--manifests", str(folder), "--build-id", f"bench-{run}")
+
+    def promote(run: int) -> None:
+        tip = sh("git", "rev-parse", "refs/heads/candidate", cwd=repo)
+        sh(python, str(SCRIPTS / "promote.py"), "--repo", url, "--app", "hello",
+           "--commit", tip, "--build-id", f"bench-{run}")
+
+    def promote_after_publish(run: int) -> None:
+        publish(runs + run)  # not timed below: promote needs a new candidate each run
+
+    def tutorial(run: int) -> None:
+        work = scratch / f"tut-{tag}-{run}"
+        sh("git", "clone", "--quiet", url, str(work))
+        sh("git", "checkout", "--quiet", "candidate", cwd=work)
+        manifests(work / "apps" / "hello", f"tut-{run}")
+        sh("git", "add", "-A", cwd=work)
+        sh("git", "commit", "--quiet", "-m", f"tutorial {run}", cwd=work)
+        sh("git", "push", "--quiet", "origin", "candidate", cwd=work)
+        shutil.rmtree(work)
+
+    def shallow(run: int) -> None:
+        work = scratch / f"sh-{tag}-{run}"
+        sh("git", "init", "--quiet", str(work))
+        sh("git", "fetch", "--quiet", "--depth", "1", url, "candidate", cwd=work)
+        sh("git", "checkout", "--quiet", "-b", "candidate", "FETCH_HEAD", cwd=work)
+        manifests(work / "apps" / "hello", f"sh-{run}")
+        sh("git", "add", "-A", cwd=work)
+        sh("git", "commit", "--quiet", "-m", f"shallow {run}", cwd=work)
+        sh("git", "push", "--quiet", url, "candidate", cwd=work)
+        shutil.rmtree(work)
+
+    results = {"publish": timed(publish, runs)}
+    promote_samples = []
+    for run in range(runs):
+        promote_after_publish(run)
+        start = time.perf_counter()
+        promote(run)
+        promote_samples.append(time.perf_counter() - start)
+    results["promote"] = statistics.median(promote_samples)
+    results["tutorial"] = timed(tutorial, runs)
+    results["shallow git"] = timed(shallow, runs)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="100,10000,100000")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    table: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="gitops-bench-") as tmp:
+        for size in sizes:
+            table[size] = measure(size, args.runs, Path(tmp))
+            print(f"measured {size} commits", file=sys.stderr)
+
+    columns = ["publish", "promote", "shallow git", "tutorial"]
+    print(f"median of {args.runs} runs, milliseconds, env repo over file://")
+    print("| commits | " + " | ".join(columns) + " | publish vs tutorial | publish / shallow |")
+    print("|---:|" + "---:|" * (len(columns) + 2))
+    for size, row in table.items():
+        cells = " | ".join(f"{row[c] * 1000:.0f}" for c in columns)
+        print(f"| {size:,} | {cells} | {row['tutorial'] / row['publish']:.1f}x faster | "
+              f"{row['publish'] / row['shallow git']:.2f}x |")
+
+    small, large = table[min(sizes)], table[max(sizes)]
+    checks = [
+        (f"publish >= 10x faster than the tutorial at {max(sizes):,} commits",
+         large["tutorial"] / large["publish"] >= 10),
+        (f"publish grows < 1.5x from {min(sizes):,} to {max(sizes):,} commits "
+         f"({large['publish'] / small['publish']:.2f}x)",
+         large["publish"] / small["publish"] < 1.5),
+        ("publish within 4x of the bare shallow git commands (worst size: "
+         f"{max(r['publish'] / r['shallow git'] for r in table.values()):.2f}x)",
+         all(r["publish"] / r["shallow git"] <= 4 for r in table.values())),
+    ]
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

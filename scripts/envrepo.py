@@ -1,0 +1,417 @@
+"""The env-repo engine shared by the step scripts.
+
+Design decisions recorded here:
+
+- Every script works in a throw-away bare repository and fetches only what it needs with
+  `--depth 1` and a single refspec, so its cost does not grow with the env repo's history.
+- Trees are edited with git plumbing (read-tree, update-index, write-tree, commit-tree) through
+  GitPython: no working tree is checked out, and only the edited app's files are hashed.
+- A push is never forced. When another writer moved the branch first, the push is rejected, we
+  fetch the new tip, rebuild the commit on it and try again, a bounded number of times with
+  jittered exponential back-off.
+- Credentials stay out of the logic: a plain git URL works as it is. For an HTTPS remote a token
+  may be given in the environment (GITOPS_GIT_TOKEN); it reaches git as an HTTP header through
+  GIT_CONFIG_* variables, so it is never on a command line, in `.git/config` or in output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import git
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+TOKEN_ENV = "GITOPS_GIT_TOKEN"
+TOKEN_USER_ENV = "GITOPS_GIT_USERNAME"
+MAX_ATTEMPTS_ENV = "GITOPS_PUSH_ATTEMPTS"
+DEFAULT_MAX_ATTEMPTS = 40
+
+APPS_DIR = "apps"
+CONTROL_DIR = ".gitops"
+PROMOTED_DIR = f"{CONTROL_DIR}/promoted"
+FROZEN_DIR = f"{CONTROL_DIR}/frozen"
+
+APP_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])$")
+# name[:tag]@sha256:<64 hex>; name is a registry path (host[:port]/path or a bare path).
+IMAGE_REF_RE = re.compile(
+    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"@(?P<digest>sha256:[0-9a-f]{64})$"
+)
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "gitops-bot",
+    "GIT_AUTHOR_EMAIL": "gitops-bot@noreply.invalid",
+    "GIT_COMMITTER_NAME": "gitops-bot",
+    "GIT_COMMITTER_EMAIL": "gitops-bot@noreply.invalid",
+}
+ZERO_SHA = "0" * 40
+# Depths tried in turn when a commit must be found on a branch; after them, the whole history.
+DEEPEN_STEPS = (16, 256, 4096)
+REJECTION_MARKERS = (
+    "[rejected]",
+    "non-fast-forward",
+    "fetch first",
+    "cannot lock ref",
+    "failed to lock",
+    "failed to update ref",
+    "stale info",
+    "incorrect old value",
+    "reference already exists",
+)
+
+
+class BadInput(Exception):
+    """Input the caller must fix; exit 2, nothing changed."""
+
+
+class OperationFailed(Exception):
+    """The input was fine but the operation could not complete; exit 1, nothing changed."""
+
+
+# --- command-line conventions -------------------------------------------------------------
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage problem as one `error:` line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{self.prog}: {message}")
+
+
+def run_main(body: Callable[[], str]) -> int:
+    """Run a script body; print its result as the last stdout line, map errors to exit codes."""
+    try:
+        result = body()
+    except BadInput as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OperationFailed, git.GitCommandError) as exc:
+        print(f"error: {redact(one_line(str(exc)))}", file=sys.stderr)
+        return EXIT_FAILED
+    print(result)
+    return EXIT_OK
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def redact(text: str) -> str:
+    """Remove the token and any credentials embedded in URLs from a message."""
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        text = text.replace(token, "***")
+        text = text.replace(basic_auth(token), "***")
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+
+
+# --- input validation -----------------------------------------------------------------------
+
+
+def check_app(app: str) -> str:
+    if len(app) > 63 or not APP_RE.match(app):
+        raise BadInput(f"app {app!r} is not a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, max 63)")
+    return app
+
+
+def check_sha(sha: str, what: str = "commit") -> str:
+    if not SHA_RE.match(sha):
+        raise BadInput(f"{what} {sha!r} is not a full hex commit SHA (40 or 64 digits)")
+    return sha
+
+
+def check_branch(branch: str) -> str:
+    if not BRANCH_RE.match(branch) or branch.endswith(".lock"):
+        raise BadInput(f"branch {branch!r} is not a valid branch name")
+    return branch
+
+
+def check_image_ref(ref: str) -> re.Match[str]:
+    match = IMAGE_REF_RE.match(ref)
+    if not match:
+        raise BadInput(
+            f"image reference {ref!r} is invalid: it must be NAME[:TAG]@sha256:<64 hex digits>"
+        )
+    return match
+
+
+def check_trailer_value(key: str, value: str) -> str:
+    if not value or any(ch in value for ch in "\r\n") or value != value.strip():
+        raise BadInput(f"{key} {value!r} must be a non-empty single line")
+    return value
+
+
+def short_ref(image: str) -> str:
+    """`hello@sha256:0123456789ab` for a subject line: last path part, 12 digest digits."""
+    name, _, digest = image.rpartition("@")
+    return f"{name.rsplit('/', 1)[-1]}@{digest[:19]}"
+
+
+# --- commit messages ------------------------------------------------------------------------
+
+
+def commit_message(subject: str, trailers: Sequence[tuple[str, str | None]]) -> str:
+    lines = [f"{key}: {value}" for key, value in trailers if value]
+    return f"{subject}\n\n" + "\n".join(lines) + "\n"
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """The trailers of a message: `Key: value` lines of its last paragraph."""
+    paragraphs = message.strip().split("\n\n")
+    if len(paragraphs) < 2:
+        return {}
+    trailers: dict[str, str] = {}
+    for line in paragraphs[-1].splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and re.match(r"^[A-Za-z][A-Za-z0-9-]*$", key):
+            trailers[key] = value.strip()
+    return trailers
+
+
+# --- the working repository -----------------------------------------------------------------
+
+
+def basic_auth(token: str) -> str:
+    user = os.environ.get(TOKEN_USER_ENV, "x-access-token")
+    return base64.b64encode(f"{user}:{token}".encode()).decode()
+
+
+def git_environment(url: str) -> dict[str, str]:
+    """Identity and, for HTTPS remotes with a token in the environment, the auth header."""
+    env = {key: os.environ.get(key, value) for key, value in GIT_IDENTITY.items()}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    token = os.environ.get(TOKEN_ENV)
+    if token and url.startswith("https://"):
+        count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+        env["GIT_CONFIG_COUNT"] = str(count + 1)
+        env[f"GIT_CONFIG_KEY_{count}"] = "http.extraHeader"
+        env[f"GIT_CONFIG_VALUE_{count}"] = f"Authorization: Basic {basic_auth(token)}"
+    return env
+
+
+@dataclass
+class EnvRepo:
+    """A scratch bare repository that talks to one remote env repo."""
+
+    url: str
+    repo: git.Repo
+    depths: dict[str, int] = field(default_factory=dict)  # 0: full history
+
+    @property
+    def g(self) -> git.Git:
+        return self.repo.git
+
+    def fetch_branch(self, branch: str) -> str | None:
+        """Fetch the branch tip, as deep as this branch was fetched before (1 at first).
+
+        Returns the tip SHA, or None if the branch does not exist.
+        """
+        depth = self.depths.setdefault(branch, 1)
+        ref = f"refs/remotes/origin/{branch}"
+        args = ["--quiet", "--no-tags", "--no-write-fetch-head"]
+        if depth:
+            args.append(f"--depth={depth}")
+        elif self.is_shallow():
+            args.append("--unshallow")
+        try:
+            self.g.fetch(*args, self.url, f"+refs/heads/{branch}:{ref}")
+        except git.GitCommandError as exc:
+            if "couldn't find remote ref" in str(exc.stderr):
+                return None
+            raise OperationFailed(f"cannot fetch {branch!r} from {self.url}: "
+                                  f"{one_line(str(exc.stderr))}") from None
+        return self.g.rev_parse(ref)
+
+    def reach(self, branch: str, commits: Sequence[str]) -> bool:
+        """Deepen the branch until every commit is reachable from its tip; False if one never is.
+
+        The cost depends on how far back the commits are, not on the branch's length.
+        """
+        tip = self.tip(branch) or self.fetch_branch(branch)
+        while tip is not None:
+            if all(self.has_object(c) and self.is_ancestor(c, tip) for c in commits):
+                return True
+            current = self.depths.get(branch, 1)
+            if current == 0:
+                return False
+            self.depths[branch] = next((d for d in DEEPEN_STEPS if d > current), 0)
+            tip = self.fetch_branch(branch)
+        return False
+
+    def tip(self, branch: str) -> str | None:
+        """The tip fetched last for branch, if any."""
+        try:
+            return self.g.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{branch}")
+        except git.GitCommandError:
+            return None
+
+    def is_shallow(self) -> bool:
+        return (Path(self.repo.git_dir) / "shallow").exists()
+
+    def has_object(self, sha: str) -> bool:
+        try:
+            self.g.cat_file("-e", f"{sha}^{{commit}}")
+        except git.GitCommandError:
+            return False
+        return True
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self.g.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def tree_of(self, commit: str | None, path: str = "") -> str | None:
+        """The tree (or blob) SHA at path in commit, or None when absent."""
+        if commit is None:
+            return None
+        try:
+            return self.g.rev_parse("--verify", "--quiet", f"{commit}:{path}")
+        except git.GitCommandError:
+            return None
+
+    def read_blob(self, commit: str, path: str) -> str | None:
+        try:
+            return self.g.show(f"{commit}:{path}")
+        except git.GitCommandError:
+            return None
+
+    def message_of(self, commit: str) -> str:
+        return self.g.log("-1", "--format=%B", commit)
+
+    def replace_paths(self, base: str | None, prefix: str,
+                      entries: Sequence[tuple[str, str, str]],
+                      extra: Sequence[tuple[str, str, str]] = ()) -> str:
+        """Tree of base with everything under prefix replaced by entries (mode, sha, path)."""
+        if base is None:
+            self.g.read_tree("--empty")
+        else:
+            self.g.read_tree(base)
+        old = self.g.ls_files("-z", "--", f"{prefix}/").split("\0")
+        new_paths = {path for _, _, path in entries}
+        lines = [f"0 {ZERO_SHA}\t{path}" for path in old if path and path not in new_paths]
+        lines += [f"{mode} {sha}\t{path}" for mode, sha, path in (*entries, *extra)]
+        with tempfile.TemporaryFile() as info:
+            info.write(("\n".join(lines) + "\n").encode())
+            info.seek(0)
+            self.g.execute(["git", "update-index", "--index-info"], istream=info)
+        return self.g.write_tree()
+
+    def list_tree(self, commit: str, prefix: str) -> list[tuple[str, str, str]]:
+        """Entries (mode, sha, path) of every file under prefix at commit."""
+        listing = self.g.ls_tree("-r", "-z", commit, "--", f"{prefix}/")
+        entries = []
+        for item in filter(None, listing.split("\0")):
+            meta, path = item.split("\t", 1)
+            mode, _type, sha = meta.split()
+            entries.append((mode, sha, path))
+        return entries
+
+    def hash_files(self, root: Path, prefix: str) -> list[tuple[str, str, str]]:
+        """Write every file under root as a blob; entries placed under prefix."""
+        files = sorted(p for p in root.resolve().rglob("*") if p.is_file())
+        if not files:
+            return []
+        shas = self.g.hash_object("-w", "--", *map(str, files)).split()
+        return [("100644", sha, f"{prefix}/{f.relative_to(root.resolve()).as_posix()}")
+                for sha, f in zip(shas, files, strict=True)]
+
+    def hash_text(self, text: str) -> str:
+        with tempfile.NamedTemporaryFile("w", delete=False) as handle:
+            handle.write(text)
+        try:
+            return self.g.hash_object("-w", "--", handle.name)
+        finally:
+            os.unlink(handle.name)
+
+    def commit(self, tree: str, parent: str | None, message: str) -> str:
+        parents = ["-p", parent] if parent else []
+        return self.g.commit_tree(tree, *parents, "-m", message)
+
+    def push(self, commit: str, branch: str) -> bool:
+        """Push commit to branch without force; False when another writer got there first."""
+        try:
+            self.g.push("--porcelain", "--quiet", self.url, f"{commit}:refs/heads/{branch}")
+        except git.GitCommandError as exc:
+            output = f"{exc.stdout}\n{exc.stderr}"
+            if any(marker in output for marker in REJECTION_MARKERS):
+                return False
+            raise OperationFailed(f"push to {branch!r} failed: {one_line(str(exc.stderr))}") \
+                from None
+        return True
+
+
+@contextmanager
+def scratch_repo(url: str) -> Iterator[EnvRepo]:
+    """A temporary bare repository for talking to url, removed afterwards."""
+    workdir = tempfile.mkdtemp(prefix="gitops-")
+    try:
+        repo = git.Repo.init(workdir, bare=True)
+        repo.git.update_environment(**git_environment(url))
+        yield EnvRepo(url=url, repo=repo)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def max_attempts() -> int:
+    value = os.environ.get(MAX_ATTEMPTS_ENV, str(DEFAULT_MAX_ATTEMPTS))
+    if not value.isdigit() or int(value) < 1:
+        raise BadInput(f"{MAX_ATTEMPTS_ENV} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def backoff(attempt: int) -> None:
+    """Full-jitter exponential back-off: spreads writers that collided on the same tip."""
+    time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+
+
+def retry_push(attempt_once: Callable[[], str | None]) -> str:
+    """Run attempt_once until it lands; it returns the resulting tip, or None when rejected.
+
+    attempt_once fetches the branch tip, builds its commit on that tip and pushes it without
+    force. A rejection means another writer got there first: back off, then rebuild on the new
+    tip. The number of attempts is bounded.
+    """
+    attempts = max_attempts()
+    for attempt in range(attempts):
+        result = attempt_once()
+        if result is not None:
+            return result
+        backoff(attempt)
+    raise OperationFailed(f"push rejected {attempts} times: other writers kept moving the branch")
+
+
+def atomic_write_dir(target: Path, files: dict[str, str]) -> None:
+    """Write files (relative name -> text) into target, which must not exist yet or be empty."""
+    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=target.parent))
+    try:
+        for name, text in files.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        if target.exists():
+            target.rmdir()
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,105 @@
+"""Publish one app's rendered manifests to a branch of the env repo (default `candidate`).
+
+`apps/APP/` on the branch becomes exactly the given folder: files removed from the folder are
+removed from the branch. One commit per call, with provenance trailers; identical content makes
+no commit and prints the current tip. A rejected push is rebuilt on the new tip and retried.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from envrepo import (
+    APPS_DIR,
+    ArgumentParser,
+    BadInput,
+    check_app,
+    check_branch,
+    check_image_ref,
+    check_sha,
+    check_trailer_value,
+    commit_message,
+    retry_push,
+    run_main,
+    scratch_repo,
+    short_ref,
+)
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+def parse_args(argv: list[str]) -> ArgumentParser:
+    parser = ArgumentParser(prog="publish.py", description=__doc__)
+    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
+    parser.add_argument("--app", required=True, help="app name (a DNS label)")
+    parser.add_argument("--manifests", required=True, type=Path, help="folder of manifests")
+    parser.add_argument("--branch", default="candidate")
+    parser.add_argument("--source-repo", help="app repository the manifests came from")
+    parser.add_argument("--source-commit", help="app commit the manifests came from")
+    parser.add_argument("--image", help="image reference with @sha256: digest")
+    parser.add_argument("--build-id", help="id of the build that publishes")
+    return parser
+
+
+def check_manifests(folder: Path) -> list[Path]:
+    """Every file of the folder must be a YAML manifest that parses."""
+    if not folder.is_dir():
+        raise BadInput(f"manifests folder {str(folder)!r} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not files:
+        raise BadInput(f"manifests folder {str(folder)!r} holds no files")
+    for path in files:
+        if path.suffix not in MANIFEST_SUFFIXES:
+            raise BadInput(f"{path}: not a .yaml/.yml manifest")
+        try:
+            list(yaml.safe_load_all(path.read_text()))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    return files
+
+
+def main(argv: list[str]) -> str:
+    args = parse_args(argv).parse_args(argv)
+    app = check_app(args.app)
+    branch = check_branch(args.branch)
+    if args.image:
+        check_image_ref(args.image)
+    if args.source_commit:
+        check_sha(args.source_commit, "--source-commit")
+    for key in ("source_repo", "build_id"):
+        if getattr(args, key) is not None:
+            check_trailer_value(f"--{key.replace('_', '-')}", getattr(args, key))
+    check_manifests(args.manifests)
+
+    short_image = short_ref(args.image) if args.image else "manifests"
+    message = commit_message(
+        f"Deploy {app}: {short_image}",
+        [
+            ("App", app),
+            ("Image", args.image),
+            ("Source-Repo", args.source_repo),
+            ("Source-Commit", args.source_commit),
+            ("Build-Id", args.build_id),
+        ],
+    )
+
+    with scratch_repo(args.repo) as env:
+        prefix = f"{APPS_DIR}/{app}"
+        entries = env.hash_files(args.manifests, prefix)
+
+        def attempt_once() -> str | None:
+            tip = env.fetch_branch(branch)
+            tree = env.replace_paths(tip, prefix, entries)
+            if tip is not None and tree == env.tree_of(tip):
+                return tip  # identical content: no commit
+            commit = env.commit(tree, tip, message)
+            return commit if env.push(commit, branch) else None
+
+        return retry_push(attempt_once)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(lambda: main(sys.argv[1:])))

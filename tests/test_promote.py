@@ -1,0 +1,152 @@
+"""promote.py: production takes exactly a candidate tree, says Promote or Rollback, never forces."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    DIGEST_A,
+    DIGEST_B,
+    DIGEST_C,
+    EnvRepoOnDisk,
+    assert_bad_input,
+    git,
+    image_ref,
+    publish,
+    run_script,
+)
+from synthetic import add_commits
+
+
+def promote(env: EnvRepoOnDisk, app: str, commit: str, build: str = "d-1", *extra: str):
+    return run_script("promote", "--repo", env.url, "--app", app, "--commit", commit,
+                      "--build-id", build, *extra)
+
+
+class TestPromote:
+    """Only the app's folder moves; the subject and trailers tell what happened."""
+
+    def test_promote_copies_only_that_app(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        hello = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        other = publish(env_repo, tmp_path, "other", DIGEST_A).last_line
+        assert promote(env_repo, "other", other).code == 0
+        publish(env_repo, tmp_path, "other", DIGEST_B)  # a newer, unpromoted attempt
+        result = promote(env_repo, "hello", hello, "deliver-7")
+        assert result.code == 0, result.stderr
+        tip = env_repo.tip("production")
+        assert result.last_line == tip
+        files = env_repo.files(tip)
+        assert sorted(files) == [".gitops/promoted/hello", ".gitops/promoted/other",
+                                 "apps/hello/deployment.yaml", "apps/other/deployment.yaml"]
+        assert image_ref("other", DIGEST_A) in files["apps/other/deployment.yaml"]
+        assert files[".gitops/promoted/hello"] == hello
+        assert env_repo.subject(tip) == \
+            f"Promote hello: hello@{DIGEST_A[:19]} from candidate {hello[:12]}"
+        assert env_repo.message(tip).splitlines()[2:] == [
+            "App: hello",
+            f"Image: {image_ref('hello', DIGEST_A)}",
+            "Source-Repo: https://github.com/acme/hello",
+            f"Source-Commit: {'1' * 40}",
+            "Build-Id: deliver-7",
+            f"Promoted-From: {hello}",
+        ]
+
+    def test_rerun_is_a_no_op(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        first = promote(env_repo, "hello", commit)
+        again = promote(env_repo, "hello", commit, "d-2")
+        assert again.code == 0, again.stderr
+        assert again.last_line == first.last_line == env_repo.tip("production")
+        assert len(env_repo.log("production")) == 1
+
+    def test_older_commit_is_a_rollback(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        first = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        second = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        promote(env_repo, "hello", first)
+        promote(env_repo, "hello", second)
+        result = promote(env_repo, "hello", first, "rerun-1")
+        assert result.code == 0, result.stderr
+        tip = result.last_line
+        assert env_repo.subject(tip).startswith("Rollback hello:")
+        assert env_repo.message(tip).splitlines()[-2:] == [f"Promoted-From: {first}",
+                                                           "Rollback: true"]
+        assert image_ref("hello", DIGEST_A) in env_repo.files(tip)["apps/hello/deployment.yaml"]
+        # Rolling forward again is a promote.
+        forward = promote(env_repo, "hello", second).last_line
+        assert env_repo.subject(forward).startswith("Promote hello:")
+        assert "Rollback" not in env_repo.message(forward)
+        env_repo.assert_history_clean("production")
+
+    def test_skipping_ahead_is_a_promote(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        first = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        publish(env_repo, tmp_path, "hello", DIGEST_B)
+        third = publish(env_repo, tmp_path, "hello", DIGEST_C).last_line
+        promote(env_repo, "hello", first)
+        assert env_repo.subject(promote(env_repo, "hello", third).last_line) \
+            .startswith("Promote hello:")
+
+    def test_old_commit_deep_in_history(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        """The shallow fetch deepens as far as the commit, and the result is still right."""
+        target = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        add_commits(env_repo.path, "candidate", 300)
+        result = promote(env_repo, "hello", target)
+        assert result.code == 0, result.stderr
+        assert env_repo.files(result.last_line, "apps/hello") == \
+            env_repo.files(target, "apps/hello")
+
+
+class TestBadInput:
+    """Bad input: exit 2, one error line, both branches unchanged."""
+
+    @pytest.fixture
+    def published(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> str:
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        promote(env_repo, "hello", commit)
+        publish(env_repo, tmp_path, "hello", DIGEST_B)
+        return commit
+
+    def test_commit_not_on_the_source_branch(self, env_repo: EnvRepoOnDisk, published: str,
+                                             tmp_path: Path) -> None:
+        # A real commit of the repository, but on another branch only.
+        side = tmp_path / "side"
+        git("clone", "--quiet", "--branch", "candidate", env_repo.url, str(side))
+        (side / "apps" / "hello" / "deployment.yaml").write_text("kind: Sneaky\n")
+        git("-c", "user.name=x", "-c", "user.email=x@example.com", "commit", "-qam", "sneak",
+            cwd=side)
+        git("push", "--quiet", "origin", "HEAD:refs/heads/feature", cwd=side)
+        sneaky = git("rev-parse", "HEAD", cwd=side)
+        before = env_repo.snapshot()
+        assert_bad_input(promote(env_repo, "hello", sneaky), "is not on branch 'candidate'")
+        assert env_repo.snapshot() == before
+
+    @pytest.mark.parametrize("args,fragment", [
+        (["--commit", "f" * 40], "is not on branch 'candidate'"),
+        (["--commit", "abc123"], "not a full hex commit SHA"),
+        (["--app", "Hello"], "not a DNS label"),
+        (["--app", "unknown"], "has no manifests"),
+        (["--from", "nope"], "branch 'nope' does not exist"),
+        (["--to", "candidate"], "must be different"),
+        (["--build-id", " padded"], "--build-id"),
+    ])
+    def test_refused(self, env_repo: EnvRepoOnDisk, published: str, args: list[str],
+                     fragment: str) -> None:
+        before = env_repo.snapshot()
+        values = {"--repo": env_repo.url, "--app": "hello", "--commit": published}
+        for flag, value in zip(args[::2], args[1::2], strict=True):
+            values[flag] = value
+        result = run_script("promote", *[x for pair in values.items() for x in pair])
+        assert_bad_input(result, fragment)
+        assert env_repo.snapshot() == before
+
+    def test_production_never_moves_backwards_by_force(self, env_repo: EnvRepoOnDisk,
+                                                       published: str) -> None:
+        subprocess.run(["git", "config", "receive.denyNonFastForwards", "true"],
+                       cwd=env_repo.path, check=True)
+        latest = env_repo.tip("candidate")
+        assert promote(env_repo, "hello", latest).code == 0
+        assert promote(env_repo, "hello", published).code == 0  # a rollback, as a new commit
+        env_repo.assert_history_clean("production")
+        assert len(env_repo.log("production")) == 3
