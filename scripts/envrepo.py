@@ -28,10 +28,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import NoReturn
 
 import git
+from git.objects.fun import tree_entries_from_data, tree_to_stream
+from gitdb import LooseObjectDB
+from gitdb.base import IStream
+from gitdb.exc import BadObject
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,7 +68,7 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "gitops-bot",
     "GIT_COMMITTER_EMAIL": "gitops-bot@noreply.invalid",
 }
-ZERO_SHA = "0" * 40
+TREE_MODE, FILE_MODE = 0o040000, 0o100644
 # Depths tried in turn when a commit must be found on a branch; after them, the whole history.
 DEEPEN_STEPS = (16, 256, 4096)
 REJECTION_MARKERS = (
@@ -215,6 +220,7 @@ class EnvRepo:
     url: str
     repo: git.Repo
     depths: dict[str, int] = field(default_factory=dict)  # 0: full history
+    loose: LooseObjectDB | None = None
 
     @property
     def g(self) -> git.Git:
@@ -239,7 +245,7 @@ class EnvRepo:
                 return None
             raise OperationFailed(f"cannot fetch {branch!r} from {self.url}: "
                                   f"{one_line(str(exc.stderr))}") from None
-        return self.g.rev_parse(ref)
+        return self.tip(branch)
 
     def reach(self, branch: str, commits: Sequence[str]) -> bool:
         """Deepen the branch until every commit is reachable from its tip; False if one never is.
@@ -259,10 +265,8 @@ class EnvRepo:
 
     def tip(self, branch: str) -> str | None:
         """The tip fetched last for branch, if any."""
-        try:
-            return self.g.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{branch}")
-        except git.GitCommandError:
-            return None
+        ref = git.Reference(self.repo, f"refs/remotes/origin/{branch}")
+        return ref.object.hexsha if ref.is_valid() else None
 
     def is_shallow(self) -> bool:
         return (Path(self.repo.git_dir) / "shallow").exists()
@@ -281,72 +285,109 @@ class EnvRepo:
             return False
         return True
 
-    def tree_of(self, commit: str | None, path: str = "") -> str | None:
-        """The tree (or blob) SHA at path in commit, or None when absent."""
+    def read_object(self, binsha: bytes) -> bytes:
+        """An object's content: in-process when the fetch left it loose, else through git."""
+        try:
+            return self.loose_db().stream(binsha).read()
+        except BadObject:
+            return self.repo.odb.stream(binsha).read()
+
+    def entries(self, tree: bytes) -> dict[str, tuple[bytes, int]]:
+        return {name: (sha, mode) for sha, mode, name in
+                tree_entries_from_data(self.read_object(tree))}
+
+    def root_tree(self, commit: str | None) -> bytes | None:
         if commit is None:
             return None
-        try:
-            return self.g.rev_parse("--verify", "--quiet", f"{commit}:{path}")
-        except git.GitCommandError:
-            return None
+        header = self.read_object(bytes.fromhex(commit)).split(b"\n", 1)[0]
+        return bytes.fromhex(header.removeprefix(b"tree ").decode())
 
-    def read_blob(self, commit: str, path: str) -> str | None:
-        try:
-            return self.g.show(f"{commit}:{path}")
-        except git.GitCommandError:
+    def lookup(self, commit: str | None, path: str) -> tuple[bytes, int] | None:
+        """(binsha, mode) of the entry at path in commit, or None when absent."""
+        tree = self.root_tree(commit)
+        if tree is None:
             return None
+        entry: tuple[bytes, int] | None = (tree, TREE_MODE)
+        for part in filter(None, path.split("/")):
+            if entry is None or entry[1] != TREE_MODE:
+                return None
+            entry = self.entries(entry[0]).get(part)
+        return entry
+
+    def tree_of(self, commit: str | None, path: str = "") -> str | None:
+        """The tree (or blob) SHA at path in commit, or None when absent."""
+        entry = self.lookup(commit, path)
+        return entry[0].hex() if entry else None
+
+    def read_blob(self, commit: str | None, path: str) -> str | None:
+        entry = self.lookup(commit, path)
+        if entry is None or entry[1] == TREE_MODE:
+            return None
+        return self.read_object(entry[0]).decode()
 
     def message_of(self, commit: str) -> str:
-        return self.g.log("-1", "--format=%B", commit)
+        return self.read_object(bytes.fromhex(commit)).decode().split("\n\n", 1)[1]
 
-    def replace_paths(self, base: str | None, prefix: str,
-                      entries: Sequence[tuple[str, str, str]],
-                      extra: Sequence[tuple[str, str, str]] = ()) -> str:
-        """Tree of base with everything under prefix replaced by entries (mode, sha, path)."""
-        if base is None:
-            self.g.read_tree("--empty")
+    # Trees and commits are written straight into the object database: no index, no work tree,
+    # no process per step. Only the trees on the edited path are rewritten.
+
+    def loose_db(self) -> LooseObjectDB:
+        if self.loose is None:
+            self.loose = LooseObjectDB(os.path.join(self.repo.git_dir, "objects"))
+        return self.loose
+
+    def store(self, kind: bytes, data: bytes) -> bytes:
+        """Write one loose object in-process (no git process per object); its binary SHA."""
+        return self.loose_db().store(IStream(kind, len(data), BytesIO(data))).binsha
+
+    def write_tree(self, entries: dict[str, tuple[bytes, int]]) -> bytes:
+        # git orders entries by name, a tree's name compared as if it ended with "/".
+        ordered = sorted(entries.items(),
+                         key=lambda item: item[0] + "/" if item[1][1] == TREE_MODE else item[0])
+        buffer = BytesIO()
+        tree_to_stream([(sha, mode, name) for name, (sha, mode) in ordered], buffer.write)
+        return self.store(b"tree", buffer.getvalue())
+
+    def edit_tree(self, base: bytes | None, path: str,
+                  new: tuple[bytes, int] | None) -> bytes | None:
+        """Tree base with the entry at path replaced by new (binsha, mode), or removed if None.
+
+        Returns the new tree's binary SHA, or None when the result is empty (git keeps no
+        empty trees).
+        """
+        entries = self.entries(base) if base is not None else {}
+        head, _, rest = path.partition("/")
+        if rest:
+            current = entries.get(head)
+            child = current[0] if current and current[1] == TREE_MODE else None
+            new_child = self.edit_tree(child, rest, new)
+            new = (new_child, TREE_MODE) if new_child else None
+        if new is None:
+            entries.pop(head, None)
         else:
-            self.g.read_tree(base)
-        old = self.g.ls_files("-z", "--", f"{prefix}/").split("\0")
-        new_paths = {path for _, _, path in entries}
-        lines = [f"0 {ZERO_SHA}\t{path}" for path in old if path and path not in new_paths]
-        lines += [f"{mode} {sha}\t{path}" for mode, sha, path in (*entries, *extra)]
-        with tempfile.TemporaryFile() as info:
-            info.write(("\n".join(lines) + "\n").encode())
-            info.seek(0)
-            self.g.execute(["git", "update-index", "--index-info"], istream=info)
-        return self.g.write_tree()
+            entries[head] = new
+        return self.write_tree(entries) if entries else None
 
-    def list_tree(self, commit: str, prefix: str) -> list[tuple[str, str, str]]:
-        """Entries (mode, sha, path) of every file under prefix at commit."""
-        listing = self.g.ls_tree("-r", "-z", commit, "--", f"{prefix}/")
-        entries = []
-        for item in filter(None, listing.split("\0")):
-            meta, path = item.split("\t", 1)
-            mode, _type, sha = meta.split()
-            entries.append((mode, sha, path))
-        return entries
+    def folder_tree(self, root: Path) -> bytes | None:
+        """Write every file under root as blobs and trees; the folder's tree SHA."""
+        entries: dict[str, tuple[bytes, int]] = {}
+        for item in root.iterdir():
+            if item.is_dir():
+                sub = self.folder_tree(item)
+                if sub is not None:
+                    entries[item.name] = (sub, TREE_MODE)
+            elif item.is_file():
+                entries[item.name] = (self.store(b"blob", item.read_bytes()), FILE_MODE)
+        return self.write_tree(entries) if entries else None
 
-    def hash_files(self, root: Path, prefix: str) -> list[tuple[str, str, str]]:
-        """Write every file under root as a blob; entries placed under prefix."""
-        files = sorted(p for p in root.resolve().rglob("*") if p.is_file())
-        if not files:
-            return []
-        shas = self.g.hash_object("-w", "--", *map(str, files)).split()
-        return [("100644", sha, f"{prefix}/{f.relative_to(root.resolve()).as_posix()}")
-                for sha, f in zip(shas, files, strict=True)]
-
-    def hash_text(self, text: str) -> str:
-        with tempfile.NamedTemporaryFile("w", delete=False) as handle:
-            handle.write(text)
-        try:
-            return self.g.hash_object("-w", "--", handle.name)
-        finally:
-            os.unlink(handle.name)
-
-    def commit(self, tree: str, parent: str | None, message: str) -> str:
-        parents = ["-p", parent] if parent else []
-        return self.g.commit_tree(tree, *parents, "-m", message)
+    def commit(self, tree: bytes, parent: str | None, message: str) -> str:
+        env = self.repo.git.environment()
+        stamp = f"{int(time.time())} +0000"
+        author = f"{env['GIT_AUTHOR_NAME']} <{env['GIT_AUTHOR_EMAIL']}> {stamp}"
+        committer = f"{env['GIT_COMMITTER_NAME']} <{env['GIT_COMMITTER_EMAIL']}> {stamp}"
+        header = f"tree {tree.hex()}\n" + (f"parent {parent}\n" if parent else "")
+        body = f"{header}author {author}\ncommitter {committer}\n\n{message}"
+        return self.store(b"commit", body.encode()).hex()
 
     def push(self, commit: str, branch: str) -> bool:
         """Push commit to branch without force; False when another writer got there first."""
@@ -366,7 +407,8 @@ def scratch_repo(url: str) -> Iterator[EnvRepo]:
     """A temporary bare repository for talking to url, removed afterwards."""
     workdir = tempfile.mkdtemp(prefix="gitops-")
     try:
-        repo = git.Repo.init(workdir, bare=True)
+        # No template: nothing to copy in, nothing to delete afterwards.
+        repo = git.Repo.init(workdir, bare=True, template="", allow_unsafe_options=True)
         repo.git.update_environment(**git_environment(url))
         yield EnvRepo(url=url, repo=repo)
     finally:

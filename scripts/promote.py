@@ -12,7 +12,9 @@ import sys
 
 from envrepo import (
     APPS_DIR,
+    FILE_MODE,
     PROMOTED_DIR,
+    TREE_MODE,
     ArgumentParser,
     BadInput,
     EnvRepo,
@@ -82,8 +84,8 @@ def main(argv: list[str]) -> str:
         app_tree = env.tree_of(commit, prefix)
         if app_tree is None:
             raise BadInput(f"app {app!r} has no manifests ({prefix}/) at commit {commit}")
-        entries = env.list_tree(commit, prefix)
-        state_blob = env.hash_text(f"{commit}\n")
+        app_entry = (bytes.fromhex(app_tree), TREE_MODE)
+        state_entry = (env.store(b"blob", f"{commit}\n".encode()), FILE_MODE)
         trailers = provenance(env, commit, app)
 
         def attempt_once() -> str | None:
@@ -105,8 +107,8 @@ def main(argv: list[str]) -> str:
                     ("Rollback", "true" if rollback else None),
                 ],
             )
-            tree = env.replace_paths(tip, prefix, entries,
-                                     extra=[("100644", state_blob, state_path)])
+            tree = env.edit_tree(env.root_tree(tip), prefix, app_entry)
+            tree = env.edit_tree(tree, state_path, state_entry)
             new = env.commit(tree, tip, message)
             return new if env.push(new, target) else None
 

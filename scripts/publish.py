@@ -8,14 +8,16 @@ no commit and prints the current tip. A rejected push is rebuilt on the new tip 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-
-import yaml
 
 from envrepo import (
     APPS_DIR,
+    TREE_MODE,
     ArgumentParser,
     BadInput,
+    OperationFailed,
     check_app,
     check_branch,
     check_image_ref,
@@ -44,8 +46,8 @@ def parse_args(argv: list[str]) -> ArgumentParser:
     return parser
 
 
-def check_manifests(folder: Path) -> list[Path]:
-    """Every file of the folder must be a YAML manifest that parses."""
+def check_folder(folder: Path) -> list[Path]:
+    """The folder must exist and hold only .yaml/.yml files."""
     if not folder.is_dir():
         raise BadInput(f"manifests folder {str(folder)!r} does not exist")
     files = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -54,11 +56,37 @@ def check_manifests(folder: Path) -> list[Path]:
     for path in files:
         if path.suffix not in MANIFEST_SUFFIXES:
             raise BadInput(f"{path}: not a .yaml/.yml manifest")
+    return files
+
+
+def check_yaml(files: list[Path]) -> None:
+    """Every file must parse as YAML."""
+    import yaml  # imported here: this check runs beside the fetch, off the critical path
+
+    for path in files:
         try:
-            list(yaml.safe_load_all(path.read_text()))
+            list(yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise BadInput(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
-    return files
+
+
+class Background(threading.Thread):
+    """Run a check in a thread while git talks to the remote; join() re-raises its error."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.check, self.error = check, None
+
+    def run(self) -> None:
+        try:
+            self.check()
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
 
 
 def main(argv: list[str]) -> str:
@@ -72,7 +100,9 @@ def main(argv: list[str]) -> str:
     for key in ("source_repo", "build_id"):
         if getattr(args, key) is not None:
             check_trailer_value(f"--{key.replace('_', '-')}", getattr(args, key))
-    check_manifests(args.manifests)
+    files = check_folder(args.manifests)
+    yaml_check = Background(lambda: check_yaml(files))
+    yaml_check.start()
 
     short_image = short_ref(args.image) if args.image else "manifests"
     message = commit_message(
@@ -88,18 +118,23 @@ def main(argv: list[str]) -> str:
 
     with scratch_repo(args.repo) as env:
         prefix = f"{APPS_DIR}/{app}"
-        entries = env.hash_files(args.manifests, prefix)
+        app_tree = env.folder_tree(args.manifests.resolve())
 
         def attempt_once() -> str | None:
             tip = env.fetch_branch(branch)
-            tree = env.replace_paths(tip, prefix, entries)
-            if tip is not None and tree == env.tree_of(tip):
+            base = env.root_tree(tip)
+            tree = env.edit_tree(base, prefix, (app_tree, TREE_MODE))
+            yaml_check.join()  # bad input must stop us before anything is pushed
+            if tip is not None and tree == base:
                 return tip  # identical content: no commit
             commit = env.commit(tree, tip, message)
             return commit if env.push(commit, branch) else None
 
-        return retry_push(attempt_once)
-
+        try:
+            return retry_push(attempt_once)
+        except OperationFailed:
+            yaml_check.join()  # a bad manifest is the error worth reporting
+            raise
 
 if __name__ == "__main__":
     sys.exit(run_main(lambda: main(sys.argv[1:])))
