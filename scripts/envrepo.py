@@ -176,7 +176,7 @@ def short_ref(image: str) -> str:
 
 def commit_message(subject: str, trailers: Sequence[tuple[str, str | None]]) -> str:
     lines = [f"{key}: {value}" for key, value in trailers if value]
-    return f"{subject}\n\n" + "\n".join(lines) + "\n"
+    return f"{subject}\n\n" + "\n".join(lines) + "\n" if lines else f"{subject}\n"
 
 
 def parse_trailers(message: str) -> dict[str, str]:

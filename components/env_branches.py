@@ -1,0 +1,49 @@
+"""The env repo's `candidate` and `production` branches, created by `pulumi up`.
+
+A local command runs `scripts/init_branches.py` on the machine that runs Pulumi, with that
+machine's git credentials (gcloud's credential helper for CSR). The script only creates missing
+branches and never rewrites one, so re-running it is harmless; it runs again when the env repo
+URL changes.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_command as command
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "init_branches.py"
+CSR_CREDENTIALS = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "credential.https://source.developers.google.com.helper",
+    "GIT_CONFIG_VALUE_0": "gcloud.sh",
+}
+
+
+@dataclass
+class EnvBranchesArgs:
+    env_repo_url: pulumi.Input[str]
+    source_provider: str
+    depends_on: list[pulumi.Resource]
+
+
+class EnvBranches(pulumi.ComponentResource):
+    """Creates the missing env branches once the env repository exists and is writable."""
+
+    def __init__(self, name: str, args: EnvBranchesArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gitops:index:EnvBranches", name, None, opts)
+        self.command = command.local.Command(
+            "init-env-branches",
+            create=pulumi.Output.from_input(args.env_repo_url).apply(
+                lambda url: f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))} "
+                            f"--repo {shlex.quote(url)}"),
+            environment=CSR_CREDENTIALS if args.source_provider == "csr" else {},
+            triggers=[args.env_repo_url],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+        )
+        self.register_outputs({"result": self.command.stdout})

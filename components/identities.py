@@ -1,0 +1,100 @@
+"""Dedicated build identities: one service account per build kind, each with only what it needs.
+
+Design decisions:
+- CI (app builds), delivery (env-repo builds) and preview (infra pull requests) never share an
+  identity, so a compromised app build cannot deploy and a preview cannot change anything.
+- Only roles that have no narrower resource are granted here, on the project: log writing for
+  all, cluster authentication for delivery, read-only views for preview. Write access is granted
+  by the component that owns the resource (registry, repositories, secret, namespaces).
+- Neither the Compute Engine default nor the legacy Cloud Build account is used anywhere.
+- The identity that runs `pulumi up` gets actAs on each account, which creating a trigger that
+  runs as that account requires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+BUILD_KINDS = {
+    "ci": "Builds app images and publishes manifests to the env repo's candidate branch",
+    "delivery": "Applies candidate manifests to GKE and promotes them to production",
+    "preview": "Runs tests and a read-only pulumi preview on infra pull requests",
+}
+LOG_WRITER = "roles/logging.logWriter"
+PROJECT_ROLES: dict[str, tuple[str, ...]] = {
+    "ci": (LOG_WRITER,),
+    # Authenticate to the cluster only; what it may change comes from in-cluster RBAC.
+    "delivery": (LOG_WRITER, "roles/container.clusterViewer"),
+    "preview": (
+        LOG_WRITER,
+        "roles/browser",
+        "roles/iam.securityReviewer",
+        "roles/iam.serviceAccountViewer",
+        "roles/serviceusage.serviceUsageViewer",
+        "roles/container.viewer",
+        "roles/artifactregistry.reader",
+        "roles/cloudbuild.builds.viewer",
+        "roles/cloudbuild.connectionViewer",
+    ),
+}
+PROVIDER_PREVIEW_ROLES = {
+    "github": ("roles/secretmanager.viewer",),
+    "csr": ("roles/source.reader",),
+}
+
+
+@dataclass
+class BuildIdentitiesArgs:
+    project: pulumi.Input[str]
+    source_provider: str
+    deployer: pulumi.Input[str]
+    api_dependencies: list[pulumi.Resource]
+
+
+class BuildIdentities(pulumi.ComponentResource):
+    """Service accounts `ci`, `delivery` and `preview` with their project-level roles."""
+
+    def __init__(self, name: str, args: BuildIdentitiesArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gitops:index:BuildIdentities", name, None, opts)
+        self.accounts: dict[str, gcp.serviceaccount.Account] = {}
+        for kind, description in BUILD_KINDS.items():
+            account = gcp.serviceaccount.Account(
+                f"{kind}-builds",
+                project=args.project,
+                account_id=f"gitops-{kind}",
+                display_name=f"GitOps {kind} builds",
+                description=description,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies),
+            )
+            self.accounts[kind] = account
+            roles = PROJECT_ROLES[kind]
+            if kind == "preview":
+                roles = (*roles, *PROVIDER_PREVIEW_ROLES[args.source_provider])
+            for role in roles:
+                gcp.projects.IAMMember(
+                    f"{kind}-{role.split('/')[-1].replace('.', '-')}",
+                    project=args.project,
+                    role=role,
+                    member=account.member,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            # Whoever runs `pulumi up` must be able to attach this account to triggers.
+            gcp.serviceaccount.IAMMember(
+                f"{kind}-deployer-act-as",
+                service_account_id=account.name,
+                role="roles/iam.serviceAccountUser",
+                member=args.deployer,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({kind: a.email for kind, a in self.accounts.items()})
+
+    def member(self, kind: str) -> pulumi.Output[str]:
+        return self.accounts[kind].member
+
+    def resource_name(self, kind: str) -> pulumi.Output[str]:
+        """`projects/{project}/serviceAccounts/{email}`, as triggers want it."""
+        return self.accounts[kind].name

@@ -1,0 +1,132 @@
+"""Cloud Build triggers: per app a CI trigger and a delivery trigger, one preview trigger.
+
+Design decisions:
+- Every trigger names its dedicated service account (`projects/{project}/serviceAccounts/...`),
+  which new triggers must, and so every build config sets its logging option.
+- GitHub (2nd-gen) triggers are regional, in the connection's region, and report build status
+  with logs to GitHub (`include_build_logs`, valid on GitHub triggers only).
+- The delivery trigger of an app fires only for pushes to `candidate` that touch
+  `apps/<app>/**`; its build is the inlined `pipelines/delivery.yaml`.
+- Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
+  for a short-lived token at run time (`_ENV_REPO_LINK` names the linked repository).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components import pipelines
+from components.config import StackConfig
+from components.repositories import RepoRef
+
+BUILD_LOGS_ON_GITHUB = "INCLUDE_BUILD_LOGS_WITH_STATUS"
+APP_PIPELINE = "cloudbuild.yaml"
+PREVIEW_PIPELINE = "pipelines/preview.yaml"
+
+
+@dataclass
+class DeliveryTriggersArgs:
+    config: StackConfig
+    stack: str
+    app_repos: dict[str, RepoRef]
+    env_repo: RepoRef
+    infra_repo: RepoRef
+    service_accounts: dict[str, pulumi.Input[str]]  # build kind -> account resource name
+    registry_url: pulumi.Input[str]
+    steps_image: pulumi.Input[str]
+    cluster_name: pulumi.Input[str]
+    cluster_location: pulumi.Input[str]
+    api_dependencies: list[pulumi.Resource]
+
+
+class DeliveryTriggers(pulumi.ComponentResource):
+    """The triggers that turn pushes into builds."""
+
+    def __init__(self, name: str, args: DeliveryTriggersArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gitops:index:DeliveryTriggers", name, None, opts)
+        self.args = args
+        cfg = args.config
+        self.ci: dict[str, gcp.cloudbuild.Trigger] = {}
+        self.delivery: dict[str, gcp.cloudbuild.Trigger] = {}
+        env_link = args.env_repo.link if cfg.github else ""
+        delivery_build = pipelines.trigger_build(pipelines.load("delivery.yaml"))
+
+        for app, repo in args.app_repos.items():
+            self.ci[app] = self._trigger(
+                f"ci-{app}", repo, "ci", branch="^main$",
+                description=f"{app}: test, build, push, render and publish to candidate",
+                filename=APP_PIPELINE,
+                substitutions={
+                    "_APP": app,
+                    "_REGISTRY": args.registry_url,
+                    "_ENV_REPO": args.env_repo.url,
+                    "_ENV_REPO_LINK": env_link,
+                    "_STEPS_IMAGE": args.steps_image,
+                },
+            )
+            self.delivery[app] = self._trigger(
+                f"deliver-{app}", args.env_repo, "delivery", branch="^candidate$",
+                description=f"{app}: apply candidate to GKE, verify, promote to production",
+                build=delivery_build,
+                included_files=[f"apps/{app}/**"],
+                substitutions={
+                    "_APP": app,
+                    "_ENV_REPO": args.env_repo.url,
+                    "_ENV_REPO_LINK": env_link,
+                    "_CLUSTER": args.cluster_name,
+                    "_CLUSTER_LOCATION": args.cluster_location,
+                    "_ROLLOUT_TIMEOUT": cfg.rollout_timeout,
+                    "_STEPS_IMAGE": args.steps_image,
+                },
+            )
+        # GitHub has pull requests; CSR does not, so there previews run on non-main branches.
+        self.preview = self._trigger(
+            "preview", args.infra_repo, "preview", branch="^main$", review=True,
+            description="Infra change review: tests and pulumi preview",
+            filename=PREVIEW_PIPELINE,
+            substitutions={"_STACK": args.stack},
+        )
+        self.register_outputs({
+            "ci": {app: t.trigger_id for app, t in self.ci.items()},
+            "delivery": {app: t.trigger_id for app, t in self.delivery.items()},
+            "preview": self.preview.trigger_id,
+        })
+
+    def _trigger(self, name: str, repo: RepoRef, kind: str, branch: str, description: str,
+                 substitutions: dict[str, pulumi.Input[str]], filename: str | None = None,
+                 build: dict | None = None, included_files: list[str] | None = None,
+                 review: bool = False) -> gcp.cloudbuild.Trigger:
+        """A trigger for pushes to branch, or with review=True for changes proposed to it."""
+        cfg = self.args.config
+        source: dict = {}
+        if cfg.github:
+            event = {"pull_request": {"branch": branch}} if review else \
+                {"push": {"branch": branch}}
+            source["repository_event_config"] = {"repository": repo.link, **event}
+            source["include_build_logs"] = BUILD_LOGS_ON_GITHUB
+        else:
+            source["trigger_template"] = {
+                "project_id": cfg.project,
+                "repo_name": repo.name,
+                "branch_name": branch,
+                # CSR has no pull requests: a review runs for pushes to any other branch.
+                "invert_regex": review,
+            }
+        return gcp.cloudbuild.Trigger(
+            name,
+            project=cfg.project,
+            location=cfg.region,
+            name=name,
+            description=description,
+            service_account=self.args.service_accounts[kind],
+            filename=filename,
+            build=build,
+            included_files=included_files,
+            substitutions=substitutions,
+            **source,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.args.api_dependencies),
+        )

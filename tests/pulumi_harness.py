@@ -1,0 +1,202 @@
+"""Run the real `__main__.py` under Pulumi's mocks and record the resource graph.
+
+Each run happens in a fresh `contextvars.Context`, so the root stack and the config of one run
+never leak into the next. The mocks answer with realistic ids, emails and names, derived from
+the inputs the way Google Cloud derives them, so wiring (ids and emails flowing between
+resources) is visible to the tests.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import MockCallArgs, Mocks, MockResourceArgs
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.stack import wait_for_rpcs
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "__main__.py"
+PROJECT_NUMBER = "123456789012"
+DEPLOYER_EMAIL = "platform-admin@acme.example"
+
+
+@dataclass
+class Resource:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    id: str
+    urn: str = ""
+    parent: str = ""
+    dependencies: list[str] = field(default_factory=list)
+    provider: str = ""
+
+
+@dataclass
+class Graph:
+    """What one program run registered."""
+
+    resources: list[Resource] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list[Resource]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str, name: str | None = None) -> Resource:
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {typ} {name or ''}, found {len(found)}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Resource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def depends_on(self, resource: Resource) -> set[str]:
+        """URNs the resource depends on, directly or through its dependencies and parents."""
+        seen: set[str] = set()
+        stack = list(resource.dependencies) + ([resource.parent] if resource.parent else [])
+        while stack:
+            urn = stack.pop()
+            if urn in seen or not any(r.urn == urn for r in self.resources):
+                continue
+            seen.add(urn)
+            found = self.by_urn(urn)
+            stack.extend(found.dependencies)
+            if found.parent:
+                stack.append(found.parent)
+        return seen
+
+    def named(self, name: str) -> Resource:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
+        return found[0]
+
+
+class RecordingMocks(Mocks):
+    def __init__(self, project: str, graph: Graph) -> None:
+        self.project, self.graph = project, graph
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        rid, outputs = self.realistic(args.typ, args.name, inputs)
+        state = {**inputs, **outputs}
+        self.graph.resources.append(Resource(args.typ, args.name, inputs, state, rid))
+        return rid, state
+
+    def realistic(self, typ: str, name: str, inputs: dict[str, Any]
+                  ) -> tuple[str, dict[str, Any]]:
+        project = inputs.get("project", self.project)
+        location = inputs.get("location", "global")
+        if typ == "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+            return (f"projects/{project}/serviceAccounts/{email}", {
+                "email": email, "member": f"serviceAccount:{email}",
+                "name": f"projects/{project}/serviceAccounts/{email}",
+                "uniqueId": "10" + str(abs(hash(email)))[:19]})
+        if typ == "gcp:projects/serviceIdentity:ServiceIdentity":
+            service = inputs["service"].split(".")[0]
+            email = f"service-{PROJECT_NUMBER}@gcp-sa-{service}.iam.gserviceaccount.com"
+            return (f"projects/{project}/services/{inputs['service']}",
+                    {"email": email, "member": f"serviceAccount:{email}"})
+        if typ == "gcp:container/cluster:Cluster":
+            return (f"projects/{project}/locations/{location}/clusters/{inputs['name']}", {
+                "endpoint": "34.78.120.15",
+                "masterAuth": {"clusterCaCertificate": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t",
+                               "clientCertificateConfig": {"issueClientCertificate": False}},
+                "selfLink": f"https://container.googleapis.com/v1/projects/{project}/"
+                            f"locations/{location}/clusters/{inputs['name']}"})
+        if typ == "gcp:artifactregistry/repository:Repository":
+            rid = f"projects/{project}/locations/{location}/repositories/" \
+                  f"{inputs['repositoryId']}"
+            return rid, {"name": inputs["repositoryId"]}
+        if typ == "gcp:cloudbuildv2/connection:Connection":
+            return f"projects/{project}/locations/{location}/connections/{inputs['name']}", {}
+        if typ == "gcp:cloudbuildv2/repository:Repository":
+            connection = inputs["parentConnection"]
+            return (f"projects/{project}/locations/{location}/connections/{connection}/"
+                    f"repositories/{inputs['name']}", {})
+        if typ == "gcp:sourcerepo/repository:Repository":
+            return (f"projects/{project}/repos/{inputs['name']}", {
+                "url": f"https://source.developers.google.com/p/{project}/r/{inputs['name']}"})
+        if typ == "gcp:cloudbuild/trigger:Trigger":
+            trigger_id = f"{abs(hash(name)) % 10**8:08d}-5c1e-4f7a-9b2d-3e8f0a6c4d21"
+            return (f"projects/{project}/locations/{location}/triggers/{trigger_id}",
+                    {"triggerId": trigger_id})
+        if typ == "command:local:Command":
+            return f"{name}-cmd", {"stdout": "created candidate\ncreated production"}
+        if typ.startswith("kubernetes:"):
+            metadata = dict(inputs.get("metadata") or {})
+            return f"{metadata.get('namespace', '')}/{metadata.get('name', name)}", {}
+        return f"{name}-id", {}
+
+    def call(self, args: MockCallArgs) -> dict[str, Any]:
+        self.graph.calls.append(args.token)
+        if args.token == "gcp:organizations/getClientOpenIdUserInfo:getClientOpenIdUserInfo":
+            return {"email": DEPLOYER_EMAIL, "id": DEPLOYER_EMAIL}
+        raise AssertionError(f"unexpected call {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """Records each registration's URN, parent, dependencies and provider."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.graph = mocks.graph
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            resource = self.graph.resources[-1]
+            resource.urn, resource.parent = response.urn, request.parent
+            resource.dependencies = list(request.dependencies)
+            resource.provider = request.provider
+        return response
+
+
+def base_config(**overrides: Any) -> dict[str, Any]:
+    config = {
+        "gcp:project": "acme-delivery",
+        "gcp:region": "europe-west1",
+        "gitops:githubAppInstallationId": "48151623",
+        "gitops:githubTokenSecret": "github-oauth-token",
+        "gitops:githubOwner": "acme",
+    }
+    config.update(overrides)
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def run_program(config: dict[str, Any], stack: str = "dev") -> Graph:
+    """Run __main__.py with the given config; return what it registered."""
+    graph = Graph()
+
+    def program() -> None:
+        mocks = RecordingMocks(str(config.get("gcp:project", "unset")), graph)
+        pulumi.runtime.set_mocks(mocks, project="gitops", stack=stack, preview=False,
+                                 monitor=RecordingMonitor(mocks))
+        pulumi.runtime.set_all_config({
+            k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+
+        try:
+            runpy.run_path(str(MAIN), run_name="__main__")
+        finally:
+            _sync_await(wait_for_rpcs())
+        root = pulumi.runtime.settings.get_root_resource()
+        graph.outputs = {k: resolved(v) for k, v in getattr(root, "outputs", {}).items()}
+
+    contextvars.Context().run(program)
+    return graph
+
+
+def resolved(value: Any) -> Any:
+    """Resolve an Output (or plain value) recorded by the mocks."""
+    if isinstance(value, pulumi.Output):
+        return _sync_await(value.future())
+    return value
