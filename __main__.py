@@ -56,7 +56,7 @@ cluster = GkeCluster("gke", GkeClusterArgs(
     deletion_protection=config.deletion_protection,
     machine_type=config.node_machine_type,
     node_count=config.node_count,
-    api_dependencies=apis.depends_on("container", "iam"),
+    api_dependencies=apis.depends_on("container", "iam", "cloudresourcemanager"),
 ))
 
 # Images: CI writes, nodes read.

@@ -76,7 +76,7 @@ class GkeCluster(pulumi.ComponentResource):
             project=args.project,
             role=NODE_ROLE,
             member=self.node_account.member,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=child,
         )
 
         common = {

@@ -52,10 +52,7 @@ class SourceRepositories(pulumi.ComponentResource):
         names = {f"app-{app.name}": app.repo for app in cfg.apps}
         names.update({"env": cfg.env_repo, "infra": cfg.infra_repo})
         self.connection: gcp.cloudbuildv2.Connection | None = None
-        if cfg.github:
-            refs = self._github(cfg, names, args)
-        else:
-            refs = self._csr(cfg, names, args)
+        refs = self._github(cfg, names, args) if cfg.github else self._csr(cfg, names, args)
         self.env = refs.pop("env")
         self.infra = refs.pop("infra")
         self.apps = {key.removeprefix("app-"): ref for key, ref in refs.items()}

@@ -62,6 +62,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
                 filename=APP_PIPELINE,
                 substitutions={
                     "_APP": app,
+                    "_APP_REPO": repo.url,
                     "_REGISTRY": args.registry_url,
                     "_ENV_REPO": args.env_repo.url,
                     "_ENV_REPO_LINK": env_link,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import MockCallArgs, Mocks, MockResourceArgs
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
@@ -154,7 +154,9 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            resource = self.graph.resources[-1]
+            # Registrations run on several threads: find ours by type and name.
+            resource = next(r for r in self.graph.resources
+                            if (r.typ, r.name) == (request.type, request.name) and not r.urn)
             resource.urn, resource.parent = response.urn, request.parent
             resource.dependencies = list(request.dependencies)
             resource.provider = request.provider
@@ -173,9 +175,10 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def run_program(config: dict[str, Any], stack: str = "dev") -> Graph:
-    """Run __main__.py with the given config; return what it registered."""
-    graph = Graph()
+def run_program(config: dict[str, Any], stack: str = "dev", graph: Graph | None = None
+                ) -> Graph:
+    """Run __main__.py with the given config; return what it registered (into graph)."""
+    graph = graph if graph is not None else Graph()
 
     def program() -> None:
         mocks = RecordingMocks(str(config.get("gcp:project", "unset")), graph)

@@ -1,0 +1,424 @@
+"""The Pulumi program under mocks: the real `__main__.py`, its resource graph and its inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pulumi_harness import DEPLOYER_EMAIL, ROOT, Graph, Resource, base_config, run_program
+
+ACCOUNT = "gcp:serviceaccount/account:Account"
+TRIGGER = "gcp:cloudbuild/trigger:Trigger"
+SERVICE = "gcp:projects/service:Service"
+PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
+CLUSTER = "gcp:container/cluster:Cluster"
+NODE_POOL = "gcp:container/nodePool:NodePool"
+CONNECTION = "gcp:cloudbuildv2/connection:Connection"
+LINK = "gcp:cloudbuildv2/repository:Repository"
+CSR_REPO = "gcp:sourcerepo/repository:Repository"
+REGISTRY = "gcp:artifactregistry/repository:Repository"
+
+CONFIGS = {
+    "github": base_config(),
+    "csr": base_config(**{"gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,
+                          "gitops:githubTokenSecret": None, "gitops:githubOwner": None}),
+    "three-apps": base_config(**{"gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"},
+                                                 "billing"]}),
+    "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
+}
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def graph(request: pytest.FixtureRequest) -> Graph:
+    graph = run_program(CONFIGS[request.param])
+    graph.kind = request.param  # type: ignore[attr-defined]
+    return graph
+
+
+@pytest.fixture(scope="module")
+def github() -> Graph:
+    return run_program(CONFIGS["github"])
+
+
+@pytest.fixture(scope="module")
+def csr() -> Graph:
+    return run_program(CONFIGS["csr"])
+
+
+@pytest.fixture(scope="module")
+def three_apps() -> Graph:
+    return run_program(CONFIGS["three-apps"])
+
+
+def apps_of(graph: Graph) -> list[str]:
+    return {"three-apps": ["hello", "shop", "billing"]}.get(graph.kind, ["hello"])  # type: ignore[attr-defined]
+
+
+def account_emails(graph: Graph) -> dict[str, str]:
+    return {a.name: a.outputs["email"] for a in graph.of_type(ACCOUNT)}
+
+
+def pipeline_of(trigger: Resource) -> dict:
+    """The build config a trigger runs: inline, or the file it names in its repository."""
+    if "build" in trigger.inputs:
+        return trigger.inputs["build"]
+    filename = trigger.inputs["filename"]
+    source = ROOT / ("examples/hello-app" if filename == "cloudbuild.yaml" else "") / filename
+    return yaml.safe_load(source.read_text())
+
+# The API each resource type needs enabled first.
+API_OF = {
+    CLUSTER: "container", NODE_POOL: "container", REGISTRY: "artifactregistry",
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": "artifactregistry",
+    TRIGGER: "cloudbuild", CONNECTION: "cloudbuild", LINK: "cloudbuild",
+    "gcp:cloudbuildv2/connectionIAMMember:ConnectionIAMMember": "cloudbuild",
+    "gcp:projects/serviceIdentity:ServiceIdentity": "cloudbuild",
+    "gcp:secretmanager/secretIamMember:SecretIamMember": "secretmanager",
+    CSR_REPO: "sourcerepo", "gcp:sourcerepo/repositoryIamMember:RepositoryIamMember":
+        "sourcerepo",
+    ACCOUNT: "iam", PROJECT_IAM: "cloudresourcemanager",
+}
+
+
+class TestResourceGraph:
+    """Every config stands up every piece, wired by outputs rather than literals."""
+
+    def test_components(self, graph: Graph) -> None:
+        components = sorted(r.typ for r in graph.resources if r.typ.startswith("gitops:index:"))
+        assert components == sorted(f"gitops:index:{name}" for name in [
+            "ProjectApis", "BuildIdentities", "GkeCluster", "ImageRegistry",
+            "SourceRepositories", "EnvBranches", "AppNamespaces", "DeliveryTriggers"])
+        for resource in graph.resources:
+            if resource.typ not in ("pulumi:providers:kubernetes",) and \
+                    not resource.typ.startswith("gitops:index:"):
+                assert "$gitops:index:" in resource.urn or \
+                    resource.urn.split("::")[2].startswith("gitops:index:"), \
+                    f"{resource.name} is not parented to a component"
+
+    def test_one_of_each_shared_piece(self, graph: Graph) -> None:
+        assert len(graph.of_type(CLUSTER)) == 1
+        assert len(graph.of_type(REGISTRY)) == 1
+        assert sorted(account_emails(graph)) == ["ci-builds", "delivery-builds", "nodes",
+                                                 "preview-builds"]
+
+    def test_per_app_pieces(self, graph: Graph) -> None:
+        apps = apps_of(graph)
+        triggers = {t.name: t for t in graph.of_type(TRIGGER)}
+        assert sorted(triggers) == sorted([f"ci-{a}" for a in apps] +
+                                          [f"deliver-{a}" for a in apps] + ["preview"])
+        namespaces = graph.of_type("kubernetes:core/v1:Namespace")
+        assert sorted(n.inputs["metadata"]["name"] for n in namespaces) == sorted(apps)
+        for app in apps:
+            assert triggers[f"deliver-{app}"].inputs["includedFiles"] == [f"apps/{app}/**"]
+            assert triggers[f"ci-{app}"].inputs["substitutions"]["_APP"] == app
+            assert triggers[f"deliver-{app}"].inputs["substitutions"]["_APP"] == app
+
+    def test_triggers_carry_wired_values(self, graph: Graph) -> None:
+        registry = graph.one(REGISTRY)
+        cluster = graph.one(CLUSTER)
+        url = f"europe-west1-docker.pkg.dev/acme-delivery/{registry.outputs['repositoryId']}"
+        for trigger in graph.of_type(TRIGGER):
+            subs = trigger.inputs["substitutions"]
+            if trigger.name.startswith("ci-"):
+                assert subs["_REGISTRY"] == url
+            if "_STEPS_IMAGE" in subs:
+                assert subs["_STEPS_IMAGE"].startswith(f"{url}/gitops-steps:")
+            if trigger.name.startswith("deliver-"):
+                assert subs["_CLUSTER"] == cluster.outputs["name"]
+                assert subs["_CLUSTER_LOCATION"] == cluster.outputs["location"]
+
+    def test_stack_outputs(self, graph: Graph) -> None:
+        out = graph.outputs
+        assert set(out) == {"registry_url", "steps_image", "env_repo_url", "infra_repo_url",
+                            "app_repo_urls", "ci_trigger_ids", "delivery_trigger_ids",
+                            "preview_trigger_id", "cluster_name", "cluster_location",
+                            "service_accounts", "kubeconfig"}
+        assert sorted(out["ci_trigger_ids"]) == sorted(apps_of(graph))
+        triggers = {t.name: t.outputs["triggerId"] for t in graph.of_type(TRIGGER)}
+        assert out["preview_trigger_id"] == triggers["preview"]
+        assert out["cluster_name"] == "gitops"
+        assert "gke-gcloud-auth-plugin" in out["kubeconfig"]
+
+    def test_kubeconfig_is_secret(self, graph: Graph) -> None:
+        provider = graph.one("pulumi:providers:kubernetes")
+        assert "34.78.120.15" in str(provider.inputs.get("kubeconfig", ""))
+
+
+class TestRealCloudConstraints:
+    """One test per constraint of DESIGN.md that `pulumi preview` would not catch."""
+
+    def test_user_specified_service_account_needs_logging_option(self, graph: Graph) -> None:
+        for trigger in graph.of_type(TRIGGER):
+            logging = pipeline_of(trigger).get("options", {}).get("logging")
+            assert logging in ("CLOUD_LOGGING_ONLY", "NONE"), trigger.name
+
+    def test_build_accounts_can_write_logs_and_deployer_can_act_as_them(
+            self, graph: Graph) -> None:
+        emails = account_emails(graph)
+        log_writers = {g.inputs["member"] for g in graph.of_type(PROJECT_IAM)
+                       if g.inputs["role"] == "roles/logging.logWriter"}
+        act_as = [g for g in graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")]
+        for kind in ("ci", "delivery", "preview"):
+            email = emails[f"{kind}-builds"]
+            assert f"serviceAccount:{email}" in log_writers
+            grants = [g for g in act_as if email in g.inputs["serviceAccountId"]]
+            assert [(g.inputs["role"], g.inputs["member"]) for g in grants] == [
+                ("roles/iam.serviceAccountUser", f"user:{DEPLOYER_EMAIL}")]
+
+    def test_new_triggers_must_name_a_service_account(self, graph: Graph) -> None:
+        emails = account_emails(graph)
+        expected = {"ci": "ci-builds", "deliver": "delivery-builds", "preview": "preview-builds"}
+        for trigger in graph.of_type(TRIGGER):
+            kind = trigger.name.split("-")[0]
+            email = emails[expected[kind]]
+            assert trigger.inputs["serviceAccount"] == \
+                f"projects/acme-delivery/serviceAccounts/{email}"
+
+    def test_second_gen_repositories_need_regional_triggers_in_connection_region(
+            self, github: Graph) -> None:
+        connection = github.one(CONNECTION)
+        links = {link.id for link in github.of_type(LINK)}
+        for link in github.of_type(LINK):
+            assert link.inputs["location"] == connection.inputs["location"] == "europe-west1"
+            assert link.inputs["parentConnection"] == connection.inputs["name"]
+        for trigger in github.of_type(TRIGGER):
+            assert trigger.inputs["location"] == connection.inputs["location"]
+            assert trigger.inputs["repositoryEventConfig"]["repository"] in links
+            assert "triggerTemplate" not in trigger.inputs
+
+    def test_include_build_logs_is_valid_on_github_triggers_only(
+            self, github: Graph, csr: Graph) -> None:
+        assert all(t.inputs["includeBuildLogs"] == "INCLUDE_BUILD_LOGS_WITH_STATUS"
+                   for t in github.of_type(TRIGGER))
+        assert all("includeBuildLogs" not in t.inputs for t in csr.of_type(TRIGGER))
+        assert all("triggerTemplate" in t.inputs for t in csr.of_type(TRIGGER))
+
+    def test_service_agent_reads_the_token_secret_before_the_connection_exists(
+            self, github: Graph) -> None:
+        agent = github.one("gcp:projects/serviceIdentity:ServiceIdentity")
+        grant = github.one("gcp:secretmanager/secretIamMember:SecretIamMember")
+        connection = github.one(CONNECTION)
+        assert agent.inputs["service"] == "cloudbuild.googleapis.com"
+        assert grant.inputs["member"] == agent.outputs["member"]
+        assert grant.inputs["role"] == "roles/secretmanager.secretAccessor"
+        assert grant.inputs["secretId"] == "github-oauth-token"
+        assert grant.urn in connection.dependencies
+        assert connection.inputs["githubConfig"]["authorizerCredential"][
+            "oauthTokenSecretVersion"] == \
+            "projects/acme-delivery/secrets/github-oauth-token/versions/latest"
+        assert connection.inputs["githubConfig"]["appInstallationId"] == 48151623
+
+    def test_cluster_deletion_protection_is_a_config_value(self, graph: Graph) -> None:
+        assert graph.one(CLUSTER).inputs["deletionProtection"] is True
+        off = run_program(base_config(**{"gitops:deletionProtection": "false"}))
+        assert off.one(CLUSTER).inputs["deletionProtection"] is False
+
+
+    def test_every_resource_that_needs_an_api_depends_on_it(self, graph: Graph) -> None:
+        services = {s.inputs["service"].split(".")[0]: s for s in graph.of_type(SERVICE)}
+        assert all(s.inputs["disableOnDestroy"] is False for s in services.values())
+        checked = 0
+        for resource in graph.resources:
+            api = API_OF.get(resource.typ)
+            if api is None:
+                continue
+            assert services[api].urn in graph.depends_on(resource), \
+                f"{resource.typ} {resource.name} does not depend on the {api} API"
+            checked += 1
+        assert checked > 15
+
+    def test_gke_auth_plugin_is_what_the_kubeconfig_runs(self, graph: Graph) -> None:
+        kubeconfig = yaml.safe_load(graph.outputs["kubeconfig"])
+        user = kubeconfig["users"][0]["user"]["exec"]
+        assert user["command"] == "gke-gcloud-auth-plugin"
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://34.78.120.15"
+
+
+class TestLeastPrivilege:
+    """Invariant 5: no default accounts, no broad roles, grants on the narrowest resource."""
+
+    BROAD = ("roles/owner", "roles/editor", "roles/viewer", "roles/container.developer",
+             "roles/container.admin", "roles/iam.serviceAccountAdmin",
+             "roles/resourcemanager.projectIamAdmin")
+
+    def grants(self, graph: Graph) -> list[Resource]:
+        return [r for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
+
+    def test_no_primitive_or_admin_role(self, graph: Graph) -> None:
+        for grant in self.grants(graph):
+            role = grant.inputs["role"]
+            assert role not in self.BROAD and not role.endswith(".admin"), grant.name
+
+    def test_no_default_service_account(self, graph: Graph) -> None:
+        for resource in graph.resources:
+            text = str(resource.inputs)
+            assert "-compute@developer.gserviceaccount.com" not in text, resource.name
+            assert "@cloudbuild.gserviceaccount.com" not in text, resource.name
+
+    def test_registry_write_for_ci_only_read_for_nodes(self, graph: Graph) -> None:
+        emails = account_emails(graph)
+        registry = graph.one(REGISTRY)
+        grants = graph.of_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
+        assert sorted((g.inputs["role"], g.inputs["member"]) for g in grants) == [
+            ("roles/artifactregistry.reader", f"serviceAccount:{emails['nodes']}"),
+            ("roles/artifactregistry.writer", f"serviceAccount:{emails['ci-builds']}"),
+        ]
+        assert all(g.inputs["repository"] == registry.outputs["name"] for g in grants)
+
+    def test_project_roles_per_identity(self, graph: Graph) -> None:
+        emails = account_emails(graph)
+        by_member: dict[str, set[str]] = {}
+        for grant in graph.of_type(PROJECT_IAM):
+            by_member.setdefault(grant.inputs["member"], set()).add(grant.inputs["role"])
+        assert by_member[f"serviceAccount:{emails['ci-builds']}"] == {"roles/logging.logWriter"}
+        assert by_member[f"serviceAccount:{emails['delivery-builds']}"] == {
+            "roles/logging.logWriter", "roles/container.clusterViewer"}
+        assert by_member[f"serviceAccount:{emails['nodes']}"] == {
+            "roles/container.defaultNodeServiceAccount"}
+        preview = by_member[f"serviceAccount:{emails['preview-builds']}"]
+        assert all(r.endswith(("viewer", "Viewer", "reader", "Reviewer", "logWriter", "browser"))
+                   for r in preview), preview
+
+    def test_env_repo_push_access(self, github: Graph, csr: Graph) -> None:
+        emails = account_emails(github)
+        connection = github.one(CONNECTION)
+        grants = github.of_type("gcp:cloudbuildv2/connectionIAMMember:ConnectionIAMMember")
+        assert sorted(g.inputs["member"] for g in grants) == sorted(
+            f"serviceAccount:{emails[k]}" for k in ("ci-builds", "delivery-builds"))
+        assert {g.inputs["role"] for g in grants} == {"roles/cloudbuild.tokenAccessor"}
+        assert {g.inputs["name"] for g in grants} == {connection.inputs["name"]}
+        writers = [g for g in csr.of_type("gcp:sourcerepo/repositoryIamMember:RepositoryIamMember")
+                   if g.inputs["role"] == "roles/source.writer"]
+        assert {g.inputs["repository"] for g in writers} == {"gitops-env"}
+        assert len(writers) == 2
+
+    def test_delivery_may_change_its_app_namespaces_only(self, three_apps: Graph) -> None:
+        email = account_emails(three_apps)["delivery-builds"]
+        bindings = three_apps.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+        roles = three_apps.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+        assert not [r for r in three_apps.resources if "ClusterRole" in r.typ]
+        assert sorted(b.inputs["metadata"]["namespace"] for b in bindings) == \
+            ["billing", "hello", "shop"]
+        for binding in bindings:
+            assert binding.inputs["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io",
+                                                   "kind": "User", "name": email}]
+            assert binding.inputs["roleRef"]["kind"] == "Role"
+        provider = three_apps.one("pulumi:providers:kubernetes")
+        for role in roles:
+            assert role.provider.startswith(provider.urn)
+            groups = {g for rule in role.inputs["rules"] for g in rule["apiGroups"]}
+            assert "coordination.k8s.io" in groups  # the delivery lock
+
+
+class TestClusterModes:
+    """Autopilot by default; Standard with a dedicated pool, Workload Identity, GKE_METADATA."""
+
+    def test_autopilot_default(self, github: Graph) -> None:
+        cluster = github.one(CLUSTER)
+        nodes = account_emails(github)["nodes"]
+        assert cluster.inputs["enableAutopilot"] is True
+        assert cluster.inputs["releaseChannel"] == {"channel": "REGULAR"}
+        assert cluster.inputs["clusterAutoscaling"]["autoProvisioningDefaults"][
+            "serviceAccount"] == nodes
+        assert not github.of_type(NODE_POOL)
+
+    def test_standard_node_pool(self) -> None:
+        graph = run_program(CONFIGS["standard"])
+        cluster, pool = graph.one(CLUSTER), graph.one(NODE_POOL)
+        nodes = account_emails(graph)["nodes"]
+        assert "enableAutopilot" not in cluster.inputs
+        assert cluster.inputs["removeDefaultNodePool"] is True
+        assert cluster.inputs["workloadIdentityConfig"] == {
+            "workloadPool": "acme-delivery.svc.id.goog"}
+        assert cluster.inputs["nodeConfig"]["serviceAccount"] == nodes
+        assert pool.inputs["cluster"] == cluster.outputs["name"]
+        assert pool.inputs["nodeCount"] == 2
+        assert pool.inputs["nodeConfig"]["serviceAccount"] == nodes
+        assert pool.inputs["nodeConfig"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
+
+
+class TestRepositories:
+    """GitHub links or CSR repositories, and env branches created by the program."""
+
+    def test_github_links(self, three_apps: Graph) -> None:
+        links = {link.inputs["name"]: link.inputs["remoteUri"]
+                 for link in three_apps.of_type(LINK)}
+        assert links == {name: f"https://github.com/acme/{name}.git" for name in
+                         ["hello", "shop-svc", "billing", "gitops-env", "gitops-infra"]}
+        ci_shop = three_apps.named("ci-shop")
+        shop_link = next(r for r in three_apps.of_type(LINK) if r.inputs["name"] == "shop-svc")
+        assert ci_shop.inputs["repositoryEventConfig"] == {
+            "repository": shop_link.id, "push": {"branch": "^main$"}}
+        preview = three_apps.named("preview")
+        assert preview.inputs["repositoryEventConfig"]["pullRequest"] == {"branch": "^main$"}
+
+    def test_csr_repositories_and_triggers(self, csr: Graph) -> None:
+        repos = sorted(r.inputs["name"] for r in csr.of_type(CSR_REPO))
+        assert repos == ["gitops-env", "gitops-infra", "hello"]
+        assert not csr.of_type(CONNECTION)
+        templates = {t.name: t.inputs["triggerTemplate"] for t in csr.of_type(TRIGGER)}
+        assert templates["deliver-hello"] == {"projectId": "acme-delivery",
+                                              "repoName": "gitops-env",
+                                              "branchName": "^candidate$",
+                                              "invertRegex": False}
+        assert templates["preview"]["invertRegex"] is True  # CSR: every branch but main
+        assert templates["preview"]["branchName"] == "^main$"
+
+    def test_env_branches_created_after_the_repository(self, github: Graph, csr: Graph) -> None:
+        for graph in (github, csr):
+            command = graph.one("command:local:Command")
+            env_url = graph.outputs["env_repo_url"]
+            assert command.inputs["create"].endswith(f"--repo {env_url}")
+            assert "scripts/init_branches.py" in command.inputs["create"]
+            assert command.inputs["triggers"] == [env_url]
+            repos = graph.one("gitops:index:SourceRepositories")
+            assert repos.urn in graph.depends_on(command)
+            for trigger in graph.of_type(TRIGGER):
+                assert command.urn in graph.depends_on(trigger)
+        assert github.one("command:local:Command").inputs.get("environment") in (None, {})
+        assert csr.one("command:local:Command").inputs["environment"][
+            "GIT_CONFIG_VALUE_0"] == "gcloud.sh"
+
+
+BAD_CONFIGS = [
+    ({"gcp:project": None}, "missing config gcp:project",
+     "pulumi config set gcp:project"),
+    ({"gcp:region": None}, "missing config gcp:region", "pulumi config set gcp:region"),
+    ({"gitops:apps": ["hello", "Bad_Name"]}, "config gitops:apps[1] 'Bad_Name' is not a DNS",
+     "pulumi config set gitops:apps[1]"),
+    ({"gitops:apps": ["hello", "hello"]}, "names app 'hello' twice", ""),
+    ({"gitops:sourceProvider": "gitlab"}, "config gitops:sourceProvider must be one of github, csr",
+     "pulumi config set gitops:sourceProvider github"),
+    ({"gitops:githubAppInstallationId": None}, "missing config gitops:githubAppInstallationId",
+     "pulumi config set gitops:githubAppInstallationId"),
+    ({"gitops:githubTokenSecret": None}, "missing config gitops:githubTokenSecret",
+     "pulumi config set gitops:githubTokenSecret"),
+    ({"gitops:clusterMode": "serverless"}, "config gitops:clusterMode must be one of "
+     "autopilot, standard", "pulumi config set gitops:clusterMode autopilot"),
+    ({"gitops:deletionProtection": "maybe"}, "must be true or false", ""),
+    ({"gitops:rolloutTimeout": "5m"}, "must be seconds like 300s", ""),
+]
+
+
+class TestConfigValidation:
+    """Each bad config fails the preview with the documented message and registers nothing."""
+
+    @pytest.mark.parametrize("override,message,fix", BAD_CONFIGS)
+    def test_bad_config(self, override: dict, message: str, fix: str) -> None:
+        graph = Graph()
+        with pytest.raises(Exception) as caught:
+            run_program(base_config(**override), graph=graph)
+        text = str(caught.value)
+        assert message in text and fix in text, text
+        assert "\n" not in text
+        assert graph.resources == []
+
+    def test_csr_needs_no_github_keys(self, csr: Graph) -> None:
+        assert csr.resources
+
+
+def test_pulumi_yaml_documents_every_key() -> None:
+    from components.config import pulumi_yaml_reference
+
+    assert pulumi_yaml_reference() in Path(ROOT / "Pulumi.yaml").read_text()
