@@ -43,6 +43,9 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 TOKEN_ENV = "GITOPS_GIT_TOKEN"
+# A Cloud Build 2nd-gen repository (projects/*/locations/*/connections/*/repositories/*): the
+# scripts ask it for a short-lived read/write token when no token is given.
+TOKEN_REPOSITORY_ENV = "GITOPS_GIT_TOKEN_REPOSITORY"
 TOKEN_USER_ENV = "GITOPS_GIT_USERNAME"
 MAX_ATTEMPTS_ENV = "GITOPS_PUSH_ATTEMPTS"
 DEFAULT_MAX_ATTEMPTS = 40
@@ -200,10 +203,31 @@ def basic_auth(token: str) -> str:
     return base64.b64encode(f"{user}:{token}".encode()).decode()
 
 
+def connection_token(repository: str) -> str:
+    """A short-lived read/write token from a Cloud Build connection's linked repository."""
+    from google.cloud.devtools import cloudbuild_v2
+
+    client = cloudbuild_v2.RepositoryManagerClient()
+    return str(client.fetch_read_write_token(repository=repository).token)
+
+
+def resolve_token() -> None:
+    """Put the connection's token in the environment when a linked repository is named."""
+    repository = os.environ.get(TOKEN_REPOSITORY_ENV, "")
+    if repository and not os.environ.get(TOKEN_ENV):
+        try:
+            os.environ[TOKEN_ENV] = connection_token(repository)
+        except Exception as exc:
+            raise OperationFailed(f"cannot get a token for {repository}: "
+                                  f"{one_line(str(exc))}") from None
+
+
 def git_environment(url: str) -> dict[str, str]:
     """Identity and, for HTTPS remotes with a token in the environment, the auth header."""
     env = {key: os.environ.get(key, value) for key, value in GIT_IDENTITY.items()}
     env["GIT_TERMINAL_PROMPT"] = "0"
+    if url.startswith("https://"):
+        resolve_token()
     token = os.environ.get(TOKEN_ENV)
     if token and url.startswith("https://"):
         count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))

@@ -1,0 +1,360 @@
+"""deploy.py: what it applies, what it waits for, when it reverts, and the Lease around it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import deploy
+import pytest
+
+from conftest import (
+    DIGEST_A,
+    DIGEST_B,
+    DIGEST_C,
+    ROOT,
+    EnvRepoOnDisk,
+    assert_bad_input,
+    image_ref,
+    publish,
+    run_script,
+    write_manifests,
+)
+from envrepo import OperationFailed
+
+CLUSTER_ARGS = ["--project=acme-delivery", "--cluster=gitops", "--location=europe-west1"]
+KUBECONFIG_FLAG = "--kubeconfig="
+
+
+class ScriptedCluster(deploy.Cluster):
+    """Records every command; answers like kubectl and gcloud would."""
+
+    def __init__(self, kubeconfig: str, failing: frozenset[str] = frozenset(),
+                 lease: dict | None = None) -> None:
+        super().__init__(kubeconfig)
+        self.failing, self.lease, self.applied = failing, lease, []
+
+    def run(self, args, stdin=None):  # type: ignore[no-untyped-def]
+        args = [a for a in args if not a.startswith(KUBECONFIG_FLAG)]
+        self.calls.append(args)
+        if args[0] == "gcloud":
+            return 0, "", ""
+        verb = args[1]
+        if verb == "create":
+            if self.lease is not None:
+                return 1, "", 'Error from server (AlreadyExists): leases "gitops-delivery"'
+            self.lease = json.loads(stdin)
+            self.lease["metadata"]["resourceVersion"] = "7"
+            return 0, "", ""
+        if verb == "replace":
+            self.lease = json.loads(stdin)
+            return 0, "", ""
+        if verb == "get":
+            return (0, json.dumps(self.lease), "") if self.lease else (1, "", "NotFound")
+        if verb == "delete":
+            self.lease = None
+            return 0, "", ""
+        if verb == "apply":
+            folder = Path(args[-1].split("=", 1)[1])
+            self.applied.append({p.name: p.read_text() for p in folder.rglob("*")
+                                 if p.is_file()})
+            return 0, "deployment.apps/hello configured", ""
+        if verb == "rollout":
+            current = json.dumps(self.applied[-1])
+            if any(marker in current for marker in self.failing):
+                return 1, "", f'error: {args[3]} exceeded its progress deadline'
+            return 0, "", ""
+        raise AssertionError(f"unexpected command {args}")
+
+
+WORKLOADS = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: agent, image: fluentbit}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: m, image: migrate}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello}
+spec: {ports: [{port: 80}]}
+"""
+
+
+def deliver(env: EnvRepoOnDisk, commit: str, cluster: ScriptedCluster | None = None,
+            *extra: str, build: str = "cd-1") -> tuple[str, ScriptedCluster]:
+    made: list[ScriptedCluster] = []
+
+    def factory(kubeconfig: str) -> ScriptedCluster:
+        made.append(cluster or ScriptedCluster(kubeconfig))
+        return made[-1]
+
+    result = deploy.main(["--repo", env.url, "--app", "hello", "--commit", commit,
+                          "--build-id", build, *CLUSTER_ARGS, *extra], cluster_factory=factory)
+    return result, made[0] if made else cluster  # type: ignore[return-value]
+
+
+class TestDelivery:
+    """Success applies, waits for every rollout, then promotes, all under the Lease."""
+
+    def test_kubectl_calls_of_a_successful_delivery(self, env_repo: EnvRepoOnDisk,
+                                                    tmp_path: Path) -> None:
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        tip, cluster = deliver(env_repo, commit, None, "--timeout=120s")
+        assert tip == env_repo.tip("production")
+        assert env_repo.subject(tip).startswith("Promote hello:")
+        calls = cluster.calls
+        assert calls[0] == ["gcloud", "container", "clusters", "get-credentials", "gitops",
+                            "--location=europe-west1", "--project=acme-delivery"]
+        assert calls[1] == ["kubectl", "create", "-f", "-"]
+        assert calls[2][:4] == ["kubectl", "apply", "--namespace=hello", "--recursive"]
+        assert calls[2][4].startswith("--filename=")
+        assert calls[3] == ["kubectl", "rollout", "status", "deployment/hello",
+                            "--namespace=hello", "--timeout=120s"]
+        assert calls[4:] == [
+            ["kubectl", "get", "lease", "gitops-delivery", "--namespace=hello",
+             "--output=json"],
+            ["kubectl", "delete", "lease", "gitops-delivery", "--namespace=hello",
+             "--ignore-not-found"],
+        ]
+        assert image_ref("hello", DIGEST_A) in cluster.applied[0]["deployment.yaml"]
+
+    def test_lease_holder_and_duration(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        seen: list[dict] = []
+
+        class Spy(ScriptedCluster):
+            def run(self, args, stdin=None):  # type: ignore[no-untyped-def]
+                if "create" in args:
+                    seen.append(json.loads(stdin))
+                return super().run(args, stdin)
+
+        deliver(env_repo, commit, Spy("kc"), "--timeout=100s", build="build-42")
+        lease = seen[0]
+        assert lease["metadata"] == {"name": "gitops-delivery", "namespace": "hello"}
+        assert lease["spec"]["holderIdentity"] == "build-42"
+        assert lease["spec"]["leaseDurationSeconds"] == 2 * 100 + 300
+
+    def test_waits_for_every_rollout_kind_only(self, env_repo: EnvRepoOnDisk,
+                                               tmp_path: Path) -> None:
+        image = image_ref("hello", DIGEST_A)
+        folder = write_manifests(tmp_path / "m", "hello", image, {"more.yaml": WORKLOADS})
+        commit = run_script("publish", "--repo", env_repo.url, "--app", "hello",
+                            "--manifests", str(folder)).last_line
+        _, cluster = deliver(env_repo, commit)
+        waited = [c[3] for c in cluster.calls if c[1] == "rollout"]
+        assert waited == ["deployment/hello", "statefulset/db", "daemonset/agent"]
+
+    def test_failed_rollout_reverts_to_production_and_fails(self, env_repo: EnvRepoOnDisk,
+                                                            tmp_path: Path) -> None:
+        good = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        deliver(env_repo, good)
+        production = env_repo.tip("production")
+        bad = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        cluster = ScriptedCluster("kc", failing=frozenset({DIGEST_B}))
+        with pytest.raises(OperationFailed, match="rollout of deployment/hello failed"):
+            deliver(env_repo, bad, cluster)
+        assert env_repo.tip("production") == production
+        applies = [c for c in cluster.calls if c[1] == "apply"]
+        assert len(applies) == 2
+        assert DIGEST_B in cluster.applied[0]["deployment.yaml"]
+        assert DIGEST_A in cluster.applied[1]["deployment.yaml"]  # production re-applied
+        assert cluster.lease is None  # released even on failure
+
+    def test_failure_with_nothing_in_production_yet(self, env_repo: EnvRepoOnDisk,
+                                                    tmp_path: Path) -> None:
+        bad = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        cluster = ScriptedCluster("kc", failing=frozenset({DIGEST_B}))
+        with pytest.raises(OperationFailed):
+            deliver(env_repo, bad, cluster)
+        assert env_repo.tip("production") is None
+        assert len([c for c in cluster.calls if c[1] == "apply"]) == 1
+
+
+class TestLease:
+    """Another delivery's live Lease blocks; an expired one is taken over safely."""
+
+    def test_held_lease_blocks(self) -> None:
+        cluster = ScriptedCluster("kc")
+        cluster.lease = json.loads(deploy.lease_manifest("hello", "other-build", 600, None))
+        cluster.lease["metadata"]["resourceVersion"] = "3"
+        with pytest.raises(OperationFailed, match="locked by build other-build"):
+            deploy.acquire_lease(cluster, "hello", "me", 600, wait=0, poll=0)
+        assert [c[1] for c in cluster.calls] == ["create", "get"]
+        assert cluster.lease["spec"]["holderIdentity"] == "other-build"
+
+    def test_expired_lease_is_taken_over_with_its_resource_version(self) -> None:
+        cluster = ScriptedCluster("kc")
+        stale = json.loads(deploy.lease_manifest("hello", "dead-build", 60, None))
+        stale["spec"]["renewTime"] = "2026-01-01T00:00:00.000000Z"
+        stale["metadata"]["resourceVersion"] = "9"
+        cluster.lease = stale
+        deploy.acquire_lease(cluster, "hello", "me", 600, wait=0, poll=0)
+        assert cluster.lease["spec"]["holderIdentity"] == "me"
+        assert cluster.lease["metadata"]["resourceVersion"] == "9"
+        assert [c[1] for c in cluster.calls] == ["create", "get", "replace"]
+
+    def test_release_leaves_another_holders_lease(self) -> None:
+        cluster = ScriptedCluster("kc")
+        cluster.lease = json.loads(deploy.lease_manifest("hello", "other", 600, None))
+        deploy.release_lease(cluster, "hello", "me")
+        assert cluster.lease is not None
+        assert [c[1] for c in cluster.calls] == ["get"]
+
+
+class TestOrdering:
+    """Re-running an older delivery is a rollback; an older build that lost the race is not."""
+
+    def test_rerun_of_an_older_build_is_a_rollback(self, env_repo: EnvRepoOnDisk,
+                                                   tmp_path: Path) -> None:
+        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        deliver(env_repo, c1)
+        deliver(env_repo, c2)
+        tip, cluster = deliver(env_repo, c1, None, build="cd-1-rerun")
+        assert env_repo.subject(tip).startswith("Rollback hello:")
+        assert DIGEST_A in cluster.applied[0]["deployment.yaml"]
+
+    def test_stale_build_is_skipped(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        deliver(env_repo, c2)
+        before = env_repo.snapshot()
+        tip, cluster = deliver(env_repo, c1, None, build="cd-1-late")
+        assert tip == env_repo.tip("production")
+        assert env_repo.snapshot() == before
+        assert not [c for c in cluster.calls if c[1] == "apply"]
+        assert cluster.lease is None
+
+
+class TestRefusals:
+    """Bad input: exit 2, nothing run against the cluster, nothing committed."""
+
+    def test_commit_not_on_candidate(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        publish(env_repo, tmp_path, "hello", DIGEST_A)
+        before = env_repo.snapshot()
+        result = run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
+                            "e" * 40, *CLUSTER_ARGS)
+        assert_bad_input(result, "is not on branch 'candidate'")
+        assert env_repo.snapshot() == before
+
+    @pytest.mark.parametrize("args,fragment", [
+        (["--timeout=5m"], "--timeout '5m' must be whole seconds"),
+        (["--cluster="], "--project, --cluster and --location are required"),
+        (["--app=Hello"], "not a DNS label"),
+    ])
+    def test_refused(self, env_repo: EnvRepoOnDisk, tmp_path: Path, args: list[str],
+                     fragment: str) -> None:
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        before = env_repo.snapshot()
+        base = {"--repo": env_repo.url, "--app": "hello", "--commit": commit,
+                "--project": "acme-delivery", "--cluster": "gitops",
+                "--location": "europe-west1"}
+        for arg in args:
+            key, value = arg.split("=", 1)
+            base[key] = value
+        result = run_script("deploy", *[f"{k}={v}" for k, v in base.items()])
+        assert_bad_input(result, fragment)
+        assert env_repo.snapshot() == before
+
+
+FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
+
+
+def app_tree_hash(env: EnvRepoOnDisk, commit: str | None, app: str = "hello") -> str:
+    """The fake cluster's hash of apps/<app>/ at commit (relative names and raw bytes)."""
+    digest = hashlib.sha256()
+    prefix = f"apps/{app}/"
+    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", str(commit), "--", prefix],
+                           cwd=env.path, capture_output=True, text=True, check=True).stdout
+    for name in sorted(names.split()):
+        data = subprocess.run(["git", "cat-file", "blob", f"{commit}:{name}"], cwd=env.path,
+                              capture_output=True, check=True).stdout
+        digest.update(name.removeprefix(prefix).encode() + data)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def fake_cluster(tmp_path: Path) -> dict[str, str]:
+    """A kubectl on PATH whose cluster state is shared by every process of the test."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
+    kubectl.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_CLUSTER_DIR": str(tmp_path / "cluster"),
+            "GITOPS_KUBECONFIG": str(tmp_path / "kubeconfig"),
+            "GITOPS_LEASE_POLL": "0.2"}
+
+
+class TestOverlappingDeliveries:
+    """Invariant 2: production only holds applied trees; its tip is the last one applied."""
+
+    def test_overlapping_out_of_order_deliveries(self, env_repo: EnvRepoOnDisk,
+                                                 tmp_path: Path,
+                                                 fake_cluster: dict[str, str]) -> None:
+        commits = [publish(env_repo, tmp_path, "hello", f"sha256:{n:064x}",
+                           build=f"ci-{n}").last_line for n in range(6)]
+        order = commits[:]
+        random.Random(7).shuffle(order)
+        procs = [subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "deploy.py"), "--repo", env_repo.url,
+             "--app", "hello", "--commit", commit, "--build-id", f"cd-{n}"],
+            env={**os.environ, **fake_cluster}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) for n, commit in enumerate(order)]
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+
+        cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
+        applied = (cluster / "applied.log").read_text().split()[1::2]
+        assert applied, "nothing was applied"
+        for commit in env_repo.log("production"):  # every production tree was applied
+            assert app_tree_hash(env_repo, commit) in applied
+        # production's tip is exactly what the cluster applied last
+        assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1]
+        env_repo.assert_history_clean("production")
+        assert not (cluster / "leases" / "hello" / "gitops-delivery").exists()
+
+    def test_failed_rollout_leaves_cluster_and_production_agreeing(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+            fake_cluster: dict[str, str]) -> None:
+        good = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        bad = publish(env_repo, tmp_path, "hello", DIGEST_C).last_line
+        env = {**fake_cluster, "FAKE_FAIL_MARKER": DIGEST_C}
+        assert run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
+                          good, env=env).code == 0
+        result = run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
+                            bad, env=env)
+        assert result.code == 1
+        assert result.stderr.startswith("error: hello at ") and "rollout" in result.stderr
+        cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
+        applied = (cluster / "applied.log").read_text().split()[1::2]
+        assert len(applied) == 3  # good, bad, good again
+        assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1] == applied[0]
