@@ -13,9 +13,9 @@ from components.cluster_access import AppNamespaces, AppNamespacesArgs
 from components.config import ConfigError, load_config
 from components.env_branches import EnvBranches, EnvBranchesArgs
 from components.identities import BuildIdentities, BuildIdentitiesArgs
-from components.pipelines import STEPS_IMAGE_NAME, steps_image_tag
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
+from components.steps_image import StepsImage, StepsImageArgs
 from components.triggers import DeliveryTriggers, DeliveryTriggersArgs
 
 
@@ -97,8 +97,15 @@ namespaces = AppNamespaces("apps", AppNamespacesArgs(
     delivery_email=identities.accounts["delivery"].email,
 ))
 
-# The steps image is tagged by the content hash of scripts/.
-steps_image = pulumi.Output.concat(registry.url, f"/{STEPS_IMAGE_NAME}:{steps_image_tag()}")
+# The image the build steps run in, built from scripts/ and tagged by its content hash.
+steps = StepsImage("steps-image", StepsImageArgs(
+    project=config.project,
+    region=config.region,
+    registry_url=registry.url,
+    builder_account=identities.resource_name("ci"),
+    builder_member=identities.member("ci"),
+    depends_on=[registry, *apis.depends_on("cloudbuild", "storage")],
+))
 
 triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     config=config,
@@ -108,14 +115,14 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     infra_repo=repositories.infra,
     service_accounts={kind: identities.resource_name(kind) for kind in identities.accounts},
     registry_url=registry.url,
-    steps_image=steps_image,
+    steps_image=steps.image,
     cluster_name=cluster.cluster.name,
     cluster_location=cluster.cluster.location,
-    api_dependencies=[*apis.depends_on("cloudbuild"), branches],
+    api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build],
 ))
 
 pulumi.export("registry_url", registry.url)
-pulumi.export("steps_image", steps_image)
+pulumi.export("steps_image", steps.image)
 pulumi.export("env_repo_url", repositories.env.url)
 pulumi.export("infra_repo_url", repositories.infra.url)
 pulumi.export("app_repo_urls", {app: ref.url for app, ref in repositories.apps.items()})

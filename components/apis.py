@@ -18,6 +18,7 @@ BASE_APIS = (
     "container.googleapis.com",
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
+    "storage.googleapis.com",
 )
 PROVIDER_APIS = {
     "github": ("secretmanager.googleapis.com",),

@@ -78,6 +78,7 @@ API_OF = {
     CSR_REPO: "sourcerepo", "gcp:sourcerepo/repositoryIamMember:RepositoryIamMember":
         "sourcerepo",
     ACCOUNT: "iam", PROJECT_IAM: "cloudresourcemanager",
+    "gcp:storage/bucket:Bucket": "storage",
 }
 
 
@@ -88,7 +89,8 @@ class TestResourceGraph:
         components = sorted(r.typ for r in graph.resources if r.typ.startswith("gitops:index:"))
         assert components == sorted(f"gitops:index:{name}" for name in [
             "ProjectApis", "BuildIdentities", "GkeCluster", "ImageRegistry",
-            "SourceRepositories", "EnvBranches", "AppNamespaces", "DeliveryTriggers"])
+            "SourceRepositories", "EnvBranches", "AppNamespaces", "StepsImage",
+            "DeliveryTriggers"])
         for resource in graph.resources:
             if resource.typ not in ("pulumi:providers:kubernetes",) and \
                     not resource.typ.startswith("gitops:index:"):
@@ -367,7 +369,7 @@ class TestRepositories:
 
     def test_env_branches_created_after_the_repository(self, github: Graph, csr: Graph) -> None:
         for graph in (github, csr):
-            command = graph.one("command:local:Command")
+            command = graph.named("init-env-branches")
             env_url = graph.outputs["env_repo_url"]
             assert command.inputs["create"].endswith(f"--repo {env_url}")
             assert "scripts/init_branches.py" in command.inputs["create"]
@@ -376,9 +378,48 @@ class TestRepositories:
             assert repos.urn in graph.depends_on(command)
             for trigger in graph.of_type(TRIGGER):
                 assert command.urn in graph.depends_on(trigger)
-        assert github.one("command:local:Command").inputs.get("environment") in (None, {})
-        assert csr.one("command:local:Command").inputs["environment"][
+        assert github.named("init-env-branches").inputs.get("environment") in (None, {})
+        assert csr.named("init-env-branches").inputs["environment"][
             "GIT_CONFIG_VALUE_0"] == "gcloud.sh"
+
+
+class TestStepsImage:
+    """The steps image is built by `pulumi up`, as the CI identity, before any trigger uses it."""
+
+    def test_built_from_scripts_and_tagged_by_content(self, graph: Graph) -> None:
+        from components.pipelines import steps_image_tag
+
+        build = graph.named("build-steps-image")
+        emails = account_emails(graph)
+        bucket = graph.one("gcp:storage/bucket:Bucket")
+        image = graph.outputs["steps_image"]
+        assert image == f"europe-west1-docker.pkg.dev/acme-delivery/apps/gitops-steps:" \
+                        f"{steps_image_tag()}"
+        assert build.inputs["triggers"] == [steps_image_tag()]
+        assert build.inputs["create"].split() == [
+            "gcloud", "builds", "submit", "scripts", "--config=pipelines/steps-image.yaml",
+            f"--substitutions=_IMAGE={image}", "--project=acme-delivery",
+            "--region=europe-west1",
+            f"--service-account=projects/acme-delivery/serviceAccounts/{emails['ci-builds']}",
+            f"--gcs-source-staging-dir=gs://{bucket.inputs['name']}/source"]
+        reader = graph.one("gcp:storage/bucketIAMMember:BucketIAMMember")
+        assert (reader.inputs["bucket"], reader.inputs["role"], reader.inputs["member"]) == (
+            bucket.inputs["name"], "roles/storage.objectViewer",
+            f"serviceAccount:{emails['ci-builds']}")
+        for trigger in graph.of_type(TRIGGER):
+            if "_STEPS_IMAGE" in trigger.inputs["substitutions"]:
+                assert trigger.inputs["substitutions"]["_STEPS_IMAGE"] == image
+                assert build.urn in graph.depends_on(trigger)
+
+    def test_tag_changes_with_any_script(self, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+        from components import pipelines
+
+        (tmp_path / "a.py").write_text("print(1)\n")
+        monkeypatch.setattr(pipelines, "SCRIPTS", tmp_path)
+        first = pipelines.steps_image_tag()
+        (tmp_path / "a.py").write_text("print(2)\n")
+        assert pipelines.steps_image_tag() != first
 
 
 BAD_CONFIGS = [
