@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up preview test lint bench
+.PHONY: up preview test lint bench loop
 
 $(BIN)/python: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,6 @@ test: lint
 
 bench: $(BIN)/python
 	$(BIN)/python benchmarks/env_repo_latency.py
+
+loop: $(BIN)/python
+	$(BIN)/python examples/local_loop.py

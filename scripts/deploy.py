@@ -228,6 +228,16 @@ def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> s
     return None if held.strip() else previous
 
 
+def skip_if_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> str | None:
+    """Production's tip when commit is a stale build (said so in the log), else None."""
+    newer = is_stale(env, source, target, app, commit)
+    if newer is None:
+        return None
+    log(f"skipped: {commit[:12]} is older than {newer[:12]} on {target} and was never there; "
+        f"a newer delivery of {app} already won")
+    return env.tip(target) or commit
+
+
 def frozen(env: EnvRepo, source: str, app: str) -> str | None:
     """The freeze note when the app is frozen on the source branch's tip."""
     return env.read_blob(env.tip(source), f"{FROZEN_DIR}/{app}")
@@ -274,6 +284,9 @@ def main(argv: list[str], cluster_factory: Callable[[str], Cluster] = Cluster) -
         materialize(env, entry[0], candidate)
 
         if no_cluster:
+            skipped = skip_if_stale(env, source, target, app, commit)
+            if skipped:
+                return skipped
             validate_only(candidate)
             log(f"NO CLUSTER: {app} manifests at {commit[:12]} validated only, NOT applied "
                 f"({NO_CLUSTER_ENV}=1); promoting to simulate a successful delivery")
@@ -284,11 +297,9 @@ def main(argv: list[str], cluster_factory: Callable[[str], Cluster] = Cluster) -
             cluster.get_credentials(args.project, args.cluster, args.location)
         acquire_lease(cluster, app, args.build_id, 2 * timeout + 300, lock_timeout)
         try:
-            stale = is_stale(env, source, target, app, commit)
-            if stale:
-                log(f"skipped: {commit[:12]} is older than {stale[:12]} on {target} and was "
-                    f"never there; a newer delivery of {app} already won")
-                return env.tip(target) or commit
+            skipped = skip_if_stale(env, source, target, app, commit)
+            if skipped:
+                return skipped
             log(f"applying {app} at {commit[:12]}")
             failure = apply_and_wait(cluster, app, candidate, timeout)
             if failure is None:

@@ -205,6 +205,9 @@ def basic_auth(token: str) -> str:
 
 def connection_token(repository: str) -> str:
     """A short-lived read/write token from a Cloud Build connection's linked repository."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # Python-version notices
     from google.cloud.devtools import cloudbuild_v2
 
     client = cloudbuild_v2.RepositoryManagerClient()

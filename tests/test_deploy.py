@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import deploy
 import pytest
 
+import deploy
 from conftest import (
     DIGEST_A,
     DIGEST_B,

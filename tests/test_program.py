@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from pulumi_harness import DEPLOYER_EMAIL, ROOT, Graph, Resource, base_config, run_program
 
 ACCOUNT = "gcp:serviceaccount/account:Account"

@@ -87,9 +87,8 @@ class TestPublish:
         publish(env_repo, tmp_path, "zz", DIGEST_A)
         subprocess.run(["git", "branch", "production", "candidate"], cwd=env_repo.path,
                        check=True)
-        import publish as publish_script
-
         import envrepo
+        import publish as publish_script
 
         seen: dict[str, object] = {}
         real_push = envrepo.EnvRepo.push
@@ -111,9 +110,8 @@ class TestPublish:
                                                      tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
         """Another writer lands between our fetch and our push: we rebuild, never force."""
-        import publish as publish_script
-
         import envrepo
+        import publish as publish_script
 
         publish(env_repo, tmp_path, "base", DIGEST_A)
         real_push = envrepo.EnvRepo.push
@@ -138,9 +136,8 @@ class TestPublish:
 
     def test_push_attempts_are_bounded(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-        import publish as publish_script
-
         import envrepo
+        import publish as publish_script
 
         monkeypatch.setattr(envrepo.EnvRepo, "push", lambda self, commit, branch: False)
         monkeypatch.setattr(envrepo, "backoff", lambda attempt: None)

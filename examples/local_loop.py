@@ -1,0 +1,216 @@
+"""Run the whole GitOps loop on this machine, through the real pipeline YAML.
+
+    python examples/local_loop.py [--workdir DIR]
+
+Makes local git repositories from examples/hello-app (an app repo and an env repo with its
+`candidate` and `production` branches), then:
+
+1. runs the app pipeline (`examples/hello-app/cloudbuild.yaml`) as Cloud Build would: the
+   substitutions resolved the same way (`$$` escapes a `$`), the script steps run as written;
+   the Docker steps are simulated (no Docker engine needed): tests run with pytest and the image
+   gets a local digest, the sha256 of the app's files;
+2. runs the delivery pipeline (`pipelines/delivery.yaml`) for the new candidate commit: with a
+   kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for real; without one
+   it validates only and says so;
+3. does it again for a second release, then re-runs the first delivery: a rollback;
+4. prints `history.py` for the app.
+
+Because the scripts run through the YAML, a wrong argument in a pipeline fails here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = ROOT / "examples" / "hello-app"
+SCRIPTS = ROOT / "scripts"
+APP = "hello"
+REGISTRY = "europe-west1-docker.pkg.dev/local-project/apps"
+SUBSTITUTION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+IDENTITY = {"GIT_AUTHOR_NAME": "Local Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+            "GIT_COMMITTER_NAME": "Local Dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """Resolve `$VAR`, `${VAR}` and `$$` as Cloud Build does; unknown variables are errors."""
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(2)
+        if name not in values:
+            raise SystemExit(f"error: pipeline uses ${name}, which no trigger sets")
+        return values[name]
+    return SUBSTITUTION.sub(replace, text)
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={**os.environ, **IDENTITY}).stdout.strip()
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
+
+
+class LocalCloudBuild:
+    """Runs Cloud Build configs locally: script steps for real, Docker steps simulated."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir, self.env, self.builds = workdir, env, 0
+
+    def run(self, config_path: Path, source: Path, substitutions: dict[str, str]) -> None:
+        config: dict[str, Any] = yaml.safe_load(config_path.read_text())
+        self.builds += 1
+        workspace = self.workdir / f"workspace-{self.builds}"
+        shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
+        values = {"PROJECT_ID": "local-project", "BUILD_ID": f"local-build-{self.builds}",
+                  **substitutions}
+        env = dict(self.env)
+        for item in config.get("options", {}).get("env", []):
+            key, _, value = substitute(item, values).partition("=")
+            env[key] = value
+        for step in config["steps"]:
+            self.step(step, values, workspace, env)
+
+    def step(self, step: dict[str, Any], values: dict[str, str], workspace: Path,
+             env: dict[str, str]) -> None:
+        name = substitute(step["name"], values)
+        args = [substitute(arg, values) for arg in step.get("args", [])]
+        step_env = dict(env)
+        for item in step.get("env", []):
+            key, _, value = substitute(item, values).partition("=")
+            step_env[key] = value
+        print(f"--- step {step['id']} ({name})", flush=True)
+        if name.startswith("gcr.io/cloud-builders/docker"):
+            self.docker(step["id"], args, values, workspace)
+            return
+        if name != values.get("_STEPS_IMAGE"):
+            raise SystemExit(f"error: step {step['id']} runs {name}, which this loop cannot run")
+        # Inside the steps image the scripts live at /gitops/scripts and the source at /workspace.
+        mapped = [self.local_paths(arg, workspace) for arg in args]
+        entrypoint = step.get("entrypoint", "python")
+        command = [sys.executable, *mapped] if entrypoint == "python" else ["bash", *mapped]
+        result = subprocess.run(command, cwd=workspace, env=step_env, text=True,
+                                capture_output=True)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        if result.returncode != 0:
+            raise SystemExit(f"error: step {step['id']} failed with exit {result.returncode}")
+
+    def local_paths(self, arg: str, workspace: Path) -> str:
+        arg = arg.replace("/gitops/scripts/", f"{SCRIPTS}/")
+        arg = arg.replace("/workspace/", f"{workspace}/")
+        return arg.replace("python /", f"{sys.executable} /")
+
+    def docker(self, step_id: str, args: list[str], values: dict[str, str],
+               workspace: Path) -> None:
+        if "--target=test" in args:
+            print("simulated (no Docker engine): running the test stage's tests with pytest")
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                                     "no:cacheprovider", "test_app.py"], cwd=workspace,
+                                    text=True, capture_output=True)
+            sys.stdout.write(result.stdout[-400:])
+            if result.returncode != 0:
+                raise SystemExit(f"error: step {step_id}: app tests failed")
+        elif "--target=runtime" in args:
+            print("simulated (no Docker engine): runtime image build")
+        else:
+            digest = hashlib.sha256()
+            for path in sorted(p for p in workspace.rglob("*") if p.is_file()):
+                digest.update(path.relative_to(workspace).as_posix().encode())
+                digest.update(path.read_bytes())
+            ref = f"{values['_REGISTRY']}/{values['_APP']}@sha256:{digest.hexdigest()}"
+            (workspace / "image-ref").write_text(ref + "\n")
+            print(f"simulated (no Docker engine): pushed, local digest {ref}")
+
+
+def setup(workdir: Path) -> tuple[Path, Path, Path]:
+    app_repo, env_repo, checkout = workdir / "app.git", workdir / "env.git", workdir / "app"
+    for bare in (app_repo, env_repo):
+        git("init", "--quiet", "--bare", str(bare), cwd=workdir)
+    shutil.copytree(APP_DIR, checkout, ignore=shutil.ignore_patterns("__pycache__",
+                                                                      ".pytest_cache"))
+    git("init", "--quiet", "--initial-branch=main", cwd=checkout)
+    git("add", "-A", cwd=checkout)
+    git("commit", "--quiet", "-m", "Hello app", cwd=checkout)
+    git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
+    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--repo",
+                    env_repo.as_uri()], check=True)
+    return app_repo, env_repo, checkout
+
+
+def kubeconfig() -> str | None:
+    path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    return path if Path(path).is_file() else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, help="where to make the repositories "
+                        "(default: a new temporary folder, kept)")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-loop-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    app_repo, env_repo, checkout = setup(workdir)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY")}
+    cluster = kubeconfig()
+    if cluster:
+        env["GITOPS_KUBECONFIG"] = cluster
+        print(f"kubeconfig found ({cluster}): the delivery pipeline applies to that cluster")
+    else:
+        env["GITOPS_NO_CLUSTER"] = "1"
+        print("no kubeconfig: the delivery pipeline validates manifests only, NOT applying")
+    cloud_build = LocalCloudBuild(workdir, env)
+    trigger = {"_APP": APP, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
+               "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
+               "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local"}
+    delivery = {"_APP": APP, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
+                "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
+                "_ROLLOUT_TIMEOUT": "300s", "_STEPS_IMAGE": trigger["_STEPS_IMAGE"]}
+
+    candidates = []
+    for release in (1, 2):
+        if release == 2:
+            app_py = checkout / "app.py"
+            app_py.write_text(app_py.read_text().replace('"Hello World!\\n"',
+                                                         '"Hello World, v2!\\n"'))
+            (checkout / "test_app.py").write_text((checkout / "test_app.py").read_text()
+                                                  .replace("Hello World!", "Hello World, v2!"))
+            git("commit", "--quiet", "-am", "Say v2", cwd=checkout)
+            git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
+        commit = git("rev-parse", "HEAD", cwd=checkout)
+        banner(f"release {release}: app pipeline for {commit[:12]}")
+        cloud_build.run(APP_DIR / "cloudbuild.yaml", checkout,
+                        {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
+        candidate = git("rev-parse", "refs/heads/candidate", cwd=env_repo)
+        candidates.append(candidate)
+        banner(f"release {release}: delivery pipeline for candidate {candidate[:12]}")
+        cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+                        {**delivery, "COMMIT_SHA": candidate, "SHORT_SHA": candidate[:7]})
+
+    banner(f"rollback: re-running the delivery build of candidate {candidates[0][:12]}")
+    cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+                    {**delivery, "COMMIT_SHA": candidates[0], "SHORT_SHA": candidates[0][:7]})
+
+    banner("history")
+    subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo", env_repo.as_uri(),
+                    "--app", APP], check=True)
+    print(f"\nrepositories kept in {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

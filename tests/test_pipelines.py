@@ -1,0 +1,195 @@
+"""Cloud Build configs, manifests, the steps image and the local loop."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from google.cloud.devtools import cloudbuild_v1
+from google.protobuf import json_format
+
+from conftest import DIGEST_A, ROOT, git, run_script
+from pulumi_harness import Graph, run_program
+from test_program import CONFIGS, TRIGGER, pipeline_of
+
+BUILD_CONFIGS = sorted([*ROOT.glob("pipelines/*.yaml"),
+                        ROOT / "examples" / "hello-app" / "cloudbuild.yaml"])
+MANIFESTS = sorted((ROOT / "examples" / "hello-app" / "kubernetes").glob("*.yaml"))
+USER_SUBSTITUTION = re.compile(r"\$\{(_[A-Z0-9_]+)\}|\$(_[A-Z0-9_]+)")
+BUILT_IN = re.compile(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)\}|(?<!\$)\$([A-Z][A-Z0-9_]*)")
+# Default substitutions Cloud Build provides (build and trigger-based builds).
+CLOUD_BUILD_DEFAULTS = {"PROJECT_ID", "PROJECT_NUMBER", "BUILD_ID", "LOCATION", "TRIGGER_NAME",
+                        "COMMIT_SHA", "REVISION_ID", "SHORT_SHA", "REPO_NAME", "REPO_FULL_NAME",
+                        "BRANCH_NAME", "TAG_NAME", "REF_NAME", "TRIGGER_BUILD_CONFIG_PATH",
+                        "SERVICE_ACCOUNT_EMAIL", "SERVICE_ACCOUNT"}
+
+
+def strict_build(config: dict[str, Any]) -> cloudbuild_v1.Build:
+    """Parse a Cloud Build config into the API's Build message; unknown fields are errors."""
+    message = cloudbuild_v1.Build.pb()()
+    json_format.ParseDict(config, message, ignore_unknown_fields=False)
+    return cloudbuild_v1.Build.wrap(message)
+
+
+class TestBuildConfigs:
+    """Every Cloud Build YAML is a valid Build message, with its logging option set."""
+
+    @pytest.mark.parametrize("path", BUILD_CONFIGS, ids=lambda p: p.name)
+    def test_parses_strictly(self, path: Path) -> None:
+        build = strict_build(yaml.safe_load(path.read_text()))
+        assert build.steps
+        assert build.options.logging in (cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY,
+                                         cloudbuild_v1.BuildOptions.LoggingMode.NONE)
+
+    def test_strict_parse_rejects_unknown_fields(self) -> None:
+        with pytest.raises(json_format.ParseError, match="waitfor"):
+            strict_build({"steps": [{"name": "ubuntu", "waitfor": ["-"]}]})
+
+    def test_inline_delivery_build_matches_its_yaml(self) -> None:
+        graph = run_program(CONFIGS["github"])
+        inline = graph.named("deliver-hello").inputs["build"]
+        source = yaml.safe_load((ROOT / "pipelines" / "delivery.yaml").read_text())
+        assert inline["steps"][0]["args"] == source["steps"][0]["args"]
+        assert inline["steps"][0]["envs"] == source["steps"][0]["env"]
+        assert inline["options"] == source["options"]
+
+    def test_no_package_install_in_app_or_delivery_builds(self) -> None:
+        for path in (ROOT / "examples/hello-app/cloudbuild.yaml",
+                     ROOT / "pipelines/delivery.yaml"):
+            steps = yaml.safe_load(path.read_text())["steps"]
+            assert "pip install" not in yaml.safe_dump(steps), path
+
+    def test_tests_and_image_build_run_in_parallel(self) -> None:
+        steps = {s["id"]: s for s in yaml.safe_load(
+            (ROOT / "examples/hello-app/cloudbuild.yaml").read_text())["steps"]}
+        assert steps["test"]["waitFor"] == ["-"] and steps["build"]["waitFor"] == ["-"]
+        assert "--cache-from=${_REGISTRY}/${_APP}:latest" in steps["build"]["args"]
+
+
+def used_substitutions(config: dict[str, Any]) -> tuple[set[str], set[str]]:
+    text = yaml.safe_dump(config)
+    user = {a or b for a, b in USER_SUBSTITUTION.findall(text)}
+    built_in = {a or b for a, b in BUILT_IN.findall(text)}
+    return user, built_in
+
+
+@pytest.fixture(scope="module", params=["github", "csr"])
+def program(request: pytest.FixtureRequest) -> Graph:
+    return run_program(CONFIGS[request.param])
+
+
+class TestSubstitutions:
+    """Every user substitution a pipeline uses is set by its trigger, and every one set is used."""
+
+    def test_triggers_and_pipelines_agree(self, program: Graph) -> None:
+        for trigger in program.of_type(TRIGGER):
+            used, built_in = used_substitutions(pipeline_of(trigger))
+            assert used == set(trigger.inputs["substitutions"]), trigger.name
+            assert built_in <= CLOUD_BUILD_DEFAULTS, (trigger.name, built_in)
+
+    def test_no_secret_in_substitutions(self, program: Graph) -> None:
+        for trigger in program.of_type(TRIGGER):
+            for key, value in trigger.inputs["substitutions"].items():
+                assert not re.search(r"token|secret|password", key, re.I)
+                assert "ghp_" not in str(value) and "ghs_" not in str(value)
+
+
+class TestManifests:
+    """The sample app's manifests pass Kubernetes schema validation, as written and rendered."""
+
+    @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+    def test_valid(self, path: Path) -> None:
+        for doc in yaml.safe_load_all(path.read_text()):
+            kubernetes_validate.validate(doc, "1.33", strict=True)
+
+    def test_render_pins_the_sample_app(self, tmp_path: Path) -> None:
+        ref = f"europe-west1-docker.pkg.dev/acme/apps/hello@{DIGEST_A}"
+        result = run_script("render", "--templates", str(MANIFESTS[0].parent),
+                            "--image", f"hello={ref}", "--out", str(tmp_path / "out"))
+        assert result.code == 0, result.stderr
+        deployment = yaml.safe_load((tmp_path / "out" / "deployment.yaml").read_text())
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == ref
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["readinessProbe"] and container["resources"]["requests"]
+
+
+class TestStepsImage:
+    """The steps image carries what the steps need, at the versions the tests use."""
+
+    def test_dockerfile_carries_the_tools(self) -> None:
+        dockerfile = (ROOT / "scripts" / "Dockerfile").read_text()
+        for tool in ("google-cloud-cli", "kubectl", "google-cloud-cli-gke-gcloud-auth-plugin",
+                     "git", "requirements.txt", "/gitops/scripts"):
+            assert tool in dockerfile
+        assert re.search(r"^FROM \S+:\d[\w.-]*", dockerfile, re.M), "base image must be pinned"
+
+    def test_script_requirements_match_the_project_pins(self) -> None:
+        def pins(path: Path) -> dict[str, str]:
+            lines = [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
+            return dict(ln.split("==") for ln in lines if ln)
+
+        project, steps = pins(ROOT / "requirements.txt"), pins(ROOT / "scripts/requirements.txt")
+        assert steps and all(project[name] == version for name, version in steps.items())
+
+    def test_sample_app_dockerfile_is_small_non_root_and_pinned(self) -> None:
+        dockerfile = (ROOT / "examples" / "hello-app" / "Dockerfile").read_text()
+        assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim", dockerfile, re.M)
+        assert "USER 10001" in dockerfile and "AS test" in dockerfile
+
+
+def critical_path(config: dict[str, Any]) -> int:
+    """Sequential stages of a build: the longest waitFor chain (Cloud Build's rules)."""
+    depth: dict[str, int] = {}
+    previous: list[str] = []
+    for step in config["steps"]:
+        waits = step.get("waitFor")
+        parents = [] if waits == ["-"] else (waits if waits is not None else previous)
+        depth[step["id"]] = 1 + max((depth[p] for p in parents), default=0)
+        previous = [step["id"]]
+    return max(depth.values())
+
+
+class TestPipelineReport:
+    """The README's figures are the ones the YAML gives."""
+
+    def test_figures_in_readme(self) -> None:
+        app = yaml.safe_load((ROOT / "examples/hello-app/cloudbuild.yaml").read_text())
+        delivery = yaml.safe_load((ROOT / "pipelines/delivery.yaml").read_text())
+        readme = (ROOT / "README.md").read_text()
+        images = {re.sub(r"\$\{_STEPS_IMAGE\}", "steps", s["name"]) for s in app["steps"]}
+        row = f"| app CI/CD | {critical_path(app)} | {len(images)} |"
+        assert row in readme
+        assert f"| delivery | {critical_path(delivery)} | " \
+               f"{len({s['name'] for s in delivery['steps']})} |" in readme
+
+
+class TestLocalLoop:
+    """The documented local loop runs the pipelines' YAML end to end."""
+
+    def test_loop_histories(self, tmp_path: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+        env["HOME"] = str(tmp_path / "home")  # no ~/.kube/config: validate-only delivery
+        proc = subprocess.run([sys.executable, str(ROOT / "examples" / "local_loop.py"),
+                               "--workdir", str(tmp_path / "loop")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert "validates manifests only, NOT applying" in proc.stdout
+        env_repo = tmp_path / "loop" / "env.git"
+        candidate = git("log", "--format=%s", "candidate", cwd=env_repo).splitlines()
+        production = git("log", "--format=%s", "production", cwd=env_repo).splitlines()
+        assert [s.split(":")[0] for s in candidate] == ["Deploy hello", "Deploy hello",
+                                                        "Initialize env repository"]
+        assert [s.split(":")[0] for s in production] == ["Rollback hello", "Promote hello",
+                                                         "Promote hello",
+                                                         "Initialize env repository"]
+        first, second = git("log", "--format=%H", "candidate", cwd=env_repo).split()[1::-1]
+        assert f"from candidate {first[:12]}" in production[0]
+        assert f"from candidate {second[:12]}" in production[1]
+        assert "hello: production (newest first)" in proc.stdout
