@@ -15,6 +15,7 @@ from components.env_branches import EnvBranches, EnvBranchesArgs
 from components.identities import BuildIdentities, BuildIdentitiesArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
+from components.state_access import StateAccess, StateAccessArgs
 from components.steps_image import StepsImage, StepsImageArgs
 from components.triggers import DeliveryTriggers, DeliveryTriggersArgs
 
@@ -35,8 +36,11 @@ except ConfigError as error:
     raise pulumi.RunError(str(error)) from None
 
 # APIs first: everything below depends on the ones it uses.
+# The state backend's own API: Secret Manager for a Pulumi Cloud token, Cloud KMS otherwise.
+state_api = "secretmanager.googleapis.com" if config.pulumi_cloud else "cloudkms.googleapis.com"
 apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
-                                           source_provider=config.source_provider))
+                                           source_provider=config.source_provider,
+                                           extra=(state_api,)))
 
 # One identity per build kind.
 identities = BuildIdentities("identities", BuildIdentitiesArgs(
@@ -81,6 +85,13 @@ repositories = SourceRepositories("repos", SourceRepositoriesArgs(
     },
     api_dependencies=apis.depends_on("cloudbuild", "secretmanager" if config.github
                                      else "sourcerepo"),
+))
+
+# The preview identity reads this stack's state, and changes nothing.
+StateAccess("state-access", StateAccessArgs(
+    config=config,
+    reader=identities.member("preview"),
+    api_dependencies=apis.depends_on(state_api.split(".")[0], "storage"),
 ))
 
 # The env repo's two branches exist before any build needs them.

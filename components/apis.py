@@ -30,6 +30,7 @@ PROVIDER_APIS = {
 class ProjectApisArgs:
     project: pulumi.Input[str]
     source_provider: str
+    extra: tuple[str, ...] = ()
 
 
 class ProjectApis(pulumi.ComponentResource):
@@ -39,7 +40,8 @@ class ProjectApis(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitops:index:ProjectApis", name, None, opts)
         self.services: dict[str, gcp.projects.Service] = {}
-        for api in (*BASE_APIS, *PROVIDER_APIS[args.source_provider]):
+        apis = dict.fromkeys((*BASE_APIS, *PROVIDER_APIS[args.source_provider], *args.extra))
+        for api in apis:
             self.services[api] = gcp.projects.Service(
                 api.split(".")[0],
                 project=args.project,

@@ -67,6 +67,23 @@ class StackConfig:
     untagged_retention_days: int = 14
     rollout_timeout: str = "300s"
     deployer: str | None = None
+    state_backend: str = ""  # gs://BUCKET or https://api.pulumi.com
+    secrets_provider: str = ""  # gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
+    pulumi_token_secret: str | None = None
+
+    @property
+    def pulumi_cloud(self) -> bool:
+        return self.state_backend.startswith("https://")
+
+    @property
+    def state_bucket(self) -> str | None:
+        return self.state_backend.removeprefix("gs://").split("/")[0] \
+            if self.state_backend.startswith("gs://") else None
+
+    @property
+    def kms_key(self) -> str | None:
+        return self.secrets_provider.removeprefix("gcpkms://") \
+            if self.secrets_provider.startswith("gcpkms://") else None
 
     @property
     def github(self) -> bool:
@@ -110,6 +127,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:untaggedRetentionDays", "14", "Cleanup policy: untagged images older than "
             "this are deleted."),
     Setting("gitops:rolloutTimeout", "300s", "How long a delivery build waits for a rollout."),
+    Setting("gitops:stateBackend", "gs://PROJECT-pulumi-state", "Where this stack's state "
+            "lives, for the preview build: a GCS bucket (gs://...) or Pulumi Cloud "
+            "(https://api.pulumi.com)."),
+    Setting("gitops:secretsProvider", "gcpkms://projects/PROJECT/locations/REGION/keyRings/"
+            "pulumi/cryptoKeys/state", "The stack's secrets provider with a GCS backend; the "
+            "preview identity may decrypt with it, nothing more."),
+    Setting("gitops:pulumiTokenSecret", "(required for Pulumi Cloud)", "Secret Manager secret "
+            "id holding PULUMI_ACCESS_TOKEN for the preview build."),
     Setting("gitops:deployer", "(the identity running pulumi)", "IAM member that runs "
             "`pulumi up` and needs actAs on the build identities, e.g. user:you@example.com."),
 )
@@ -223,6 +248,18 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
     if not DURATION.match(rollout_timeout):
         raise ConfigError(f"config gitops:rolloutTimeout must be seconds like 300s, not "
                           f"{rollout_timeout!r}: {fix('gitops:rolloutTimeout', '300s')}")
+    backend = str(values.get("gitops:stateBackend", f"gs://{project}-pulumi-state"))
+    if not re.match(r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?|https://\S+)$", backend):
+        raise ConfigError(f"config gitops:stateBackend must be gs://BUCKET or https://... "
+                          f"(Pulumi Cloud), not {backend!r}: "
+                          f"{fix('gitops:stateBackend', f'gs://{project}-pulumi-state')}")
+    secrets_provider = str(values.get(
+        "gitops:secretsProvider",
+        f"gcpkms://projects/{project}/locations/{region}/keyRings/pulumi/cryptoKeys/state"))
+    token_secret_id = values.get("gitops:pulumiTokenSecret")
+    if backend.startswith("https://"):
+        token_secret_id = require(values, "gitops:pulumiTokenSecret", "pulumi-access-token",
+                                  "needed when gitops:stateBackend is Pulumi Cloud")
     return StackConfig(
         project=str(project),
         region=str(region),
@@ -245,6 +282,9 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         untagged_retention_days=as_int(values, "gitops:untaggedRetentionDays", 14, 1),
         rollout_timeout=rollout_timeout,
         deployer=str(deployer) if deployer else None,
+        state_backend=backend,
+        secrets_provider=secrets_provider,
+        pulumi_token_secret=str(token_secret_id) if token_secret_id else None,
     )
 
 

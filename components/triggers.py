@@ -21,10 +21,10 @@ import pulumi_gcp as gcp
 from components import pipelines
 from components.config import StackConfig
 from components.repositories import RepoRef
+from components.state_access import StateAccess
 
 BUILD_LOGS_ON_GITHUB = "INCLUDE_BUILD_LOGS_WITH_STATUS"
 APP_PIPELINE = "cloudbuild.yaml"
-PREVIEW_PIPELINE = "pipelines/preview.yaml"
 
 
 @dataclass
@@ -87,9 +87,9 @@ class DeliveryTriggers(pulumi.ComponentResource):
         # GitHub has pull requests; CSR does not, so there previews run on non-main branches.
         self.preview = self._trigger(
             "preview", args.infra_repo, "preview", branch="^main$", review=True,
-            description="Infra change review: tests and pulumi preview",
-            filename=PREVIEW_PIPELINE,
-            substitutions={"_STACK": args.stack},
+            description="Infra change review: tests, pulumi preview and the policy pack",
+            filename=StateAccess.pipeline(cfg),
+            substitutions=StateAccess.substitutions(cfg, args.stack),
         )
         self.register_outputs({
             "ci": {app: t.trigger_id for app, t in self.ci.items()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ CONFIGS = {
     "three-apps": base_config(**{"gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"},
                                                  "billing"]}),
     "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
+    "pulumi-cloud": base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
+                                   "gitops:pulumiTokenSecret": "pulumi-token"}),
 }
 
 
@@ -80,6 +83,8 @@ API_OF = {
         "sourcerepo",
     ACCOUNT: "iam", PROJECT_IAM: "cloudresourcemanager",
     "gcp:storage/bucket:Bucket": "storage",
+    "gcp:storage/bucketIAMMember:BucketIAMMember": "storage",
+    "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": "cloudkms",
 }
 
 
@@ -91,7 +96,7 @@ class TestResourceGraph:
         assert components == sorted(f"gitops:index:{name}" for name in [
             "ProjectApis", "BuildIdentities", "GkeCluster", "ImageRegistry",
             "SourceRepositories", "EnvBranches", "AppNamespaces", "StepsImage",
-            "DeliveryTriggers"])
+            "StateAccess", "DeliveryTriggers"])
         for resource in graph.resources:
             if resource.typ not in ("pulumi:providers:kubernetes",) and \
                     not resource.typ.startswith("gitops:index:"):
@@ -403,7 +408,7 @@ class TestStepsImage:
             "--region=europe-west1",
             f"--service-account=projects/acme-delivery/serviceAccounts/{emails['ci-builds']}",
             f"--gcs-source-staging-dir=gs://{bucket.inputs['name']}/source"]
-        reader = graph.one("gcp:storage/bucketIAMMember:BucketIAMMember")
+        reader = graph.named("builder-reads-sources")
         assert (reader.inputs["bucket"], reader.inputs["role"], reader.inputs["member"]) == (
             bucket.inputs["name"], "roles/storage.objectViewer",
             f"serviceAccount:{emails['ci-builds']}")
@@ -423,6 +428,52 @@ class TestStepsImage:
         assert pipelines.steps_image_tag() != first
 
 
+class TestStateAccess:
+    """The preview identity can read the state and decrypt its secrets, and change nothing."""
+
+    def test_gcs_backend_with_kms(self, github: Graph) -> None:
+        preview = f"serviceAccount:{account_emails(github)['preview-builds']}"
+        bucket = github.named("preview-reads-state")
+        key = github.named("preview-decrypts-secrets")
+        assert (bucket.inputs["bucket"], bucket.inputs["role"], bucket.inputs["member"]) == (
+            "acme-delivery-pulumi-state", "roles/storage.objectViewer", preview)
+        assert (key.inputs["cryptoKeyId"], key.inputs["role"], key.inputs["member"]) == (
+            "projects/acme-delivery/locations/europe-west1/keyRings/pulumi/cryptoKeys/state",
+            "roles/cloudkms.cryptoKeyDecrypter", preview)
+        trigger = github.named("preview")
+        assert trigger.inputs["filename"] == "pipelines/preview.yaml"
+        assert trigger.inputs["substitutions"] == {
+            "_STACK": "dev", "_STATE_BACKEND": "gs://acme-delivery-pulumi-state"}
+
+    def test_pulumi_cloud_token_from_secret_manager(self) -> None:
+        graph = run_program(base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
+                                           "gitops:pulumiTokenSecret": "pulumi-token"}))
+        preview = f"serviceAccount:{account_emails(graph)['preview-builds']}"
+        grant = graph.named("preview-reads-pulumi-token")
+        assert (grant.inputs["secretId"], grant.inputs["role"], grant.inputs["member"]) == (
+            "pulumi-token", "roles/secretmanager.secretAccessor", preview)
+        trigger = graph.named("preview")
+        assert trigger.inputs["filename"] == "pipelines/preview-pulumi-cloud.yaml"
+        assert trigger.inputs["substitutions"]["_PULUMI_TOKEN_SECRET"] == \
+            "projects/acme-delivery/secrets/pulumi-token/versions/latest"
+        assert not graph.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+        pipeline = yaml.safe_load((ROOT / trigger.inputs["filename"]).read_text())
+        assert pipeline["availableSecrets"]["secretManager"] == [
+            {"versionName": "${_PULUMI_TOKEN_SECRET}", "env": "PULUMI_ACCESS_TOKEN"}]
+        preview_step = next(s for s in pipeline["steps"] if s["id"] == "preview")
+        assert preview_step["secretEnv"] == ["PULUMI_ACCESS_TOKEN"]
+        assert "PULUMI_ACCESS_TOKEN" not in " ".join(preview_step["args"])
+
+    def test_preview_identity_writes_nothing(self, graph: Graph) -> None:
+        """Apart from its own build logs."""
+        preview = f"serviceAccount:{account_emails(graph)['preview-builds']}"
+        roles = {g.inputs["role"] for g in graph.resources
+                 if g.inputs.get("member") == preview} - {"roles/logging.logWriter"}
+        writing = [r for r in roles if re.search(r"admin|editor|writer|owner|developer|user$",
+                                                  r, re.I)]
+        assert not writing, writing
+
+
 BAD_CONFIGS = [
     ({"gcp:project": None}, "missing config gcp:project",
      "pulumi config set gcp:project"),
@@ -440,6 +491,10 @@ BAD_CONFIGS = [
      "autopilot, standard", "pulumi config set gitops:clusterMode autopilot"),
     ({"gitops:deletionProtection": "maybe"}, "must be true or false", ""),
     ({"gitops:rolloutTimeout": "5m"}, "must be seconds like 300s", ""),
+    ({"gitops:stateBackend": "s3://bucket"}, "config gitops:stateBackend must be gs://BUCKET",
+     "pulumi config set gitops:stateBackend gs://acme-delivery-pulumi-state"),
+    ({"gitops:stateBackend": "https://api.pulumi.com"}, "missing config gitops:pulumiTokenSecret",
+     "pulumi config set gitops:pulumiTokenSecret"),
 ]
 
 
