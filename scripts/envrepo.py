@@ -271,7 +271,7 @@ class EnvRepo:
             if "couldn't find remote ref" in str(exc.stderr):
                 return None
             raise OperationFailed(f"cannot fetch {branch!r} from {self.url}: "
-                                  f"{one_line(str(exc.stderr))}") from None
+                                  f"{git_error(exc)}") from None
         return self.tip(branch)
 
     def reach(self, branch: str, commits: Sequence[str]) -> bool:
@@ -424,14 +424,28 @@ class EnvRepo:
             output = f"{exc.stdout}\n{exc.stderr}"
             if any(marker in output for marker in REJECTION_MARKERS):
                 return False
-            raise OperationFailed(f"push to {branch!r} failed: {one_line(str(exc.stderr))}") \
-                from None
+            raise OperationFailed(f"push to {branch!r} failed: {git_error(exc)}") from None
         return True
+
+
+def local_path_url(url: str) -> str:
+    """A relative local path made absolute (git runs elsewhere); any other URL as it is."""
+    if "://" not in url and os.path.exists(url):
+        return os.path.abspath(url)
+    return url
+
+
+def git_error(exc: git.GitCommandError) -> str:
+    """git's own message, without GitPython's wrapping."""
+    text = str(exc.stderr).strip()
+    text = text.removeprefix("stderr:").strip().strip("'")
+    return one_line(text)
 
 
 @contextmanager
 def scratch_repo(url: str) -> Iterator[EnvRepo]:
     """A temporary bare repository for talking to url, removed afterwards."""
+    url = local_path_url(url)
     workdir = tempfile.mkdtemp(prefix="gitops-")
     try:
         # No template: nothing to copy in, nothing to delete afterwards.

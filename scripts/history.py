@@ -69,6 +69,23 @@ def app_commits(env: EnvRepo, branch: str, app: str) -> list[tuple[str, str, dic
     return commits
 
 
+def fetch_history(env: EnvRepo, *branches: str) -> None:
+    """Fetch the branches whole: history is as long as they are."""
+    for branch in branches:
+        env.depths[branch] = 0
+        env.fetch_branch(branch)
+
+
+def apps_on(env: EnvRepo, *branches: str) -> list[str]:
+    """Names of the apps with manifests at the tip of any of the branches."""
+    names: set[str] = set()
+    for branch in branches:
+        entry = env.lookup(env.tip(branch), APPS_DIR)
+        if entry is not None:
+            names.update(env.entries(entry[0]))
+    return sorted(names)
+
+
 def collect(env: EnvRepo, app: str, source: str, target: str) -> dict[str, Any]:
     attempts = [
         Attempt(commit=sha, time=when, image=t.get("Image"), source_repo=t.get("Source-Repo"),
@@ -132,9 +149,7 @@ def main(argv: list[str]) -> str:
     app = check_app(args.app)
     source, target = check_branch(args.source), check_branch(args.target)
     with scratch_repo(args.repo) as env:
-        for branch in (source, target):
-            env.depths[branch] = 0
-            env.fetch_branch(branch)
+        fetch_history(env, source, target)
         story = collect(env, app, source, target)
     if not story["attempts"] and not story["production"]:
         raise BadInput(f"unknown app {app!r}: no commits for {APPS_DIR}/{app}/ on "
