@@ -315,3 +315,25 @@ def pulumi_yaml_reference() -> str:
         lines.append(f"#   {setting.key}  (default: {setting.default})")
         lines += [f"#       {line}" for line in textwrap.wrap(setting.description, 90)]
     return "\n".join(lines) + "\n"
+
+
+def config_reference_markdown() -> str:
+    """docs/config.md, generated from SETTINGS (a test regenerates and compares)."""
+    lines = [
+        "# Config reference",
+        "",
+        "Generated from `components/config.py` by `python -m components.config > "
+        "docs/config.md`; a test fails when the two differ.",
+        "",
+        "Set a key with `pulumi config set KEY VALUE`; lists and objects with "
+        "`pulumi config set --path 'gitops:apps[0]' hello`.",
+        "",
+        "| key | default | what it does |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{s.key}` | `{s.default}` | {s.description} |" for s in SETTINGS]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_reference_markdown(), end="")

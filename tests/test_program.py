@@ -514,8 +514,3 @@ class TestConfigValidation:
     def test_csr_needs_no_github_keys(self, csr: Graph) -> None:
         assert csr.resources
 
-
-def test_pulumi_yaml_documents_every_key() -> None:
-    from components.config import pulumi_yaml_reference
-
-    assert pulumi_yaml_reference() in Path(ROOT / "Pulumi.yaml").read_text()
