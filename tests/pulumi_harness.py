@@ -47,6 +47,7 @@ class Graph:
     resources: list[Resource] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
 
     def of_type(self, typ: str) -> list[Resource]:
         return [r for r in self.resources if r.typ == typ]
@@ -192,7 +193,10 @@ def run_program(config: dict[str, Any], stack: str = "dev", graph: Graph | None 
         finally:
             _sync_await(wait_for_rpcs())
         root = pulumi.runtime.settings.get_root_resource()
-        graph.outputs = {k: resolved(v) for k, v in getattr(root, "outputs", {}).items()}
+        exported = getattr(root, "outputs", {})
+        graph.outputs = {k: resolved(v) for k, v in exported.items()}
+        graph.secret_outputs = {k for k, v in exported.items() if isinstance(v, pulumi.Output)
+                                and _sync_await(v.is_secret())}
 
     contextvars.Context().run(program)
     return graph

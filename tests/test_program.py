@@ -148,9 +148,15 @@ class TestResourceGraph:
         assert out["cluster_name"] == "gitops"
         assert "gke-gcloud-auth-plugin" in out["kubeconfig"]
 
-    def test_kubeconfig_is_secret(self, graph: Graph) -> None:
+    def test_kubeconfig_is_a_secret_built_from_the_cluster(self, graph: Graph) -> None:
+        assert graph.secret_outputs == {"kubeconfig"}
+        from pulumi.runtime import rpc
+
         provider = graph.one("pulumi:providers:kubernetes")
-        assert "34.78.120.15" in str(provider.inputs.get("kubeconfig", ""))
+        # The provider receives it as a secret too (Pulumi's wire form of a secret value).
+        assert provider.inputs["kubeconfig"] == {rpc._special_sig_key: rpc._special_secret_sig,
+                                                 "value": graph.outputs["kubeconfig"]}
+        assert graph.one(CLUSTER).outputs["endpoint"] in graph.outputs["kubeconfig"]
 
 
 class TestRealCloudConstraints:
