@@ -245,8 +245,7 @@ def frozen(env: EnvRepo, source: str, app: str) -> str | None:
 
 def main(argv: list[str], cluster_factory: Callable[[str], Cluster] = Cluster) -> str:
     parser = ArgumentParser(prog="deploy.py", description=__doc__)
-    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
-    parser.add_argument("--app", required=True, help="app name (a DNS label, its namespace)")
+    parser.add_repo_and_app()
     parser.add_argument("--commit", required=True, help="the candidate commit to deliver")
     parser.add_argument("--from", dest="source", default="candidate")
     parser.add_argument("--to", dest="target", default="production")

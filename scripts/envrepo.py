@@ -104,6 +104,11 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise BadInput(f"{self.prog}: {message}")
 
+    def add_repo_and_app(self, app_required: bool = True) -> None:
+        """--repo and --app, which every script takes."""
+        self.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
+        self.add_argument("--app", required=app_required, help="app name (a DNS label)")
+
 
 def run_main(body: Callable[[], str]) -> int:
     """Run a script body; print its result as the last stdout line, map errors to exit codes."""

@@ -54,8 +54,7 @@ def set_freeze(repo: str, app: str, reason: str | None, branch: str, frozen: boo
 def main(argv: list[str], frozen: bool = True) -> str:
     name = "freeze.py" if frozen else "unfreeze.py"
     parser = ArgumentParser(prog=name, description=__doc__)
-    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
-    parser.add_argument("--app", required=True, help="app name (a DNS label)")
+    parser.add_repo_and_app()
     parser.add_argument("--branch", default="candidate")
     if frozen:
         parser.add_argument("--reason", help="why (recorded in the commit and the freeze file)")

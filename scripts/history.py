@@ -140,8 +140,7 @@ def render_text(story: dict[str, Any], source: str, target: str) -> str:
 
 def main(argv: list[str]) -> str:
     parser = ArgumentParser(prog="history.py", description=__doc__)
-    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
-    parser.add_argument("--app", required=True, help="app name (a DNS label)")
+    parser.add_repo_and_app()
     parser.add_argument("--from", dest="source", default="candidate")
     parser.add_argument("--to", dest="target", default="production")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

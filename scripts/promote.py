@@ -35,8 +35,7 @@ PROVENANCE_KEYS = ("Image", "Source-Repo", "Source-Commit")
 
 def parse_args() -> ArgumentParser:
     parser = ArgumentParser(prog="promote.py", description=__doc__)
-    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
-    parser.add_argument("--app", required=True, help="app name (a DNS label)")
+    parser.add_repo_and_app()
     parser.add_argument("--commit", required=True, help="the --from commit to promote")
     parser.add_argument("--from", dest="source", default="candidate")
     parser.add_argument("--to", dest="target", default="production")

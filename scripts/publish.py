@@ -35,8 +35,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 def parse_args(argv: list[str]) -> ArgumentParser:
     parser = ArgumentParser(prog="publish.py", description=__doc__)
-    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
-    parser.add_argument("--app", required=True, help="app name (a DNS label)")
+    parser.add_repo_and_app()
     parser.add_argument("--manifests", required=True, type=Path, help="folder of manifests")
     parser.add_argument("--branch", default="candidate")
     parser.add_argument("--source-repo", help="app repository the manifests came from")

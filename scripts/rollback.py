@@ -91,8 +91,7 @@ def resolve(story: dict[str, Any], ref: str) -> tuple[str, str]:
 
 def main(argv: list[str], api: CloudBuildApi | None = None) -> str:
     parser = ArgumentParser(prog="rollback.py", description=__doc__)
-    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
-    parser.add_argument("--app", required=True, help="app name (a DNS label)")
+    parser.add_repo_and_app()
     parser.add_argument("--to", required=True, dest="ref", help="commit, digest or -N")
     parser.add_argument("--project", required=True, help="Google Cloud project")
     parser.add_argument("--region", required=True, help="region of the delivery trigger")

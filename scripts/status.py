@@ -64,8 +64,7 @@ def render_text(statuses: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str]) -> str:
     parser = ArgumentParser(prog="status.py", description=__doc__)
-    parser.add_argument("--repo", required=True, help="env repo URL (anything git accepts)")
-    parser.add_argument("--app", help="one app (default: every app)")
+    parser.add_repo_and_app(app_required=False)
     parser.add_argument("--from", dest="source", default="candidate")
     parser.add_argument("--to", dest="target", default="production")
     parser.add_argument("--json", action="store_true")

@@ -160,3 +160,11 @@ def publish(env: EnvRepoOnDisk, tmp_path: Path, app: str, digest: str, build: st
     return run_script("publish", "--repo", env.url, "--app", app, "--manifests", str(folder),
                       "--image", image, "--source-repo", f"https://github.com/acme/{app}",
                       "--source-commit", source_commit, "--build-id", build, env=env_vars)
+
+
+def promoted(env: EnvRepoOnDisk, app: str, commit: str, build: str) -> str:
+    """Promote commit of app with promote.py; the new production tip (must succeed)."""
+    result = run_script("promote", "--repo", env.url, "--app", app, "--commit", commit,
+                        "--build-id", build)
+    assert result.code == 0, result.stderr
+    return result.last_line

@@ -12,16 +12,10 @@ from conftest import (
     EnvRepoOnDisk,
     assert_bad_input,
     image_ref,
+    promoted,
     publish,
     run_script,
 )
-
-
-def promote(env: EnvRepoOnDisk, app: str, commit: str, build: str) -> str:
-    result = run_script("promote", "--repo", env.url, "--app", app, "--commit", commit,
-                        "--build-id", build)
-    assert result.code == 0, result.stderr
-    return result.last_line
 
 
 class TestFullCycle:
@@ -35,9 +29,9 @@ class TestFullCycle:
                      source_commit="2" * 40).last_line
         c3 = publish(env_repo, tmp_path, "hello", DIGEST_C, build="ci-3",
                      source_commit="3" * 40).last_line
-        p1 = promote(env_repo, "hello", c1, "cd-1")
-        p2 = promote(env_repo, "hello", c2, "cd-2")
-        p3 = promote(env_repo, "hello", c1, "cd-1-rerun")
+        p1 = promoted(env_repo, "hello", c1, "cd-1")
+        p2 = promoted(env_repo, "hello", c2, "cd-2")
+        p3 = promoted(env_repo, "hello", c1, "cd-1-rerun")
 
         result = run_script("history", "--repo", env_repo.url, "--app", "hello", "--json")
         assert result.code == 0, result.stderr
@@ -64,8 +58,8 @@ class TestFullCycle:
     def test_table(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         c1 = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-1").last_line
         c2 = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-2").last_line
-        promote(env_repo, "hello", c2, "cd-2")
-        promote(env_repo, "hello", c1, "cd-1")
+        promoted(env_repo, "hello", c2, "cd-2")
+        promoted(env_repo, "hello", c1, "cd-1")
         result = run_script("history", "--repo", env_repo.url, "--app", "hello")
         assert result.code == 0, result.stderr
         lines = result.stdout.splitlines()

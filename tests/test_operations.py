@@ -15,17 +15,11 @@ from conftest import (
     EnvRepoOnDisk,
     assert_bad_input,
     image_ref,
+    promoted,
     publish,
     run_script,
 )
 from test_deploy import ScriptedCluster, deliver
-
-
-def promote(env: EnvRepoOnDisk, app: str, commit: str, build: str) -> str:
-    result = run_script("promote", "--repo", env.url, "--app", app, "--commit", commit,
-                        "--build-id", build)
-    assert result.code == 0, result.stderr
-    return result.last_line
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +34,11 @@ def fleet_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[EnvRepoOnDisk,
     c["h1"] = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-h1").last_line
     c["s1"] = publish(env_repo, tmp_path, "shop", DIGEST_A, build="ci-s1").last_line
     c["h2"] = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-h2").last_line
-    c["p1"] = promote(env_repo, "hello", c["h1"], "cd-h1")
-    c["ps1"] = promote(env_repo, "shop", c["s1"], "cd-s1")
-    c["p2"] = promote(env_repo, "hello", c["h2"], "cd-h2")
+    c["p1"] = promoted(env_repo, "hello", c["h1"], "cd-h1")
+    c["ps1"] = promoted(env_repo, "shop", c["s1"], "cd-s1")
+    c["p2"] = promoted(env_repo, "hello", c["h2"], "cd-h2")
     c["h3"] = publish(env_repo, tmp_path, "hello", DIGEST_C, build="ci-h3").last_line
-    c["p3"] = promote(env_repo, "hello", c["h1"], "cd-h1-rerun")
+    c["p3"] = promoted(env_repo, "hello", c["h1"], "cd-h1-rerun")
     c["s2"] = publish(env_repo, tmp_path, "shop", DIGEST_B, build="ci-s2").last_line
     return env_repo, c
 
@@ -81,7 +75,7 @@ class TestStatus:
 
     def test_in_sync_and_table(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         c1 = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        promote(env_repo, "hello", c1, "cd-1")
+        promoted(env_repo, "hello", c1, "cd-1")
         result = run_script("status", "--repo", env_repo.url, "--app", "hello")
         assert result.code == 0, result.stderr
         header, row = result.stdout.strip().splitlines()
