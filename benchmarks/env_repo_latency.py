@@ -41,6 +41,8 @@ def sh(*args: str, cwd: Path | None = None) -> str:
 
 
 def timed(action: Callable[[int], None], runs: int) -> float:
+    """Median of runs, after one untimed warm-up run (same for every sequence)."""
+    action(runs + 100)
     samples = []
     for run in range(runs):
         start = time.perf_counter()
@@ -103,12 +105,12 @@ def measure(size: int, runs: int, scratch: Path) -> dict[str, float]:
 
     results = {"publish": timed(publish, runs)}
     promote_samples = []
-    for run in range(runs):
+    for run in range(runs + 1):  # the first is the warm-up
         promote_after_publish(run)
         start = time.perf_counter()
         promote(run)
         promote_samples.append(time.perf_counter() - start)
-    results["promote"] = statistics.median(promote_samples)
+    results["promote"] = statistics.median(promote_samples[1:] or promote_samples)
     results["tutorial"] = timed(tutorial, runs)
     results["shallow git"] = timed(shallow, runs)
     return results

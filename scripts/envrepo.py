@@ -17,7 +17,6 @@ Design decisions recorded here:
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import random
 import re
@@ -38,15 +37,30 @@ from gitdb import LooseObjectDB
 from gitdb.base import IStream
 from gitdb.exc import BadObject
 
+from gitenv import (
+    GIT_IDENTITY,
+    TOKEN_ENV,
+    TOKEN_REPOSITORY_ENV,
+    TOKEN_USER_ENV,
+    BadInput,
+    OperationFailed,
+    basic_auth,
+    connection_token,
+    fetch_args,
+    git_environment,
+    one_line,
+    resolve_token,
+)
+from prefetch import Prefetch
+
+__all__ = ["GIT_IDENTITY", "TOKEN_ENV", "TOKEN_REPOSITORY_ENV", "TOKEN_USER_ENV", "BadInput",
+           "OperationFailed", "basic_auth", "connection_token", "git_environment", "one_line",
+           "resolve_token"]
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
-TOKEN_ENV = "GITOPS_GIT_TOKEN"
-# A Cloud Build 2nd-gen repository (projects/*/locations/*/connections/*/repositories/*): the
-# scripts ask it for a short-lived read/write token when no token is given.
-TOKEN_REPOSITORY_ENV = "GITOPS_GIT_TOKEN_REPOSITORY"
-TOKEN_USER_ENV = "GITOPS_GIT_USERNAME"
 MAX_ATTEMPTS_ENV = "GITOPS_PUSH_ATTEMPTS"
 DEFAULT_MAX_ATTEMPTS = 40
 
@@ -57,20 +71,15 @@ FROZEN_DIR = f"{CONTROL_DIR}/frozen"
 
 APP_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
-BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])$")
+# Compiled on first use: process start-up is most of a publish's latency.
+BRANCH_PATTERN = r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])$"
 # name[:tag]@sha256:<64 hex>; name is a registry path (host[:port]/path or a bare path).
-IMAGE_REF_RE = re.compile(
+IMAGE_REF_PATTERN = (
     r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"@(?P<digest>sha256:[0-9a-f]{64})$"
 )
 
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "gitops-bot",
-    "GIT_AUTHOR_EMAIL": "gitops-bot@noreply.invalid",
-    "GIT_COMMITTER_NAME": "gitops-bot",
-    "GIT_COMMITTER_EMAIL": "gitops-bot@noreply.invalid",
-}
 TREE_MODE, FILE_MODE = 0o040000, 0o100644
 # Depths tried in turn when a commit must be found on a branch; after them, the whole history.
 DEEPEN_STEPS = (16, 256, 4096)
@@ -85,14 +94,6 @@ REJECTION_MARKERS = (
     "incorrect old value",
     "reference already exists",
 )
-
-
-class BadInput(Exception):
-    """Input the caller must fix; exit 2, nothing changed."""
-
-
-class OperationFailed(Exception):
-    """The input was fine but the operation could not complete; exit 1, nothing changed."""
 
 
 # --- command-line conventions -------------------------------------------------------------
@@ -124,10 +125,6 @@ def run_main(body: Callable[[], str]) -> int:
     return EXIT_OK
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def redact(text: str) -> str:
     """Remove the token and any credentials embedded in URLs from a message."""
     token = os.environ.get(TOKEN_ENV)
@@ -153,13 +150,13 @@ def check_sha(sha: str, what: str = "commit") -> str:
 
 
 def check_branch(branch: str) -> str:
-    if not BRANCH_RE.match(branch) or branch.endswith(".lock"):
+    if not re.match(BRANCH_PATTERN, branch) or branch.endswith(".lock"):
         raise BadInput(f"branch {branch!r} is not a valid branch name")
     return branch
 
 
 def check_image_ref(ref: str) -> re.Match[str]:
-    match = IMAGE_REF_RE.match(ref)
+    match = re.match(IMAGE_REF_PATTERN, ref)
     if not match:
         raise BadInput(
             f"image reference {ref!r} is invalid: it must be NAME[:TAG]@sha256:<64 hex digits>"
@@ -203,48 +200,6 @@ def parse_trailers(message: str) -> dict[str, str]:
 # --- the working repository -----------------------------------------------------------------
 
 
-def basic_auth(token: str) -> str:
-    user = os.environ.get(TOKEN_USER_ENV, "x-access-token")
-    return base64.b64encode(f"{user}:{token}".encode()).decode()
-
-
-def connection_token(repository: str) -> str:
-    """A short-lived read/write token from a Cloud Build connection's linked repository."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # Python-version notices
-    from google.cloud.devtools import cloudbuild_v2
-
-    client = cloudbuild_v2.RepositoryManagerClient()
-    return str(client.fetch_read_write_token(repository=repository).token)
-
-
-def resolve_token() -> None:
-    """Put the connection's token in the environment when a linked repository is named."""
-    repository = os.environ.get(TOKEN_REPOSITORY_ENV, "")
-    if repository and not os.environ.get(TOKEN_ENV):
-        try:
-            os.environ[TOKEN_ENV] = connection_token(repository)
-        except Exception as exc:
-            raise OperationFailed(f"cannot get a token for {repository}: "
-                                  f"{one_line(str(exc))}") from None
-
-
-def git_environment(url: str) -> dict[str, str]:
-    """Identity and, for HTTPS remotes with a token in the environment, the auth header."""
-    env = {key: os.environ.get(key, value) for key, value in GIT_IDENTITY.items()}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    if url.startswith("https://"):
-        resolve_token()
-    token = os.environ.get(TOKEN_ENV)
-    if token and url.startswith("https://"):
-        count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
-        env["GIT_CONFIG_COUNT"] = str(count + 1)
-        env[f"GIT_CONFIG_KEY_{count}"] = "http.extraHeader"
-        env[f"GIT_CONFIG_VALUE_{count}"] = f"Authorization: Basic {basic_auth(token)}"
-    return env
-
-
 @dataclass
 class EnvRepo:
     """A scratch bare repository that talks to one remote env repo."""
@@ -252,6 +207,7 @@ class EnvRepo:
     url: str
     repo: git.Repo
     depths: dict[str, int] = field(default_factory=dict)  # 0: full history
+    prefetched: dict[str, Prefetch] = field(default_factory=dict)
     loose: LooseObjectDB | None = None
 
     @property
@@ -264,20 +220,23 @@ class EnvRepo:
         Returns the tip SHA, or None if the branch does not exist.
         """
         depth = self.depths.setdefault(branch, 1)
-        ref = f"refs/remotes/origin/{branch}"
-        args = ["--quiet", "--no-tags", "--no-write-fetch-head"]
-        if depth:
-            args.append(f"--depth={depth}")
-        elif self.is_shallow():
-            args.append("--unshallow")
+        early = self.prefetched.pop(branch, None)
+        if early is not None:
+            code, stderr = early.wait()  # started before GitPython was imported
+            if code != 0:
+                return self.fetch_failed(branch, stderr)
+            return self.tip(branch)
         try:
-            self.g.fetch(*args, self.url, f"+refs/heads/{branch}:{ref}")
+            self.g.execute(["git", *fetch_args(self.url, branch, depth, self.is_shallow())])
         except git.GitCommandError as exc:
-            if "couldn't find remote ref" in str(exc.stderr):
-                return None
-            raise OperationFailed(f"cannot fetch {branch!r} from {self.url}: "
-                                  f"{git_error(exc)}") from None
+            return self.fetch_failed(branch, git_error(exc))
         return self.tip(branch)
+
+    def fetch_failed(self, branch: str, stderr: str) -> None:
+        """None when the branch does not exist; any other failure is operational."""
+        if "couldn't find remote ref" in stderr:
+            return None
+        raise OperationFailed(f"cannot fetch {branch!r} from {self.url}: {one_line(stderr)}")
 
     def reach(self, branch: str, commits: Sequence[str]) -> bool:
         """Deepen the branch until every commit is reachable from its tip; False if one never is.
@@ -448,16 +407,30 @@ def git_error(exc: git.GitCommandError) -> str:
 
 
 @contextmanager
-def scratch_repo(url: str) -> Iterator[EnvRepo]:
-    """A temporary bare repository for talking to url, removed afterwards."""
+def scratch_repo(url: str, early: Prefetch | None = None) -> Iterator[EnvRepo]:
+    """A temporary bare repository for talking to url, removed afterwards.
+
+    With `early` (a fetch publish.py started before importing GitPython), that fetch's
+    repository is adopted and its result is the branch's first fetch.
+    """
     url = local_path_url(url)
-    workdir = tempfile.mkdtemp(prefix="gitops-")
-    try:
+    if early is not None and early.matches(url):
+        workdir = early.workdir
+        repo = git.Repo(workdir)
+    else:
+        early = None
+        workdir = tempfile.mkdtemp(prefix="gitops-")
         # No template: nothing to copy in, nothing to delete afterwards.
         repo = git.Repo.init(workdir, bare=True, template="", allow_unsafe_options=True)
+    try:
         repo.git.update_environment(**git_environment(url))
-        yield EnvRepo(url=url, repo=repo)
+        env = EnvRepo(url=url, repo=repo)
+        if early is not None:
+            env.prefetched[early.branch] = early
+        yield env
     finally:
+        if early is not None:
+            early.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

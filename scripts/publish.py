@@ -8,11 +8,18 @@ no commit and prints the current tip. A rejected push is rebuilt on the new tip 
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Callable
-from pathlib import Path
 
-from envrepo import (
+from prefetch import Prefetch
+
+# Importing GitPython takes about as long as the shallow fetch: start the fetch first, so the
+# two overlap (prefetch.py). Only when run as a script; importing this module starts nothing.
+EARLY = Prefetch.start(sys.argv[1:], "candidate") if __name__ == "__main__" else None
+
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from envrepo import (  # noqa: E402
     APPS_DIR,
     TREE_MODE,
     ArgumentParser,
@@ -88,7 +95,7 @@ class Background(threading.Thread):
             raise self.error
 
 
-def main(argv: list[str]) -> str:
+def main(argv: list[str], early: Prefetch | None = None) -> str:
     args = parse_args(argv).parse_args(argv)
     app = check_app(args.app)
     branch = check_branch(args.branch)
@@ -115,7 +122,7 @@ def main(argv: list[str]) -> str:
         ],
     )
 
-    with scratch_repo(args.repo) as env:
+    with scratch_repo(args.repo, early) as env:
         prefix = f"{APPS_DIR}/{app}"
         app_tree = env.folder_tree(args.manifests.resolve())
 
@@ -136,4 +143,4 @@ def main(argv: list[str]) -> str:
             raise
 
 if __name__ == "__main__":
-    sys.exit(run_main(lambda: main(sys.argv[1:])))
+    sys.exit(run_main(lambda: main(sys.argv[1:], EARLY)))

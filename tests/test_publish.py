@@ -229,9 +229,12 @@ class TestCredentials:
         monkeypatch.setenv("GITOPS_GIT_TOKEN", self.TOKEN)
         monkeypatch.delenv("GIT_CONFIG_COUNT", raising=False)
         env = envrepo.git_environment("https://github.com/acme/env.git")
-        assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader"
-        assert env["GIT_CONFIG_VALUE_0"].startswith("Authorization: Basic ")
-        assert "GIT_CONFIG_COUNT" not in envrepo.git_environment("/srv/env.git")
+        config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"]
+                  for i in range(int(env["GIT_CONFIG_COUNT"]))}
+        assert config["http.extraHeader"] == \
+            f"Authorization: Basic {envrepo.basic_auth(self.TOKEN)}"
+        local = envrepo.git_environment("/srv/env.git")
+        assert "http.extraHeader" not in local.values()
         with envrepo.scratch_repo("https://github.com/acme/env.git") as scratch:
             config = Path(scratch.repo.git_dir, "config").read_text()
             assert self.TOKEN not in config
@@ -248,3 +251,41 @@ def test_scripts_run_from_any_directory(env_repo: EnvRepoOnDisk, tmp_path: Path)
                           env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == env_repo.tip("candidate")
+
+
+class TestPrefetch:
+    """publish.py starts its first fetch before GitPython loads; nothing is left behind."""
+
+    @pytest.mark.parametrize("case", ["success", "bad-input", "unreachable"])
+    def test_no_scratch_repository_left_behind(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                               case: str) -> None:
+        scratch = tmp_path / "tmp"
+        scratch.mkdir()
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
+        repo = str(tmp_path / "missing.git") if case == "unreachable" else env_repo.url
+        app = "Bad_App" if case == "bad-input" else "hello"
+        result = run_script("publish", "--repo", repo, "--app", app, "--manifests", str(folder),
+                            env={"TMPDIR": str(scratch)})
+        assert result.code == {"success": 0, "bad-input": 2, "unreachable": 1}[case]
+        assert list(scratch.iterdir()) == []
+
+    def test_only_plain_arguments_start_a_fetch(self) -> None:
+        from prefetch import Prefetch
+
+        assert Prefetch.start(["--app", "hello"], "candidate") is None
+        assert Prefetch.start(["--repo", "--app"], "candidate") is None
+        assert Prefetch.start(["--repo=x", "--branch", "bad branch"], "candidate") is None
+
+    def test_prefetched_result_is_the_first_fetch(self, env_repo: EnvRepoOnDisk,
+                                                  tmp_path: Path) -> None:
+        import envrepo
+        from prefetch import Prefetch
+
+        first = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        early = Prefetch.start(["--repo", env_repo.url], "candidate")
+        assert early is not None
+        with envrepo.scratch_repo(env_repo.url, early) as env:
+            assert env.repo.git_dir == early.workdir
+            assert env.fetch_branch("candidate") == first
+            assert early.process is None  # consumed, not fetched again
+        assert not Path(early.workdir).exists()
