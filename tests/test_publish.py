@@ -228,18 +228,51 @@ class TestCredentials:
 
         monkeypatch.setenv("GITOPS_GIT_TOKEN", self.TOKEN)
         monkeypatch.delenv("GIT_CONFIG_COUNT", raising=False)
-        env = envrepo.git_environment("https://github.com/acme/env.git")
+        import gitenv
+
+        env = gitenv.git_environment("https://github.com/acme/env.git")
         config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"]
                   for i in range(int(env["GIT_CONFIG_COUNT"]))}
         assert config["http.extraHeader"] == \
-            f"Authorization: Basic {envrepo.basic_auth(self.TOKEN)}"
-        local = envrepo.git_environment("/srv/env.git")
+            f"Authorization: Basic {gitenv.basic_auth(self.TOKEN)}"
+        local = gitenv.git_environment("/srv/env.git")
         assert "http.extraHeader" not in local.values()
         with envrepo.scratch_repo("https://github.com/acme/env.git") as scratch:
             config = Path(scratch.repo.git_dir, "config").read_text()
             assert self.TOKEN not in config
-            assert envrepo.basic_auth(self.TOKEN) not in config
+            assert gitenv.basic_auth(self.TOKEN) not in config
             assert "extraHeader" not in config
+
+
+def test_token_from_the_connection_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a linked repository named, the short-lived token comes from Cloud Build."""
+    import gitenv
+
+    link = "projects/acme/locations/europe-west1/connections/github/repositories/gitops-env"
+    asked: list[str] = []
+
+    def fake_token(repository: str) -> str:
+        asked.append(repository)
+        return "ghs_ShortLivedInstallationToken0123456789"
+
+    monkeypatch.setattr(gitenv, "connection_token", fake_token)
+    monkeypatch.delenv(gitenv.TOKEN_ENV, raising=False)
+    monkeypatch.setenv(gitenv.TOKEN_REPOSITORY_ENV, link)
+    assert "http.extraHeader" not in gitenv.git_environment("/srv/env.git").values()
+    assert asked == []  # a local remote needs no token
+    env = gitenv.git_environment("https://github.com/acme/gitops-env.git")
+    assert asked == [link]
+    assert f"Authorization: Basic {gitenv.basic_auth(fake_token(link))}" in env.values()
+
+    def broken(repository: str) -> str:
+        raise RuntimeError("403 Permission 'cloudbuild.repositories.accessReadWriteToken' "
+                           "denied\non resource")
+
+    monkeypatch.delenv(gitenv.TOKEN_ENV)
+    monkeypatch.setattr(gitenv, "connection_token", broken)
+    with pytest.raises(gitenv.OperationFailed, match=r"cannot get a token for projects/.*"
+                                                     r"accessReadWriteToken' denied on resource"):
+        gitenv.git_environment("https://github.com/acme/gitops-env.git")
 
 
 def test_scripts_run_from_any_directory(env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
