@@ -36,7 +36,6 @@ from pathlib import Path
 from envrepo import (
     APPS_DIR,
     FROZEN_DIR,
-    PROMOTED_DIR,
     TREE_MODE,
     ArgumentParser,
     BadInput,
@@ -217,7 +216,7 @@ def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> s
     is a rollback, which is delivered.
     """
     tip = env.fetch_branch(target)
-    previous = (env.read_blob(tip, f"{PROMOTED_DIR}/{app}") or "").strip()
+    previous = env.promoted_from(tip, app)
     if not previous or previous == commit or not env.reach(source, [previous]):
         return None
     if not env.is_ancestor(commit, previous):

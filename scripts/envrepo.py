@@ -316,6 +316,10 @@ class EnvRepo:
             return None
         return self.read_object(entry[0]).decode()
 
+    def promoted_from(self, tip: str | None, app: str) -> str | None:
+        """The candidate commit production took last for app (`.gitops/promoted/APP`)."""
+        return (self.read_blob(tip, f"{PROMOTED_DIR}/{app}") or "").strip() or None
+
     def message_of(self, commit: str) -> str:
         return self.read_object(bytes.fromhex(commit)).decode().split("\n\n", 1)[1]
 

@@ -91,7 +91,7 @@ def main(argv: list[str]) -> str:
             tip = env.fetch_branch(target)
             if env.tree_of(tip, prefix) == app_tree:
                 return tip  # production already holds this tree: nothing to do
-            previous = (env.read_blob(tip, state_path) or "").strip() if tip else None
+            previous = env.promoted_from(tip, app)
             rollback = is_rollback(env, source, commit, previous)
             verb = "Rollback" if rollback else "Promote"
             image = trailers.get("Image")
