@@ -35,7 +35,6 @@ from pathlib import Path
 
 from envrepo import (
     APPS_DIR,
-    FROZEN_DIR,
     TREE_MODE,
     ArgumentParser,
     BadInput,
@@ -237,11 +236,6 @@ def skip_if_stale(env: EnvRepo, source: str, target: str, app: str, commit: str)
     return env.tip(target) or commit
 
 
-def frozen(env: EnvRepo, source: str, app: str) -> str | None:
-    """The freeze note when the app is frozen on the source branch's tip."""
-    return env.read_blob(env.tip(source), f"{FROZEN_DIR}/{app}")
-
-
 def main(argv: list[str], cluster_factory: Callable[[str], Cluster] = Cluster) -> str:
     parser = ArgumentParser(prog="deploy.py", description=__doc__)
     parser.add_repo_and_app()
@@ -273,7 +267,7 @@ def main(argv: list[str], cluster_factory: Callable[[str], Cluster] = Cluster) -
         entry = env.lookup(commit, f"{APPS_DIR}/{app}")
         if entry is None or entry[1] != TREE_MODE:
             raise BadInput(f"app {app!r} has no manifests ({APPS_DIR}/{app}/) at {commit}")
-        note = frozen(env, source, app)
+        note = env.freeze_note(source, app)
         if note is not None:
             log(f"{app} is frozen ({note.strip() or 'no reason given'}): "
                 f"{commit[:12]} is recorded on {source} but not deployed")

@@ -38,24 +38,16 @@ from gitdb.base import IStream
 from gitdb.exc import BadObject
 
 from gitenv import (
-    GIT_IDENTITY,
     TOKEN_ENV,
-    TOKEN_REPOSITORY_ENV,
-    TOKEN_USER_ENV,
     BadInput,
     OperationFailed,
     basic_auth,
-    connection_token,
     fetch_args,
     git_environment,
+    local_path_url,
     one_line,
-    resolve_token,
 )
 from prefetch import Prefetch
-
-__all__ = ["GIT_IDENTITY", "TOKEN_ENV", "TOKEN_REPOSITORY_ENV", "TOKEN_USER_ENV", "BadInput",
-           "OperationFailed", "basic_auth", "connection_token", "git_environment", "one_line",
-           "resolve_token"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -320,6 +312,10 @@ class EnvRepo:
         """The candidate commit production took last for app (`.gitops/promoted/APP`)."""
         return (self.read_blob(tip, f"{PROMOTED_DIR}/{app}") or "").strip() or None
 
+    def freeze_note(self, branch: str, app: str) -> str | None:
+        """The reason app is frozen at the branch's fetched tip, or None when it is not."""
+        return self.read_blob(self.tip(branch), f"{FROZEN_DIR}/{app}")
+
     def message_of(self, commit: str) -> str:
         return self.read_object(bytes.fromhex(commit)).decode().split("\n\n", 1)[1]
 
@@ -394,13 +390,6 @@ class EnvRepo:
                 return False
             raise OperationFailed(f"push to {branch!r} failed: {git_error(exc)}") from None
         return True
-
-
-def local_path_url(url: str) -> str:
-    """A relative local path made absolute (git runs elsewhere); any other URL as it is."""
-    if "://" not in url and os.path.exists(url):
-        return os.path.abspath(url)
-    return url
 
 
 def git_error(exc: git.GitCommandError) -> str:

@@ -80,6 +80,13 @@ def git_environment(url: str) -> dict[str, str]:
     return env
 
 
+def local_path_url(url: str) -> str:
+    """A relative local path made absolute (git runs elsewhere); any other URL as it is."""
+    if "://" not in url and os.path.exists(url):
+        return os.path.abspath(url)
+    return url
+
+
 def fetch_args(url: str, branch: str, depth: int, shallow: bool) -> list[str]:
     """`git fetch` arguments for one branch into refs/remotes/origin/ (0: whole history)."""
     args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"]

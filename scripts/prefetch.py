@@ -15,7 +15,7 @@ import os
 import subprocess
 import tempfile
 
-from gitenv import fetch_args, git_environment
+from gitenv import fetch_args, git_environment, local_path_url
 
 # Lean on purpose: every module imported here delays the fetch it starts.
 BRANCH_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-")
@@ -53,10 +53,8 @@ class Prefetch:
         branch = option(argv, "--branch", default_branch)
         if not url or url.startswith("-") or not branch or not set(branch) <= BRANCH_CHARS:
             return None
-        if "://" not in url and os.path.exists(url):
-            url = os.path.abspath(url)
         try:
-            return cls(url, branch)
+            return cls(local_path_url(url), branch)
         except (OSError, subprocess.CalledProcessError):
             return None  # the normal path will report the problem
 

@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 from envrepo import (
-    FROZEN_DIR,
     ArgumentParser,
     BadInput,
     check_app,
@@ -78,7 +77,7 @@ def main(argv: list[str]) -> str:
             raise BadInput(f"unknown app {args.app!r}: known apps are "
                            f"{', '.join(known) or 'none'}")
         statuses = [app_status(collect(env, app, source, target),
-                               env.read_blob(env.tip(source), f"{FROZEN_DIR}/{app}"))
+                               env.freeze_note(source, app))
                     for app in apps]
     if args.json:
         return json.dumps(statuses, indent=2)
