@@ -23,12 +23,12 @@ class TestFullCycle:
 
     def test_json_story(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         c1 = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-1",
-                     source_commit="1" * 40).last_line
+                     source_commit="1" * 40)
         publish(env_repo, tmp_path, "noise", DIGEST_A, build="ci-x")
         c2 = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-2",
-                     source_commit="2" * 40).last_line
+                     source_commit="2" * 40)
         c3 = publish(env_repo, tmp_path, "hello", DIGEST_C, build="ci-3",
-                     source_commit="3" * 40).last_line
+                     source_commit="3" * 40)
         p1 = promoted(env_repo, "hello", c1, "cd-1")
         p2 = promoted(env_repo, "hello", c2, "cd-2")
         p3 = promoted(env_repo, "hello", c1, "cd-1-rerun")
@@ -56,8 +56,8 @@ class TestFullCycle:
         assert all(a["time"] for a in story["attempts"])
 
     def test_table(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-1").last_line
-        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-2").last_line
+        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-1")
+        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-2")
         promoted(env_repo, "hello", c2, "cd-2")
         promoted(env_repo, "hello", c1, "cd-1")
         result = run_script("history", "--repo", env_repo.url, "--app", "hello")

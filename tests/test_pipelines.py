@@ -15,7 +15,7 @@ import yaml
 from google.cloud.devtools import cloudbuild_v1
 from google.protobuf import json_format
 
-from conftest import DIGEST_A, ROOT, git, run_script
+from conftest import DIGEST_A, ROOT, fsck, git, run_script
 from pulumi_harness import Graph, run_program
 from test_program import CONFIGS, TRIGGER, pipeline_of
 
@@ -187,3 +187,4 @@ class TestLocalLoop:
         assert f"from candidate {first[:12]}" in production[0]
         assert f"from candidate {second[:12]}" in production[1]
         assert "hello: production (newest first)" in proc.stdout
+        fsck(env_repo)

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 if TYPE_CHECKING:
     import git
@@ -77,12 +77,12 @@ class LogEntry:
 
 
 @contextmanager
-def stdin(data: bytes) -> Iterator[IO[bytes]]:
+def stdin(data: bytes) -> Iterator[BinaryIO]:
     """data as a file git can read its standard input from."""
     with tempfile.TemporaryFile() as handle:
         handle.write(data)
         handle.seek(0)
-        yield handle
+        yield cast(BinaryIO, handle)
 
 
 @dataclass

@@ -64,8 +64,8 @@ def pod_specs(doc: Any) -> Iterator[Any]:
         for item in doc["items"]:
             yield from pod_specs(item)
         return
-    node = doc
-    for key in POD_SPEC_PATHS.get(doc.get("kind"), ()):
+    node: Any = doc
+    for key in POD_SPEC_PATHS.get(str(doc.get("kind")), ()):
         node = node.get(key) if isinstance(node, dict) else None
     if node is not doc and isinstance(node, dict):
         yield node
@@ -77,7 +77,9 @@ def image_slots(doc: Any) -> Iterator[tuple[Any, int, int]]:
         for list_key in CONTAINER_LISTS:
             for container in spec.get(list_key) or []:
                 if isinstance(container, dict) and isinstance(container.get("image"), str):
-                    line, col = container.lc.value("image")
+                    # ruamel's round-trip maps know where each value sits in the file.
+                    position: Any = container
+                    line, col = position.lc.value("image")
                     yield container, line, col
 
 

@@ -120,8 +120,8 @@ def resolve(story: History, ref: str) -> tuple[str, str]:
     if re.fullmatch(r"[0-9a-f]{7,64}", ref):
         matches = [p for p in production if p.commit.startswith(ref)]
         if len(matches) == 1 and matches[0].promoted_from:
-            entry = matches[0]
-            return entry.promoted_from, f"production entry {entry.commit[:12]}"
+            entry, source = matches[0], matches[0].promoted_from
+            return source, f"production entry {entry.commit[:12]}"
         if len(matches) > 1:
             raise BadInput(f"--target {ref}: ambiguous, give more digits")
         raise BadInput(f"--target {ref}: not a production entry of {app}")
