@@ -25,6 +25,7 @@ from conftest import (
 )
 from gitops import rollback
 from gitops.deploy import DeliveryRequest, Outcome, deliver
+from gitops.errors import OperationFailed
 from gitops.freeze import set_freeze
 from gitops.status import DIFFERS, IN_SYNC, status
 
@@ -194,9 +195,9 @@ class TestRollback:
         plan = rollback.RollbackPlan(app="hello", commit="b" * 40, what="-1",
                                      project="acme-delivery", region="us-east4",
                                      trigger="deliver-hello")
-        with pytest.raises(rollback.OperationFailed,
-                           match="cannot run trigger projects/acme-delivery/locations/us-east4/"
-                                 "triggers/deliver-hello: 403 .* denied on trigger"):
+        with pytest.raises(OperationFailed,
+                           match=r"cannot run trigger projects/acme-delivery/locations/us-east4/"
+                                 r"triggers/deliver-hello: 403 .* denied on trigger"):
             rollback.CloudBuild(failing).run_trigger(plan)
 
     def test_dry_run_runs_nothing(self, env_repo_fleet: EnvRepoOnDisk,
