@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 from google.cloud.devtools import cloudbuild_v1
 from google.protobuf import json_format
 
+from components import pipelines
 from conftest import DIGEST_A, ROOT, fsck, git, run_script
 from pulumi_harness import Graph, run_program
 from test_program import CONFIGS, TRIGGER, pipeline_of
@@ -123,6 +125,26 @@ class TestStepsImage:
                      "git", "requirements.txt", "/gitops/scripts"):
             assert tool in dockerfile
         assert re.search(r"^FROM \S+:\d[\w.-]*", dockerfile, re.M), "base image must be pinned"
+
+    def test_image_carries_the_library_and_its_tag_covers_it(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The build context is scripts/, copied whole: the entry scripts and scripts/gitops."""
+        dockerfile = (ROOT / "scripts" / "Dockerfile").read_text()
+        copies = [line.split()[1:] for line in dockerfile.splitlines()
+                  if line.startswith("COPY ")]
+        assert [".", "/gitops/scripts"] in copies
+        library = sorted((ROOT / "scripts" / "gitops").glob("*.py"))
+        hashed = {p.relative_to(ROOT / "scripts").as_posix()
+                  for p in pipelines.steps_image_files()}
+        assert library and {f"gitops/{p.name}" for p in library} <= hashed
+        copy = tmp_path / "scripts"
+        shutil.copytree(ROOT / "scripts", copy,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        monkeypatch.setattr(pipelines, "SCRIPTS", copy)
+        before = pipelines.steps_image_tag()
+        module = copy / "gitops" / "envrepo.py"
+        module.write_text(module.read_text() + "\n# changed\n")
+        assert pipelines.steps_image_tag() != before
 
     def test_script_requirements_match_the_project_pins(self) -> None:
         def pins(path: Path) -> dict[str, str]:
