@@ -131,9 +131,9 @@ class TestPush:
                                                       r"\[remote rejected\] \(hook declined\)"):
                 env.push(fresh, "candidate", tip)
         hook.unlink()
-        with scratch_repo(str(tmp_path / "gone.git")) as env:
-            with pytest.raises(OperationFailed, match="cannot fetch 'candidate'"):
-                env.fetch("candidate")
+        with (scratch_repo(str(tmp_path / "gone.git")) as env,
+              pytest.raises(OperationFailed, match="cannot fetch 'candidate'")):
+            env.fetch("candidate")
 
 
 class TestRetry:

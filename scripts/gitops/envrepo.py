@@ -127,16 +127,19 @@ class EnvRepo:
         """
         depth = self.depths.setdefault(branch, 1)
         early = self.early.pop(branch, None)
-        if early is not None:
-            _, stderr = early.communicate()
-            status, err = early.returncode, stderr.decode(errors="replace")
-        else:
-            status, _, err = self.run(*fetch_args(self.url, branch, depth, self.is_shallow()))
-        if status == 0:
-            return self.tip(branch)
-        # Missing branch, or another failure? Ask the remote (exit code 2: no such ref).
-        if self.remote_tip(branch, failure=err) is None:
-            return None
+        for _ in range(3):
+            if early is not None:
+                _, stderr = early.communicate()
+                status, err = early.returncode, stderr.decode(errors="replace")
+                early = None
+            else:
+                status, _, err = self.run(*fetch_args(self.url, branch, depth, self.is_shallow()))
+            if status == 0:
+                return self.tip(branch)
+            # Missing branch, or another failure? Ask the remote (exit code 2: no such ref).
+            if self.remote_tip(branch, failure=err) is None:
+                return None
+            # It exists: created by another writer since our fetch asked, or a real failure.
         raise OperationFailed(f"cannot fetch {branch!r} from {self.url}: {one_line(err)}")
 
     def remote_tip(self, branch: str, failure: str = "") -> str | None:
