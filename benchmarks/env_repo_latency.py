@@ -1,6 +1,6 @@
 """Publish and promote latency against env repos with 100, 10,000 and 100,000 commits.
 
-Measured side by side in one run, median of several runs each:
+Measured side by side in one run, interleaved, median of several runs each:
 - publish.py and promote.py as the builds run them (a fresh process each time);
 - the seed tutorial's sequence: full clone, checkout, write, commit, push;
 - the bare shallow git commands: init, fetch --depth 1, checkout, write, commit, push.
@@ -40,17 +40,6 @@ def sh(*args: str, cwd: Path | None = None) -> str:
                           text=True).stdout.strip()
 
 
-def timed(action: Callable[[int], None], runs: int) -> float:
-    """Median of runs, after one untimed warm-up run (same for every sequence)."""
-    action(runs + 100)
-    samples = []
-    for run in range(runs):
-        start = time.perf_counter()
-        action(run)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def manifests(folder: Path, tag: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "deployment.yaml").write_text(
@@ -79,9 +68,6 @@ def measure(size: int, runs: int, scratch: Path) -> dict[str, float]:
         sh(python, str(SCRIPTS / "promote.py"), "--repo", url, "--app", "hello",
            "--commit", tip, "--build-id", f"bench-{run}")
 
-    def promote_after_publish(run: int) -> None:
-        publish(runs + run)  # not timed below: promote needs a new candidate each run
-
     def tutorial(run: int) -> None:
         work = scratch / f"tut-{tag}-{run}"
         sh("git", "clone", "--quiet", url, str(work))
@@ -103,17 +89,18 @@ def measure(size: int, runs: int, scratch: Path) -> dict[str, float]:
         sh("git", "push", "--quiet", url, "candidate", cwd=work)
         shutil.rmtree(work)
 
-    results = {"publish": timed(publish, runs)}
-    promote_samples = []
-    for run in range(runs + 1):  # the first is the warm-up
-        promote_after_publish(run)
-        start = time.perf_counter()
-        promote(run)
-        promote_samples.append(time.perf_counter() - start)
-    results["promote"] = statistics.median(promote_samples[1:] or promote_samples)
-    results["tutorial"] = timed(tutorial, runs)
-    results["shallow git"] = timed(shallow, runs)
-    return results
+    # Interleaved: each run times every sequence once, so a busy machine slows them alike.
+    sequences: dict[str, Callable[[int], None]] = {
+        "publish": publish, "tutorial": tutorial, "shallow git": shallow, "promote": promote}
+    for action in sequences.values():
+        action(runs + 100)  # one untimed warm-up run each
+    samples: dict[str, list[float]] = {name: [] for name in sequences}
+    for run in range(runs):
+        for name, action in sequences.items():  # promote takes the tip the others moved
+            start = time.perf_counter()
+            action(run)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,20 @@ class TestPromote:
             env_repo.files(target, "apps/hello")
 
 
+@pytest.fixture(scope="module")
+def refusal_repo(tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[tuple[EnvRepoOnDisk, str]]:
+    """hello published, promoted, published again; built once for the refusals, which must
+    leave it unchanged."""
+    tmp_path = tmp_path_factory.mktemp("refusals")
+    env_repo = EnvRepoOnDisk(tmp_path / "env.git")
+    commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
+    promote(env_repo, "hello", commit)
+    publish(env_repo, tmp_path, "hello", DIGEST_B)
+    yield env_repo, commit
+    env_repo.fsck()
+
+
 class TestBadInput:
     """Bad input: exit 2, one error line, both branches unchanged."""
 
@@ -133,8 +148,9 @@ class TestBadInput:
         (["--to", "candidate"], "must be different"),
         (["--build-id", " padded"], "--build-id"),
     ])
-    def test_refused(self, env_repo: EnvRepoOnDisk, published: str, args: list[str],
+    def test_refused(self, refusal_repo: tuple[EnvRepoOnDisk, str], args: list[str],
                      fragment: str) -> None:
+        env_repo, published = refusal_repo
         before = env_repo.snapshot()
         values = {"--repo": env_repo.url, "--app": "hello", "--commit": published}
         for flag, value in zip(args[::2], args[1::2], strict=True):
