@@ -85,6 +85,7 @@ API_OF = {
     "gcp:storage/bucket:Bucket": "storage",
     "gcp:storage/bucketIAMMember:BucketIAMMember": "storage",
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": "cloudkms",
+    "gcp:compute/network:Network": "compute", "gcp:compute/subnetwork:Subnetwork": "compute",
 }
 
 
@@ -94,9 +95,9 @@ class TestResourceGraph:
     def test_components(self, graph: Graph) -> None:
         components = sorted(r.typ for r in graph.resources if r.typ.startswith("gitops:index:"))
         assert components == sorted(f"gitops:index:{name}" for name in [
-            "ProjectApis", "BuildIdentities", "GkeCluster", "ImageRegistry",
+            "ProjectApis", "BuildIdentities", "ClusterNetwork", "GkeCluster", "ImageRegistry",
             "SourceRepositories", "EnvBranches", "AppNamespaces", "StepsImage",
-            "StateAccess", "DeliveryTriggers"])
+            "StateAccess", "IamPropagation", "DeliveryTriggers"])
         for resource in graph.resources:
             if resource.typ not in ("pulumi:providers:kubernetes",) and \
                     not resource.typ.startswith("gitops:index:"):
@@ -160,7 +161,7 @@ class TestResourceGraph:
 
 
 class TestRealCloudConstraints:
-    """One test per constraint of DESIGN.md that `pulumi preview` would not catch."""
+    """One test per real-cloud rule that `pulumi preview` would not catch."""
 
     def test_user_specified_service_account_needs_logging_option(self, graph: Graph) -> None:
         for trigger in graph.of_type(TRIGGER):
@@ -270,15 +271,21 @@ class TestLeastPrivilege:
             assert "-compute@developer.gserviceaccount.com" not in text, resource.name
             assert "@cloudbuild.gserviceaccount.com" not in text, resource.name
 
-    def test_registry_write_for_ci_only_read_for_nodes(self, graph: Graph) -> None:
+    def test_registry_write_for_ci_only_read_for_the_others(self, graph: Graph) -> None:
+        """Every build identity pulls its step images; nodes pull app images; CI pushes."""
         emails = account_emails(graph)
         registry = graph.one(REGISTRY)
         grants = graph.of_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
-        assert sorted((g.inputs["role"], g.inputs["member"]) for g in grants) == [
-            ("roles/artifactregistry.reader", f"serviceAccount:{emails['nodes']}"),
-            ("roles/artifactregistry.writer", f"serviceAccount:{emails['ci-builds']}"),
-        ]
+        reader, writer = "roles/artifactregistry.reader", "roles/artifactregistry.writer"
+        assert sorted((g.inputs["role"], g.inputs["member"]) for g in grants) == sorted([
+            (reader, f"serviceAccount:{emails['delivery-builds']}"),
+            (reader, f"serviceAccount:{emails['preview-builds']}"),
+            (reader, f"serviceAccount:{emails['nodes']}"),
+            (writer, f"serviceAccount:{emails['ci-builds']}"),
+        ])
         assert all(g.inputs["repository"] == registry.outputs["name"] for g in grants)
+        project_roles = {g.inputs["role"] for g in graph.of_type(PROJECT_IAM)}
+        assert not {r for r in project_roles if r.startswith("roles/artifactregistry.")}
 
     def test_project_roles_per_identity(self, graph: Graph) -> None:
         emails = account_emails(graph)
@@ -299,13 +306,16 @@ class TestLeastPrivilege:
         connection = github.one(CONNECTION)
         grants = github.of_type("gcp:cloudbuildv2/connectionIAMMember:ConnectionIAMMember")
         assert sorted(g.inputs["member"] for g in grants) == sorted(
-            f"serviceAccount:{emails[k]}" for k in ("ci-builds", "delivery-builds"))
+            [f"serviceAccount:{emails[k]}" for k in ("ci-builds", "delivery-builds")] +
+            [f"user:{DEPLOYER_EMAIL}"])
         assert {g.inputs["role"] for g in grants} == {"roles/cloudbuild.tokenAccessor"}
         assert {g.inputs["name"] for g in grants} == {connection.inputs["name"]}
         writers = [g for g in csr.of_type("gcp:sourcerepo/repositoryIamMember:RepositoryIamMember")
                    if g.inputs["role"] == "roles/source.writer"]
         assert {g.inputs["repository"] for g in writers} == {"gitops-env"}
-        assert len(writers) == 2
+        assert sorted(g.inputs["member"] for g in writers) == sorted(
+            [f"serviceAccount:{account_emails(csr)[k]}" for k in ("ci-builds", "delivery-builds")]
+            + [f"user:{DEPLOYER_EMAIL}"])
 
     def test_delivery_may_change_its_app_namespaces_only(self, three_apps: Graph) -> None:
         email = account_emails(three_apps)["delivery-builds"]
@@ -390,9 +400,20 @@ class TestRepositories:
             assert repos.urn in graph.depends_on(command)
             for trigger in graph.of_type(TRIGGER):
                 assert command.urn in graph.depends_on(trigger)
-        assert github.named("init-env-branches").inputs.get("environment") in (None, {})
         assert csr.named("init-env-branches").inputs["environment"][
             "GIT_CONFIG_VALUE_0"] == "gcloud.sh"
+
+    def test_github_branches_use_the_connection_token_not_local_credentials(
+            self, github: Graph) -> None:
+        """`pulumi up` pushes with the env repo's connection token, granted to the deployer."""
+        command = github.named("init-env-branches")
+        env_link = next(r for r in github.of_type(LINK) if r.inputs["name"] == "gitops-env")
+        assert command.inputs["environment"] == {"GITOPS_GIT_TOKEN_REPOSITORY": env_link.id}
+        accessor = github.named("deployer-token-accessor")
+        assert (accessor.inputs["role"], accessor.inputs["member"]) == (
+            "roles/cloudbuild.tokenAccessor", f"user:{DEPLOYER_EMAIL}")
+        assert accessor.urn in github.depends_on(command)
+        assert github.named("grants-propagated").urn in github.depends_on(command)
 
 
 class TestStepsImage:
@@ -483,10 +504,23 @@ class TestStateAccess:
 BAD_CONFIGS = [
     ({"gcp:project": None}, "missing config gcp:project",
      "pulumi config set gcp:project"),
+    ({"gcp:project": "9acme-delivery"}, "config gcp:project '9acme-delivery' is not a project "
+     "id", "pulumi config set gcp:project my-project-id"),
     ({"gcp:region": None}, "missing config gcp:region", "pulumi config set gcp:region"),
+    ({"gitops:deployer": None}, "missing config gitops:deployer",
+     "pulumi config set gitops:deployer user:you@example.com"),
+    ({"gitops:deployer": "platform-admin@acme.example"}, "is not an IAM member",
+     "pulumi config set gitops:deployer"),
     ({"gitops:apps": ["hello", "Bad_Name"]}, "config gitops:apps[1] 'Bad_Name' is not a DNS",
-     "pulumi config set gitops:apps[1]"),
+     "pulumi config set --path 'gitops:apps[1]'"),
     ({"gitops:apps": ["hello", "hello"]}, "names app 'hello' twice", ""),
+    ({"gitops:apps": ["a" * 57]}, "its trigger deliver-" + "a" * 57 + " would have 65 "
+     "characters, Cloud Build allows 64", "pulumi config set --path 'gitops:apps[0].name'"),
+    ({"gitops:apps": [{"name": "shop", "repo": ".shop"}]}, "gitops:apps[0].repo '.shop' is not "
+     "a repository name", "pulumi config set --path 'gitops:apps[0].repo' shop"),
+    ({"gitops:envRepo": "env repo"}, "config gitops:envRepo 'env repo' is not a repository",
+     "pulumi config set gitops:envRepo gitops-env"),
+    ({"gitops:infraRepo": "hello"}, "repository 'hello' is named twice", ""),
     ({"gitops:sourceProvider": "gitlab"}, "config gitops:sourceProvider must be one of github, csr",
      "pulumi config set gitops:sourceProvider github"),
     ({"gitops:githubAppInstallationId": None}, "missing config gitops:githubAppInstallationId",
@@ -495,7 +529,18 @@ BAD_CONFIGS = [
      "pulumi config set gitops:githubTokenSecret"),
     ({"gitops:clusterMode": "serverless"}, "config gitops:clusterMode must be one of "
      "autopilot, standard", "pulumi config set gitops:clusterMode autopilot"),
+    ({"gitops:clusterName": "1gitops"}, "config gitops:clusterName '1gitops' is not a GKE "
+     "cluster name", "pulumi config set gitops:clusterName gitops"),
+    ({"gitops:clusterName": "g" * 41}, "is not a GKE cluster name", ""),
+    ({"gitops:registryName": "1apps"}, "config gitops:registryName '1apps' is not an Artifact "
+     "Registry repository id", "pulumi config set gitops:registryName apps"),
+    ({"gitops:network": "shared-vpc"}, "gitops:network and gitops:subnetwork go together",
+     "pulumi config set gitops:subnetwork"),
+    ({"gitops:podsRange": "Pods"}, "config gitops:podsRange 'Pods' is not a secondary range",
+     "pulumi config set gitops:podsRange pods"),
     ({"gitops:deletionProtection": "maybe"}, "must be true or false", ""),
+    ({"gitops:imageRetentionDays": "0"}, "config gitops:imageRetentionDays must be at least 1",
+     "pulumi config set gitops:imageRetentionDays 90"),
     ({"gitops:rolloutTimeout": "5m"}, "must be seconds like 300s", ""),
     ({"gitops:stateBackend": "s3://bucket"}, "config gitops:stateBackend must be gs://BUCKET",
      "pulumi config set gitops:stateBackend gs://acme-delivery-pulumi-state"),
@@ -505,7 +550,7 @@ BAD_CONFIGS = [
 
 
 class TestConfigValidation:
-    """Each bad config fails the preview with the documented message and registers nothing."""
+    """Each bad value fails the run with Google's rule and its fix, and registers nothing."""
 
     @pytest.mark.parametrize("override,message,fix", BAD_CONFIGS)
     def test_bad_config(self, override: dict, message: str, fix: str) -> None:
@@ -514,9 +559,43 @@ class TestConfigValidation:
             run_program(base_config(**override), graph=graph)
         text = str(caught.value)
         assert message in text and fix in text, text
-        assert "\n" not in text
+        assert "\n" not in text  # one problem, one line
         assert graph.resources == []
 
-    def test_csr_needs_no_github_keys(self, csr: Graph) -> None:
-        assert csr.resources
+    def test_every_bad_key_in_one_message(self) -> None:
+        graph = Graph()
+        with pytest.raises(Exception) as caught:
+            run_program(base_config(**{"gcp:project": "Acme", "gitops:deployer": None,
+                                       "gitops:registryName": "9apps",
+                                       "gitops:apps": ["x" * 60]}), graph=graph)
+        lines = str(caught.value).splitlines()
+        assert lines[0].endswith("4 stack config problems:"), lines
+        keys = ["gcp:project", "gitops:deployer", "gitops:apps[0]", "gitops:registryName"]
+        assert len(lines) == 5 and all(line.startswith("- ") for line in lines[1:])
+        for key, line in zip(keys, lines[1:], strict=True):
+            assert key in line and "pulumi config set" in line, line
+        assert graph.resources == []
 
+    @pytest.mark.parametrize("length", [1, 5, 23, 24, 25, 29, 30, 39, 40])
+    def test_node_account_id_follows_googles_rule_for_every_cluster_name(
+            self, length: int) -> None:
+        from components.config import ACCOUNT_ID, node_account_id
+
+        for name in ("g" * length, ("g" * 23 + "-" * 17)[:length].rstrip("-") or "g"):
+            assert ACCOUNT_ID.match(node_account_id(name)), (name, node_account_id(name))
+
+    def test_node_account_id_is_derived_from_the_cluster_name(self, github: Graph) -> None:
+        nodes = github.named("nodes")
+        assert nodes.inputs["accountId"] == "gitops-nodes"
+        long_name = run_program(base_config(**{"gitops:clusterName": "platform-delivery-"
+                                                                      "cluster-europe"}))
+        assert long_name.named("nodes").inputs["accountId"] == "platform-delivery-cluste-nodes"
+
+    def test_csr_needs_no_github_keys(self, csr: Graph) -> None:
+        """A CSR stack without any GitHub key links nothing to GitHub."""
+        assert "gitops:githubOwner" not in CONFIGS["csr"]
+        assert not csr.of_type(CONNECTION) and not csr.of_type(LINK)
+        assert not csr.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+        assert all(url.startswith("https://source.developers.google.com/p/acme-delivery/r/")
+                   for url in [csr.outputs["env_repo_url"], csr.outputs["infra_repo_url"],
+                               *csr.outputs["app_repo_urls"].values()])
