@@ -42,9 +42,10 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
         "roles/cloudbuild.connectionViewer",
     ),
 }
-PROVIDER_PREVIEW_ROLES = {
+# CSR: the preview reads the infra repository through a grant on that repository only.
+PROVIDER_PREVIEW_ROLES: dict[str, tuple[str, ...]] = {
     "github": ("roles/secretmanager.viewer",),
-    "csr": ("roles/source.reader",),
+    "csr": (),
 }
 
 

@@ -15,10 +15,12 @@ import contextvars
 import json
 import runpy
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
@@ -177,6 +179,36 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return {k: v for k, v in config.items() if v is not None}
+
+
+TRIGGER = "gcp:cloudbuild/trigger:Trigger"
+CONFIGS = {
+    "github": base_config(),
+    "csr": base_config(**{"gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,
+                          "gitops:githubTokenSecret": None, "gitops:githubOwner": None}),
+    "three-apps": base_config(**{"gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"},
+                                                 "billing"]}),
+    "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
+    "pulumi-cloud": base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
+                                   "gitops:pulumiTokenSecret": "pulumi-token"}),
+}
+
+
+@cache
+def program_graph(kind: str, stack: str = "dev") -> Graph:
+    """The graph of one of CONFIGS, run once per test session and shared by every module."""
+    return run_program(CONFIGS[kind], stack=stack)
+
+
+def pipeline_of(trigger: Resource) -> dict[str, Any]:
+    """The build config a trigger runs: inline, or the file it names in its repository."""
+    if "build" in trigger.inputs:
+        build: dict[str, Any] = trigger.inputs["build"]
+        return build
+    filename = trigger.inputs["filename"]
+    source = ROOT / ("examples/hello-app" if filename == "cloudbuild.yaml" else "") / filename
+    loaded: dict[str, Any] = yaml.safe_load(source.read_text())
+    return loaded
 
 
 def run_program(config: dict[str, Any], stack: str = "dev", graph: Graph | None = None,

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT
-from pulumi_harness import Graph, base_config, run_program
-from test_program import CONFIGS
+from pulumi_harness import CONFIGS, Graph, base_config, run_program
 
 sys.path.insert(0, str(ROOT / "policy"))
 import gitops_policies as rules

@@ -8,10 +8,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pulumi_harness import DEPLOYER_EMAIL, ROOT, Graph, Resource, base_config, run_program
+from pulumi_harness import (
+    CONFIGS,
+    DEPLOYER_EMAIL,
+    ROOT,
+    TRIGGER,
+    USER_INFO,
+    Graph,
+    Resource,
+    base_config,
+    pipeline_of,
+    program_graph,
+    run_program,
+)
 
 ACCOUNT = "gcp:serviceaccount/account:Account"
-TRIGGER = "gcp:cloudbuild/trigger:Trigger"
 SERVICE = "gcp:projects/service:Service"
 PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -21,38 +32,27 @@ LINK = "gcp:cloudbuildv2/repository:Repository"
 CSR_REPO = "gcp:sourcerepo/repository:Repository"
 REGISTRY = "gcp:artifactregistry/repository:Repository"
 
-CONFIGS = {
-    "github": base_config(),
-    "csr": base_config(**{"gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,
-                          "gitops:githubTokenSecret": None, "gitops:githubOwner": None}),
-    "three-apps": base_config(**{"gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"},
-                                                 "billing"]}),
-    "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
-    "pulumi-cloud": base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
-                                   "gitops:pulumiTokenSecret": "pulumi-token"}),
-}
-
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def graph(request: pytest.FixtureRequest) -> Graph:
-    graph = run_program(CONFIGS[request.param])
+    graph = program_graph(request.param)
     graph.kind = request.param  # type: ignore[attr-defined]
     return graph
 
 
 @pytest.fixture(scope="module")
 def github() -> Graph:
-    return run_program(CONFIGS["github"])
+    return program_graph("github")
 
 
 @pytest.fixture(scope="module")
 def csr() -> Graph:
-    return run_program(CONFIGS["csr"])
+    return program_graph("csr")
 
 
 @pytest.fixture(scope="module")
 def three_apps() -> Graph:
-    return run_program(CONFIGS["three-apps"])
+    return program_graph("three-apps")
 
 
 def apps_of(graph: Graph) -> list[str]:
@@ -62,14 +62,6 @@ def apps_of(graph: Graph) -> list[str]:
 def account_emails(graph: Graph) -> dict[str, str]:
     return {a.name: a.outputs["email"] for a in graph.of_type(ACCOUNT)}
 
-
-def pipeline_of(trigger: Resource) -> dict:
-    """The build config a trigger runs: inline, or the file it names in its repository."""
-    if "build" in trigger.inputs:
-        return trigger.inputs["build"]
-    filename = trigger.inputs["filename"]
-    source = ROOT / ("examples/hello-app" if filename == "cloudbuild.yaml" else "") / filename
-    return yaml.safe_load(source.read_text())
 
 # The API each resource type needs enabled first.
 API_OF = {
@@ -348,7 +340,7 @@ class TestClusterModes:
         assert not github.of_type(NODE_POOL)
 
     def test_standard_node_pool(self) -> None:
-        graph = run_program(CONFIGS["standard"])
+        graph = program_graph("standard")
         cluster, pool = graph.one(CLUSTER), graph.one(NODE_POOL)
         nodes = account_emails(graph)["nodes"]
         assert "enableAutopilot" not in cluster.inputs
@@ -473,8 +465,7 @@ class TestStateAccess:
             "_STACK": "dev", "_STATE_BACKEND": "gs://acme-delivery-pulumi-state"}
 
     def test_pulumi_cloud_token_from_secret_manager(self) -> None:
-        graph = run_program(base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
-                                           "gitops:pulumiTokenSecret": "pulumi-token"}))
+        graph = program_graph("pulumi-cloud")
         preview = f"serviceAccount:{account_emails(graph)['preview-builds']}"
         grant = graph.named("preview-reads-pulumi-token")
         assert (grant.inputs["secretId"], grant.inputs["role"], grant.inputs["member"]) == (
@@ -599,3 +590,149 @@ class TestConfigValidation:
         assert all(url.startswith("https://source.developers.google.com/p/acme-delivery/r/")
                    for url in [csr.outputs["env_repo_url"], csr.outputs["infra_repo_url"],
                                *csr.outputs["app_repo_urls"].values()])
+
+
+def graph_shape(graph: Graph) -> list[tuple]:
+    """Everything a plan compares: type, name, inputs, parent, dependencies, provider."""
+    return sorted((r.typ, r.name, repr(sorted(r.inputs.items())), r.parent,
+                   tuple(sorted(r.dependencies)), r.provider) for r in graph.resources)
+
+
+class TestSameGraphWhoeverRunsIt:
+    """A preview build or a second operator plans exactly what the deployer's `up` made."""
+
+    def test_two_callers_register_identical_graphs(self, github: Graph) -> None:
+        preview = run_program(CONFIGS["github"],
+                              caller="preview-builds@acme-delivery.iam.gserviceaccount.com")
+        colleague = run_program(CONFIGS["github"], caller="someone-else@acme.example")
+        assert graph_shape(preview) == graph_shape(colleague) == graph_shape(github)
+        assert USER_INFO not in github.calls + preview.calls + colleague.calls
+
+    def test_act_as_goes_to_the_configured_deployer(self) -> None:
+        ops = "serviceAccount:ops-deployer@acme-ops.iam.gserviceaccount.com"
+        graph = run_program(base_config(**{"gitops:deployer": ops}), caller="anyone@acme.example")
+        act_as = graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        assert len(act_as) == 3 and {g.inputs["member"] for g in act_as} == {ops}
+
+
+class TestNetwork:
+    """The cluster is VPC-native on the stack's own subnet, or on one named in config."""
+
+    def test_created_vpc_and_subnet_with_secondary_ranges(self, graph: Graph) -> None:
+        vpc = graph.one("gcp:compute/network:Network")
+        subnet = graph.one("gcp:compute/subnetwork:Subnetwork")
+        cluster = graph.one(CLUSTER)
+        assert vpc.inputs["autoCreateSubnetworks"] is False
+        assert (subnet.inputs["network"], subnet.inputs["region"]) == (vpc.id, "europe-west1")
+        assert subnet.inputs["privateIpGoogleAccess"] is True
+        assert subnet.inputs["secondaryIpRanges"] == [
+            {"rangeName": "pods", "ipCidrRange": "10.4.0.0/14"},
+            {"rangeName": "services", "ipCidrRange": "10.8.0.0/20"}]
+        assert (cluster.inputs["network"], cluster.inputs["subnetwork"]) == (vpc.id, subnet.id)
+        assert cluster.inputs["ipAllocationPolicy"] == {
+            "clusterSecondaryRangeName": "pods", "servicesSecondaryRangeName": "services"}
+        assert "default" not in (cluster.inputs["network"], cluster.inputs["subnetwork"])
+
+    def test_existing_network_by_config(self) -> None:
+        graph = run_program(base_config(**{
+            "gitops:network": "projects/acme-net/global/networks/shared",
+            "gitops:subnetwork": "projects/acme-net/regions/europe-west1/subnetworks/gke",
+            "gitops:podsRange": "gke-pods", "gitops:servicesRange": "gke-services"}))
+        cluster = graph.one(CLUSTER)
+        assert not graph.of_type("gcp:compute/network:Network")
+        assert not graph.of_type("gcp:compute/subnetwork:Subnetwork")
+        assert cluster.inputs["network"] == "projects/acme-net/global/networks/shared"
+        assert cluster.inputs["subnetwork"] == \
+            "projects/acme-net/regions/europe-west1/subnetworks/gke"
+        assert cluster.inputs["ipAllocationPolicy"] == {
+            "clusterSecondaryRangeName": "gke-pods",
+            "servicesSecondaryRangeName": "gke-services"}
+
+
+class TestRegistryCleanup:
+    """Old versions go whether tagged or not; the newest N of each image always stay."""
+
+    def test_policies_in_days(self, github: Graph) -> None:
+        policies = {p["id"]: p for p in github.one(REGISTRY).inputs["cleanupPolicies"]}
+        assert policies == {
+            "delete-old": {"id": "delete-old", "action": "DELETE",
+                           "condition": {"tagState": "ANY", "olderThan": "7776000s"}},
+            "delete-old-untagged": {"id": "delete-old-untagged", "action": "DELETE",
+                                    "condition": {"tagState": "UNTAGGED",
+                                                  "olderThan": "1209600s"}},
+            "keep-newest": {"id": "keep-newest", "action": "KEEP",
+                            "mostRecentVersions": {"keepCount": 10}},
+        }
+        assert github.one(REGISTRY).inputs["cleanupPolicyDryRun"] is False
+
+    def test_configured_ages_and_count(self) -> None:
+        graph = run_program(base_config(**{"gitops:imageRetentionDays": "30",
+                                           "gitops:untaggedRetentionDays": "2",
+                                           "gitops:keepImages": "25"}))
+        policies = {p["id"]: p for p in graph.one(REGISTRY).inputs["cleanupPolicies"]}
+        assert policies["delete-old"]["condition"]["olderThan"] == "2592000s"  # 30 * 86400
+        assert policies["delete-old-untagged"]["condition"]["olderThan"] == "172800s"
+        assert policies["keep-newest"]["mostRecentVersions"] == {"keepCount": 25}
+
+
+class TestOrderAndPropagation:
+    """Nothing uses a grant before the grant exists and Google's propagation time has passed."""
+
+    def grants(self, graph: Graph) -> list[Resource]:
+        return [r for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
+
+    def test_one_wait_follows_every_grant(self, graph: Graph) -> None:
+        sleep = graph.named("grants-propagated")
+        assert sleep.typ == "time:index/sleep:Sleep"
+        assert sleep.inputs["createDuration"] == "120s"
+        before = graph.depends_on(sleep)
+        late = [g.name for g in self.grants(graph) if g.urn not in before and
+                g.name not in ("builder-reads-sources",)]  # waited for inside StepsImage
+        assert late == []
+        assert sorted(sleep.inputs["triggers"].values()) == sorted(
+            g.id for g in self.grants(graph) if g.name != "builder-reads-sources")
+
+    def test_users_of_grants_wait(self, graph: Graph) -> None:
+        sleep = graph.named("grants-propagated")
+        users = [*graph.of_type(TRIGGER), graph.named("build-steps-image"),
+                 graph.named("init-env-branches")]
+        for user in users:
+            assert sleep.urn in graph.depends_on(user), user.name
+        build = graph.named("build-steps-image")
+        sources_wait = graph.named("builder-reads-sources-propagation")
+        assert graph.named("builder-reads-sources").urn in graph.depends_on(sources_wait)
+        assert sources_wait.urn in graph.depends_on(build)
+
+    def test_each_trigger_waits_for_the_act_as_grant_on_its_identity(self, graph: Graph) -> None:
+        act_as = {g.inputs["serviceAccountId"]: g for g in
+                  graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")}
+        for trigger in graph.of_type(TRIGGER):
+            grant = act_as[trigger.inputs["serviceAccount"]]
+            assert grant.urn in graph.depends_on(trigger), trigger.name
+            member = f"serviceAccount:{trigger.inputs['serviceAccount'].rsplit('/', 1)[1]}"
+            for role in (g for g in graph.of_type(PROJECT_IAM) if g.inputs["member"] == member):
+                assert role.urn in graph.depends_on(trigger), (trigger.name, role.name)
+
+    def test_connection_waits_for_the_agents_secret_grant(self, github: Graph) -> None:
+        connection = github.one(CONNECTION)
+        grant = github.one("gcp:secretmanager/secretIamMember:SecretIamMember")
+        wait = github.named("github-token-grant-propagation")
+        assert grant.urn in github.depends_on(wait)
+        assert wait.urn in connection.dependencies
+        assert wait.inputs["createDuration"] == "120s"
+
+    def test_wait_is_configurable(self) -> None:
+        graph = run_program(base_config(**{"gitops:iamPropagationSeconds": "420"}))
+        assert {s.inputs["createDuration"] for s in graph.of_type("time:index/sleep:Sleep")} == \
+            {"420s"}
+
+
+class TestKubernetesProvider:
+    """The provider keeps unreachable-cluster handling to the operator (docs/operations.md)."""
+
+    def test_delete_unreachable_left_to_the_environment(self, graph: Graph) -> None:
+        provider = graph.one("pulumi:providers:kubernetes")
+        # Set here (even to false), it would override PULUMI_K8S_DELETE_UNREACHABLE, the
+        # documented one-off switch for a cluster that is gone.
+        assert "deleteUnreachable" not in provider.inputs
+        assert "skipUpdateUnreachable" not in provider.inputs
