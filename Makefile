@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up preview test lint bench loop
+.PHONY: up preview test lint typecheck bench loop
 
 $(BIN)/python: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ preview: $(BIN)/python
 lint: $(BIN)/python
 	$(BIN)/ruff check .
 
-test: lint
+# mypy.ini holds one section per module group; the program's components are checked strictly.
+typecheck: $(BIN)/python
+	$(BIN)/mypy --config-file mypy.ini components/
+
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/python

@@ -73,12 +73,15 @@ class AppConfig:
     repo: str  # GitHub repository name under github_owner, or CSR repository name
 
 
+DEFAULT_APPS = (AppConfig("hello", "hello"),)
+
+
 @dataclass(frozen=True)
 class StackConfig:
     project: str
     region: str
     deployer: str
-    apps: tuple[AppConfig, ...] = (AppConfig("hello", "hello"),)
+    apps: tuple[AppConfig, ...] = DEFAULT_APPS
     source_provider: str = "github"
     github_app_installation_id: int | None = None
     github_token_secret: str | None = None
@@ -287,7 +290,7 @@ def matching(values: Mapping[str, Any], problems: Problems, key: str, default: s
 
 def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
     key = "gitops:apps"
-    default: tuple[AppConfig, ...] = StackConfig.__dataclass_fields__["apps"].default
+    default = DEFAULT_APPS
     if raw is None:
         return default
     if isinstance(raw, str):
