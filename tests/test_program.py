@@ -143,12 +143,12 @@ class TestResourceGraph:
 
     def test_kubeconfig_is_a_secret_built_from_the_cluster(self, graph: Graph) -> None:
         assert graph.secret_outputs == {"kubeconfig"}
-        from pulumi.runtime import rpc
-
         provider = graph.one("pulumi:providers:kubernetes")
-        # The provider receives it as a secret too (Pulumi's wire form of a secret value).
-        assert provider.inputs["kubeconfig"] == {rpc._special_sig_key: rpc._special_secret_sig,
-                                                 "value": graph.outputs["kubeconfig"]}
+        # The provider receives it as a secret too, in Pulumi's documented wire form of a
+        # secret value (the "4dabf18193072939515e22adb298388d" signature key).
+        assert provider.inputs["kubeconfig"] == {
+            "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+            "value": graph.outputs["kubeconfig"]}
         assert graph.one(CLUSTER).outputs["endpoint"] in graph.outputs["kubeconfig"]
 
 
@@ -243,7 +243,7 @@ class TestRealCloudConstraints:
 
 
 class TestLeastPrivilege:
-    """Invariant 5: no default accounts, no broad roles, grants on the narrowest resource."""
+    """No default accounts, no broad roles, grants on the narrowest resource."""
 
     BROAD = ("roles/owner", "roles/editor", "roles/viewer", "roles/container.developer",
              "roles/container.admin", "roles/iam.serviceAccountAdmin",
