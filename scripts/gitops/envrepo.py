@@ -204,8 +204,10 @@ class EnvRepo:
         """The tip fetched last for branch, if any."""
         import git
 
-        ref = git.Reference(self.repo, f"refs/remotes/origin/{branch}")
-        return ref.commit.hexsha if ref.is_valid() else None
+        try:  # the ref file read in-process: no git process for it
+            return git.Reference.dereference_recursive(self.repo, f"refs/remotes/origin/{branch}")
+        except ValueError:  # no such ref
+            return None
 
     def is_shallow(self) -> bool:
         return (Path(self.repo.git_dir) / "shallow").exists()
