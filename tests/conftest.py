@@ -7,17 +7,23 @@ Every env repo a test writes to is checked with `git fsck --strict` when the tes
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from gitops.cli import run
 from gitops.deploy import Cluster
 from gitops.promote import PromoteRequest, promote
 from gitops.publish import PublishRequest
@@ -73,6 +79,25 @@ def run_script(name: str, *args: str, env: dict[str, str] | None = None,
                           capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, **(env or {})}, timeout=300)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@cache
+def script_module(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (its `__main__` block does not run)."""
+    spec = importlib.util.spec_from_file_location(f"step_script_{name}", SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cli(name: str, *args: str) -> Result:
+    """scripts/<name>.py in this process, exactly as its `__main__` block runs it: the same
+    parsing, error mapping and output, without a new interpreter (run_script starts one)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = run(script_module(name).main, list(args))
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def assert_bad_input(result: Result, *fragments: str) -> None:

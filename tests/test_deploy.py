@@ -22,6 +22,7 @@ from conftest import (
     FakeClock,
     ScriptedCluster,
     assert_bad_input,
+    cli,
     image_ref,
     publish,
     run_script,
@@ -253,7 +254,7 @@ class TestRefusals:
     def test_commit_not_on_candidate(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         publish(env_repo, tmp_path, "hello", DIGEST_A)
         before = env_repo.snapshot()
-        result = run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
+        result = cli("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                             "e" * 40, *CLUSTER_ARGS)
         assert_bad_input(result, "is not on branch 'candidate'")
         assert env_repo.snapshot() == before
@@ -273,7 +274,7 @@ class TestRefusals:
         for arg in args:
             key, value = arg.split("=", 1)
             base[key] = value
-        result = run_script("deploy", *[f"{k}={v}" for k, v in base.items()])
+        result = cli("deploy", *[f"{k}={v}" for k, v in base.items()])
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 

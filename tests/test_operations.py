@@ -18,10 +18,10 @@ from conftest import (
     FakeClock,
     ScriptedCluster,
     assert_bad_input,
+    cli,
     image_ref,
     promoted,
     publish,
-    run_script,
 )
 from gitops import rollback
 from gitops.deploy import DeliveryRequest, Outcome, deliver
@@ -79,7 +79,7 @@ class TestStatus:
     """Production beside the newest attempt, per app, from git alone."""
 
     def test_json(self, env_repo_fleet: EnvRepoOnDisk, fleet: dict[str, str]) -> None:
-        result = run_script("status", "--repo", env_repo_fleet.url, "--json")
+        result = cli("status", "--repo", env_repo_fleet.url, "--json")
         assert result.code == 0, result.stderr
         statuses = {s["app"]: s for s in json.loads(result.stdout)}
         assert sorted(statuses) == ["hello", "shop"]
@@ -105,7 +105,7 @@ class TestStatus:
     def test_in_sync_and_table(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         c1 = publish(env_repo, tmp_path, "hello", DIGEST_A)
         promoted(env_repo, "hello", c1, "cd-1")
-        result = run_script("status", "--repo", env_repo.url, "--app", "hello")
+        result = cli("status", "--repo", env_repo.url, "--app", "hello")
         assert result.code == 0, result.stderr
         header, row = result.stdout.strip().splitlines()
         assert header.split()[:3] == ["APP", "PRODUCTION", "IMAGE"]
@@ -113,7 +113,7 @@ class TestStatus:
         assert f"hello@{DIGEST_A[:19]}" in row and "cd-1" in row
 
     def test_unknown_app(self, env_repo_fleet: EnvRepoOnDisk, fleet: dict[str, str]) -> None:
-        assert_bad_input(run_script("status", "--repo", env_repo_fleet.url, "--app", "nope"),
+        assert_bad_input(cli("status", "--repo", env_repo_fleet.url, "--app", "nope"),
                          "unknown app 'nope'", "hello, shop")
 
 
@@ -202,7 +202,7 @@ class TestRollback:
 
     def test_dry_run_runs_nothing(self, env_repo_fleet: EnvRepoOnDisk,
                                   fleet: dict[str, str]) -> None:
-        result = run_script("rollback", "--repo", env_repo_fleet.url, "--app", "hello",
+        result = cli("rollback", "--repo", env_repo_fleet.url, "--app", "hello",
                             "--target", "-1", "--project", "acme-delivery",
                             "--region", "europe-west1", "--dry-run",
                             "--trigger", "deliver-hello-eu")
@@ -214,7 +214,7 @@ class TestRollback:
     def test_branch_options_mean_branches(self, env_repo_fleet: EnvRepoOnDisk,
                                           fleet: dict[str, str]) -> None:
         """--to names the production branch here as everywhere; the target is --target."""
-        result = run_script("rollback", "--repo", env_repo_fleet.url, "--app", "hello",
+        result = cli("rollback", "--repo", env_repo_fleet.url, "--app", "hello",
                             "--target", "-1", "--to", "nope", "--project", "acme-delivery",
                             "--region", "europe-west1", "--dry-run")
         assert_bad_input(result, "--target -1: production holds only 0 entries for hello")
@@ -230,7 +230,7 @@ class TestRollback:
     def test_refused_and_nothing_run(self, env_repo_fleet: EnvRepoOnDisk, fleet: dict[str, str],
                                      args: list[str], fragment: str) -> None:
         before = env_repo_fleet.snapshot()
-        result = run_script("rollback", "--repo", env_repo_fleet.url, "--project", "acme-delivery",
+        result = cli("rollback", "--repo", env_repo_fleet.url, "--project", "acme-delivery",
                             "--region", "europe-west1", *args)
         assert_bad_input(result, fragment)
         assert env_repo_fleet.snapshot() == before
@@ -243,7 +243,7 @@ class TestFreeze:
                                           tmp_path: Path) -> None:
         good = publish(env_repo, tmp_path, "hello", DIGEST_A)
         deliver_to(env_repo, good)
-        frozen = run_script("freeze", "--repo", env_repo.url, "--app", "hello", "--reason",
+        frozen = cli("freeze", "--repo", env_repo.url, "--app", "hello", "--reason",
                             "incident 42")
         assert frozen.code == 0, frozen.stderr
         assert env_repo.files(frozen.last_line)[".gitops/frozen/hello"] == "incident 42"
@@ -256,7 +256,7 @@ class TestFreeze:
         assert cluster.calls == []
         assert env_repo.tip("production") == production
 
-        thawed = run_script("unfreeze", "--repo", env_repo.url, "--app", "hello")
+        thawed = cli("unfreeze", "--repo", env_repo.url, "--app", "hello")
         assert thawed.code == 0, thawed.stderr
         assert ".gitops/frozen/hello" not in env_repo.files(thawed.last_line)
         outcome, cluster = deliver_to(env_repo, pending)
@@ -278,6 +278,6 @@ class TestFreeze:
     def test_unknown_app(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         publish(env_repo, tmp_path, "hello", DIGEST_A)
         before = env_repo.snapshot()
-        assert_bad_input(run_script("freeze", "--repo", env_repo.url, "--app", "ghost"),
+        assert_bad_input(cli("freeze", "--repo", env_repo.url, "--app", "ghost"),
                          "unknown app 'ghost'")
         assert env_repo.snapshot() == before

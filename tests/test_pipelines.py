@@ -17,7 +17,7 @@ from google.cloud.devtools import cloudbuild_v1
 from google.protobuf import json_format
 
 from components import pipelines
-from conftest import DIGEST_A, ROOT, fsck, git, run_script
+from conftest import DIGEST_A, ROOT, cli, fsck, git
 from pulumi_harness import Graph, run_program
 from test_program import CONFIGS, TRIGGER, pipeline_of
 
@@ -107,7 +107,7 @@ class TestManifests:
 
     def test_render_pins_the_sample_app(self, tmp_path: Path) -> None:
         ref = f"europe-west1-docker.pkg.dev/acme/apps/hello@{DIGEST_A}"
-        result = run_script("render", "--templates", str(MANIFESTS[0].parent),
+        result = cli("render", "--templates", str(MANIFESTS[0].parent),
                             "--image", f"hello={ref}", "--out", str(tmp_path / "out"))
         assert result.code == 0, result.stderr
         deployment = yaml.safe_load((tmp_path / "out" / "deployment.yaml").read_text())

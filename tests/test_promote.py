@@ -14,6 +14,7 @@ from conftest import (
     DIGEST_C,
     EnvRepoOnDisk,
     assert_bad_input,
+    cli,
     git,
     image_ref,
     publish,
@@ -135,7 +136,7 @@ class TestBadInput:
         git("push", "--quiet", "origin", "HEAD:refs/heads/feature", cwd=side)
         sneaky = git("rev-parse", "HEAD", cwd=side)
         before = env_repo.snapshot()
-        assert_bad_input(run_script("promote", "--repo", env_repo.url, "--app", "hello",
+        assert_bad_input(cli("promote", "--repo", env_repo.url, "--app", "hello",
                                     "--commit", sneaky), "is not on branch 'candidate'")
         assert env_repo.snapshot() == before
 
@@ -155,7 +156,7 @@ class TestBadInput:
         values = {"--repo": env_repo.url, "--app": "hello", "--commit": published}
         for flag, value in zip(args[::2], args[1::2], strict=True):
             values[flag] = value
-        result = run_script("promote", *[x for pair in values.items() for x in pair])
+        result = cli("promote", *[x for pair in values.items() for x in pair])
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 

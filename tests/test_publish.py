@@ -15,6 +15,7 @@ from conftest import (
     SCRIPTS,
     EnvRepoOnDisk,
     assert_bad_input,
+    cli,
     image_ref,
     publish,
     run_script,
@@ -88,7 +89,7 @@ class TestPublish:
 
     def test_other_branch(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
-        result = run_script("publish", "--repo", str(env_repo.path), "--app", "hello",
+        result = cli("publish", "--repo", str(env_repo.path), "--app", "hello",
                             "--manifests", str(folder), "--branch", "staging")
         assert result.code == 0, result.stderr
         assert env_repo.tip("staging") == result.last_line
@@ -177,7 +178,7 @@ class TestRetries:
         hook.chmod(0o755)
         before = env_repo.snapshot()
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_B))
-        result = run_script("publish", "--repo", env_repo.url, "--app", "hello",
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello",
                             "--manifests", str(folder))
         assert result.code == 1
         assert result.stderr == ("error: push to 'candidate' refused by the remote: "
@@ -223,7 +224,7 @@ class TestBadInput:
         args = {"--repo": env_repo.url, "--app": "hello", "--manifests": str(folder),
                 "--image": image_ref("hello", DIGEST_B), "--source-commit": "2" * 40,
                 "--build-id": "b-2", **override}
-        result = run_script("publish", *[item for pair in args.items() for item in pair])
+        result = cli("publish", *[item for pair in args.items() for item in pair])
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 
@@ -235,21 +236,21 @@ class TestBadInput:
                                      files: dict[str, str], fragment: str) -> None:
         before = env_repo.snapshot()
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A), files)
-        result = run_script("publish", "--repo", env_repo.url, "--app", "hello",
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello",
                             "--manifests", str(folder))
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 
     def test_empty_folder(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         (tmp_path / "empty").mkdir()
-        result = run_script("publish", "--repo", env_repo.url, "--app", "hello",
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello",
                             "--manifests", str(tmp_path / "empty"))
         assert_bad_input(result, "holds no files")
         assert env_repo.tip("candidate") is None
 
     def test_unreachable_repo_is_an_operational_failure(self, tmp_path: Path) -> None:
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
-        result = run_script("publish", "--repo", str(tmp_path / "missing.git"), "--app",
+        result = cli("publish", "--repo", str(tmp_path / "missing.git"), "--app",
                             "hello", "--manifests", str(folder))
         assert result.code == 1
         assert result.stderr.startswith("error: cannot fetch 'candidate'")
