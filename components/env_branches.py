@@ -4,19 +4,23 @@ A local command runs `scripts/init_branches.py` on the machine that runs Pulumi,
 machine's git credentials (gcloud's credential helper for CSR). The script only creates missing
 branches and never rewrites one, so re-running it is harmless; it runs again when the env repo
 URL changes.
+
+The command holds no path of this checkout: it runs from the project folder (it checks) with the
+project's virtualenv (`.venv`, as Pulumi.yaml names it), so a preview or an `up` from another
+clone sees no change.
 """
 
 from __future__ import annotations
 
 import shlex
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_command as command
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "init_branches.py"
+# Relative to the project folder, where Pulumi runs local commands.
+PYTHON = ".venv/bin/python"
+SCRIPT = "scripts/init_branches.py"
 CSR_CREDENTIALS = {
     "GIT_CONFIG_COUNT": "1",
     "GIT_CONFIG_KEY_0": "credential.https://source.developers.google.com.helper",
@@ -39,11 +43,17 @@ class EnvBranches(pulumi.ComponentResource):
         super().__init__("gitops:index:EnvBranches", name, None, opts)
         self.command = command.local.Command(
             "init-env-branches",
-            create=pulumi.Output.from_input(args.env_repo_url).apply(
-                lambda url: f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))} "
-                            f"--repo {shlex.quote(url)}"),
+            create=pulumi.Output.from_input(args.env_repo_url).apply(init_command),
             environment=CSR_CREDENTIALS if args.source_provider == "csr" else {},
             triggers=[args.env_repo_url],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
         self.register_outputs({"result": self.command.stdout})
+
+
+def init_command(url: str) -> str:
+    return "\n".join([
+        f'[ -f Pulumi.yaml ] && [ -x {PYTHON} ] || {{ echo "error: run pulumi from the project '
+        f'folder, with its virtualenv {PYTHON} (make up creates it), not $(pwd)" >&2; exit 2; }}',
+        f"{PYTHON} {SCRIPT} --repo {shlex.quote(url)}",
+    ])

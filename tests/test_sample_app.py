@@ -112,6 +112,7 @@ class TestRunsAsDeployed:
         assert spec["read_only_root"] and spec["uid"] != 0 and spec["gid"] != 0
         assert spec["command"] and spec["command"][0] == "gunicorn"
 
+    @pytest.mark.mount_namespace
     def test_sandbox_is_read_only_except_the_declared_mounts(
             self, report: dict[str, Any], app_image: Image) -> None:
         spec = container_spec(app_image)
@@ -119,6 +120,7 @@ class TestRunsAsDeployed:
         assert report["writable"][spec["workdir"]] is False
         assert all(report["writable"][path] for path in spec["writable"]), report["writable"]
 
+    @pytest.mark.mount_namespace
     def test_probes_pass_and_the_app_keeps_running(self, report: dict[str, Any]) -> None:
         assert report["exit_code"] is None, f"the app exited:\n{report['log']}"
         assert report["probes"] == {"readiness": 200, "liveness": 200}, report["log"]
