@@ -108,3 +108,17 @@ class TestPreviewRunsInThePreviewImage:
 
     def test_gcs_stack_is_the_bare_name(self, github: Graph) -> None:
         assert github.named("preview").inputs["substitutions"]["_STACK"] == "dev"
+
+
+class TestOperationsEntries:
+    """Each risk fixed here has its entry in docs/operations.md."""
+
+    @pytest.mark.parametrize("topic", [
+        "The stack file: when to commit it", "Pull requests from forks",
+        "Preview cannot reach the cluster", "The steps image lacks a tool",
+        "One image tag, different tools", "`pulumi up` from another clone", "Two identities",
+        "A failed steps image build shows only an id", "Delivery timing",
+        "Sample app crash-loops", "Every delivery resets the scale",
+        "Pulumi Cloud: the preview finds no stack"])
+    def test_entry(self, topic: str) -> None:
+        assert f"**{topic}" in (ROOT / "docs" / "operations.md").read_text()
