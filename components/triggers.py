@@ -28,7 +28,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components import pipelines
-from components.config import StackConfig
+from components.config import ConfigError, StackConfig
 from components.delivery_timing import DeliveryTiming
 from components.repositories import RepoRef
 from components.state_access import StateAccess
@@ -68,7 +68,10 @@ class DeliveryTriggers(pulumi.ComponentResource):
         self.ci: dict[str, gcp.cloudbuild.Trigger] = {}
         self.delivery: dict[str, gcp.cloudbuild.Trigger] = {}
         env_link = args.env_repo.link if cfg.github else ""
-        timing = DeliveryTiming.from_setting(cfg.rollout_timeout)
+        try:
+            timing = DeliveryTiming.from_setting(cfg.rollout_timeout)
+        except ConfigError as error:
+            raise pulumi.RunError(str(error)) from None
         delivery_build = {**pipelines.trigger_build(pipelines.load("delivery.yaml")),
                           "timeout": f"{timing.build_timeout}s"}
 

@@ -122,3 +122,10 @@ class TestOperationsEntries:
         "Pulumi Cloud: the preview finds no stack"])
     def test_entry(self, topic: str) -> None:
         assert f"**{topic}" in (ROOT / "docs" / "operations.md").read_text()
+
+
+def test_too_long_a_rollout_stops_the_program_with_the_fix() -> None:
+    graph = Graph()
+    with pytest.raises(Exception, match=r"at most 21450s"):
+        run_program(base_config(**{"gitops:rolloutTimeout": "30000s"}), graph=graph)
+    assert not graph.of_type(TRIGGER)
