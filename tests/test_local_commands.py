@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import ROOT
+from program_graphs import graph_of
 from pulumi_harness import Graph
-from test_program import CONFIGS
 
 COMMAND = "command:local:Command"
 TOKEN = "ya29.a0-fake-adc-token"
@@ -47,9 +47,7 @@ elif args[:2] == ["builds", "describe"]:
 
 @pytest.fixture(scope="module")
 def graph() -> Graph:
-    from pulumi_harness import run_program
-
-    return run_program(CONFIGS["csr"])
+    return graph_of("csr")
 
 
 def project_folder(tmp_path: Path) -> Path:

@@ -16,8 +16,9 @@ from google.cloud.devtools import cloudbuild_v1
 from google.protobuf import json_format
 
 from conftest import DIGEST_A, ROOT, git, run_script
-from pulumi_harness import Graph, run_program
-from test_program import CONFIGS, TRIGGER, pipeline_of
+from program_graphs import graph_of
+from pulumi_harness import Graph
+from test_program import TRIGGER, pipeline_of
 
 BUILD_CONFIGS = sorted([*ROOT.glob("pipelines/*.yaml"),
                         ROOT / "examples" / "hello-app" / "cloudbuild.yaml"])
@@ -53,8 +54,7 @@ class TestBuildConfigs:
             strict_build({"steps": [{"name": "ubuntu", "waitfor": ["-"]}]})
 
     def test_inline_delivery_build_matches_its_yaml(self) -> None:
-        graph = run_program(CONFIGS["github"])
-        inline = graph.named("deliver-hello").inputs["build"]
+        inline = graph_of("github").named("deliver-hello").inputs["build"]
         source = yaml.safe_load((ROOT / "pipelines" / "delivery.yaml").read_text())
         assert inline["steps"][0]["args"] == source["steps"][0]["args"]
         assert inline["steps"][0]["envs"] == source["steps"][0]["env"]
@@ -82,7 +82,7 @@ def used_substitutions(config: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 @pytest.fixture(scope="module", params=["github", "csr", "pulumi-cloud"])
 def program(request: pytest.FixtureRequest) -> Graph:
-    return run_program(CONFIGS[request.param])
+    return graph_of(request.param)
 
 
 class TestSubstitutions:

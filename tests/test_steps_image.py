@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.metadata import distribution, packages_distributions
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -171,7 +172,8 @@ def with_implied(commands: set[str]) -> set[str]:
         result |= more
 
 
-def steps_image_needs() -> tuple[set[str], set[Path]]:
+@cache
+def steps_image_needs() -> tuple[frozenset[str], frozenset[Path]]:
     """(commands, script files) of every step that runs in the steps image."""
     commands: set[str] = set()
     entries: set[Path] = set()
@@ -185,7 +187,7 @@ def steps_image_needs() -> tuple[set[str], set[Path]]:
     modules = script_closure(entries)
     for module in modules:
         commands |= script_commands(module)
-    return with_implied(commands), modules
+    return frozenset(with_implied(commands)), frozenset(modules)
 
 
 def kubeconfig_commands() -> set[str]:
@@ -207,12 +209,13 @@ def preview_image_needs() -> set[str]:
     return with_implied(commands | kubeconfig_commands())
 
 
+@cache
 def distribution_of(module: str) -> str | None:
     """The installed distribution that provides an imported module (None: stdlib or local)."""
     top = module.split(".")[0]
     if top in sys.stdlib_module_names or local_module(top) is not None:
         return None
-    candidates = packages_distributions().get(top, [])
+    candidates = installed_distributions().get(top, [])
     if len(candidates) == 1:
         return candidates[0]
     spec = importlib.util.find_spec(module) if module != top else None
@@ -224,11 +227,16 @@ def distribution_of(module: str) -> str | None:
     return None
 
 
+@cache
+def installed_distributions() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
 def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def libraries_needed(modules: set[Path]) -> set[str]:
+def libraries_needed(modules: frozenset[Path]) -> set[str]:
     needed = set()
     for path in modules:
         for module in imported_modules(path):

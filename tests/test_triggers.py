@@ -9,8 +9,9 @@ from google.cloud.devtools import cloudbuild_v1
 from components.config import ConfigError
 from components.delivery_timing import MARGIN_SECONDS, DeliveryTiming
 from conftest import ROOT
+from program_graphs import graph_of
 from pulumi_harness import Graph, base_config, run_program
-from test_program import CONFIGS, TRIGGER, pipeline_of
+from test_program import TRIGGER, pipeline_of
 
 DELIVERY_YAML = ROOT / "pipelines" / "delivery.yaml"
 
@@ -22,7 +23,7 @@ def seconds(value: str) -> int:
 
 @pytest.fixture(scope="module")
 def github() -> Graph:
-    return run_program(CONFIGS["github"])
+    return graph_of("github")
 
 
 @pytest.fixture(scope="module")
