@@ -121,3 +121,34 @@ class TestPreviewPipelines:
                                       "--backend=${_STATE_BACKEND}"]
         assert "stack-file" in steps["preview"]["waitFor"]
         assert "PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER=true" in steps["preview"]["env"]
+
+
+def module_level_imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_check_runs_with_the_preview_images_python() -> None:
+    """The check step runs before the project's venv exists, with the image's libraries."""
+    from test_steps_image import distribution_of, normalized, requirements
+
+    in_image = set(requirements(ROOT / "scripts" / "requirements.txt"))
+    todo, seen, needed = [ROOT / "components" / "stack_file.py"], set(), set()
+    while todo:
+        path = todo.pop()
+        seen.add(path)
+        for module in module_level_imports(path):
+            local = ROOT / (module.replace(".", "/") + ".py")
+            if module.startswith("components."):
+                if local not in seen:
+                    todo.append(local)
+            elif (dist := distribution_of(module)) is not None:
+                needed.add(normalized(dist))
+    assert needed and needed <= in_image, needed - in_image
