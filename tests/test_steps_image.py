@@ -405,6 +405,9 @@ class TestInstalls:
         missing = libraries_needed(modules) - set(requirements(SCRIPTS / "requirements.txt"))
         assert not missing
 
+    def test_scripts_are_where_the_steps_run_them(self) -> None:
+        assert copy_sources(image(DOCKERFILE, "steps"))[IMAGE_DIR_IN_BUILD] == "."
+
     def test_kubectl_removed_from_the_install_line_is_missing(self, tmp_path: Path) -> None:
         broken = mutated(tmp_path, "kubectl=1:502.0.0-0 ", "")
         assert missing_commands(broken)["steps"] == {"kubectl"}
