@@ -62,7 +62,7 @@ def bind_read_only(root: Path, source: str, target: str) -> None:
 
 
 def build_root(spec: dict[str, Any]) -> Path:
-    root = Path(tempfile.mkdtemp(prefix="container-root-"))
+    root = Path(tempfile.mkdtemp(prefix="container-root-", dir=spec["scratch"]))
     mount("-t", "tmpfs", "-o", "mode=755", "rootfs", str(root))
     for folder in SYSTEM_DIRS:
         if os.path.lexists(folder):
@@ -191,7 +191,7 @@ def main() -> None:
     loopback_up()
     root = build_root(spec)
     report: dict[str, Any] = {"writable": writable_paths(spec, root)}
-    log_path = Path(tempfile.mkdtemp(prefix="container-log-")) / "log"
+    log_path = Path(spec["scratch"]) / "container.log"
     pid = start(spec, root, log_path)
     try:
         report["probes"], report["exit_code"] = call_probes(spec, pid)

@@ -100,8 +100,9 @@ def app_image() -> Image:
 
 
 @pytest.fixture(scope="module")
-def report(app_image: Image) -> dict[str, Any]:
-    return run_as_deployed(container_spec(app_image))
+def report(app_image: Image, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    scratch = tmp_path_factory.mktemp("container")
+    return run_as_deployed({**container_spec(app_image), "scratch": str(scratch)})
 
 
 class TestRunsAsDeployed:
