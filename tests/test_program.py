@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -241,6 +242,17 @@ class TestRealCloudConstraints:
         user = kubeconfig["users"][0]["user"]["exec"]
         assert user["command"] == "gke-gcloud-auth-plugin"
         assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://34.78.120.15"
+
+    def test_kubeconfig_uses_the_providers_identity(self, graph: Graph) -> None:
+        """The plugin runs with the application-default credentials, as Pulumi's Google
+        provider does, so the act-as and RBAC grants to gitops:deployer are the ones used."""
+        kubeconfig = yaml.safe_load(graph.outputs["kubeconfig"])
+        args = kubeconfig["users"][0]["user"]["exec"]["args"]
+        assert args == ["--use_application_default_credentials"]
+        # The installed plugin knows the flag (it is on this machine, as on the operator's).
+        usage = subprocess.run(["gke-gcloud-auth-plugin", "--help"], capture_output=True,
+                               text=True, check=False)
+        assert "--use_application_default_credentials" in usage.stdout + usage.stderr
 
 
 class TestLeastPrivilege:
