@@ -15,8 +15,11 @@ $(BIN)/python: requirements.txt
 up: $(BIN)/python
 	pulumi up
 
+# As the preview build does it: refuse a stack file that cannot be previewed truthfully (the
+# committed example, placeholders, no usable secrets provider), then preview with the policies.
 preview: $(BIN)/python
-	pulumi preview
+	$(BIN)/python -m components.stack_file --stack "$$(pulumi stack --show-name)"
+	pulumi preview --policy-pack policy --diff
 
 lint: $(BIN)/python
 	$(BIN)/ruff check .
