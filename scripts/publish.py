@@ -1,10 +1,11 @@
 """Publish one app's rendered manifests to a branch of the env repo (default `candidate`).
 
     python scripts/publish.py --repo URL --app APP --manifests DIR [--branch candidate]
-        [--source-repo R] [--source-commit SHA] [--image REF] [--build-id ID]
+        [--source-repo R] [--source-commit SHA] [--image REF ...] [--build-id ID]
 
-`apps/APP/` on the branch becomes exactly DIR, in one commit with provenance trailers;
-identical content makes no commit. Prints the branch tip.
+`apps/APP/` on the branch becomes exactly DIR, in one commit with provenance trailers (one
+`Image:` trailer per --image: an app may build several images); identical content makes no
+commit. Prints the branch tip.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--manifests", required=True, type=Path, help="folder of manifests")
     parser.add_argument("--source-repo", help="app repository the manifests came from")
     parser.add_argument("--source-commit", help="app commit the manifests came from")
-    parser.add_argument("--image", help="image reference with @sha256: digest")
+    parser.add_argument("--image", action="append", default=[], metavar="REF",
+                        help="image reference with @sha256: digest (repeatable: one per image)")
     args = parser.parse_args(argv)
     return publish(PublishRequest(
         repo=args.repo, app=args.app, manifests=args.manifests, branch=args.branch,
-        source_repo=args.source_repo, source_commit=args.source_commit, image=args.image,
+        source_repo=args.source_repo, source_commit=args.source_commit, images=tuple(args.image),
         build_id=args.build_id)).commit
 
 

@@ -4,11 +4,11 @@
         [--trigger deliver-APP] [--from candidate] [--to production] [--dry-run]
 
 REF is a production entry (its commit, 7+ hex digits), an image digest (`sha256:...` or a full
-`NAME@sha256:...` reference), or `-N` (N promotions back: -1 is what production held before its
-current entry). It is resolved from git alone to the candidate commit that produced it; then the
-app's delivery trigger runs at that commit through the Cloud Build API (the regional endpoint of
---region), and production records the result as a Rollback. `--dry-run` prints what it would
-run. Prints the build's console link.
+`NAME@sha256:...` reference, matching any of an attempt's images), or `-N` (N promotions
+back: -1 is what production held before its current entry). It is resolved from git alone to
+the candidate commit that produced it; then the app's delivery trigger runs at that commit
+through the Cloud Build API (the regional endpoint of --region), and production records the
+result as a Rollback. `--dry-run` prints what it would run. Prints the build's console link.
 """
 
 from __future__ import annotations

@@ -221,7 +221,7 @@ def publish(env: EnvRepoOnDisk, tmp_path: Path, app: str, digest: str, build: st
     image = image_ref(app, digest)
     folder = write_manifests(tmp_path / f"m-{app}-{digest[7:15]}-{build}", app, image)
     return publish_manifests(PublishRequest(
-        repo=env.url, app=app, manifests=folder, image=image,
+        repo=env.url, app=app, manifests=folder, images=(image,),
         source_repo=f"https://github.com/acme/{app}", source_commit=source_commit,
         build_id=build)).commit
 

@@ -37,19 +37,19 @@ class TestFullCycle:
         assert result.code == 0, result.stderr
         story = json.loads(result.stdout)
         assert story["app"] == "hello"
-        attempts = [(a["commit"], a["image"], a["source_commit"], a["build_id"], a["promoted"],
+        attempts = [(a["commit"], a["images"], a["source_commit"], a["build_id"], a["promoted"],
                      a["production_commit"]) for a in story["attempts"]]
         assert attempts == [
-            (c3, image_ref("hello", DIGEST_C), "3" * 40, "ci-3", False, None),
-            (c2, image_ref("hello", DIGEST_B), "2" * 40, "ci-2", True, p2),
-            (c1, image_ref("hello", DIGEST_A), "1" * 40, "ci-1", True, p1),
+            (c3, [image_ref("hello", DIGEST_C)], "3" * 40, "ci-3", False, None),
+            (c2, [image_ref("hello", DIGEST_B)], "2" * 40, "ci-2", True, p2),
+            (c1, [image_ref("hello", DIGEST_A)], "1" * 40, "ci-1", True, p1),
         ]
-        production = [(p["commit"], p["kind"], p["promoted_from"], p["image"], p["build_id"])
+        production = [(p["commit"], p["kind"], p["promoted_from"], p["images"], p["build_id"])
                       for p in story["production"]]
         assert production == [
-            (p3, "rollback", c1, image_ref("hello", DIGEST_A), "cd-1-rerun"),
-            (p2, "promote", c2, image_ref("hello", DIGEST_B), "cd-2"),
-            (p1, "promote", c1, image_ref("hello", DIGEST_A), "cd-1"),
+            (p3, "rollback", c1, [image_ref("hello", DIGEST_A)], "cd-1-rerun"),
+            (p2, "promote", c2, [image_ref("hello", DIGEST_B)], "cd-2"),
+            (p1, "promote", c1, [image_ref("hello", DIGEST_A)], "cd-1"),
         ]
         times = {p["commit"]: p["time"] for p in story["production"]}
         assert story["attempts"][2]["promoted_at"] == times[p1]
@@ -64,7 +64,7 @@ class TestFullCycle:
         assert result.code == 0, result.stderr
         lines = result.stdout.splitlines()
         assert lines[0] == "hello: attempts on candidate (newest first)"
-        assert lines[1].split() == ["WHEN", "COMMIT", "IMAGE", "SOURCE", "BUILD", "REACHED",
+        assert lines[1].split() == ["WHEN", "COMMIT", "IMAGES", "SOURCE", "BUILD", "REACHED",
                                     "PRODUCTION"]
         assert c2[:12] in lines[2] and "yes," in lines[2] and "ci-2" in lines[2]
         assert c1[:12] in lines[3] and f"hello@{DIGEST_A[:19]}" in lines[3]

@@ -86,13 +86,13 @@ class TestStatus:
         hello, shop = statuses["hello"], statuses["shop"]
         assert hello["production"]["commit"] == fleet["p3"]
         assert hello["production"]["kind"] == "rollback"
-        assert hello["production"]["image"] == image_ref("hello", DIGEST_A)
+        assert hello["production"]["images"] == [image_ref("hello", DIGEST_A)]
         assert hello["production"]["build_id"] == "cd-h1-rerun"
         assert hello["production"]["candidate"] == fleet["h1"]
         assert hello["newest_attempt"]["commit"] == fleet["h3"]
         assert hello["state"].startswith("differs")
-        assert shop["production"]["image"] == image_ref("shop", DIGEST_A)
-        assert shop["newest_attempt"]["image"] == image_ref("shop", DIGEST_B)
+        assert shop["production"]["images"] == [image_ref("shop", DIGEST_A)]
+        assert shop["newest_attempt"]["images"] == [image_ref("shop", DIGEST_B)]
         assert shop["state"].startswith("differs") and not shop["frozen"]
 
     def test_typed_status(self, env_repo_fleet: EnvRepoOnDisk, fleet: dict[str, str]) -> None:
@@ -108,7 +108,7 @@ class TestStatus:
         result = cli("status", "--repo", env_repo.url, "--app", "hello")
         assert result.code == 0, result.stderr
         header, row = result.stdout.strip().splitlines()
-        assert header.split()[:3] == ["APP", "PRODUCTION", "IMAGE"]
+        assert header.split()[:3] == ["APP", "PRODUCTION", "IMAGES"]
         assert row.startswith("hello") and row.endswith(IN_SYNC)
         assert f"hello@{DIGEST_A[:19]}" in row and "cd-1" in row
 

@@ -81,7 +81,8 @@ class TestPublish:
         first = publish(env_repo, tmp_path, "hello", DIGEST_A, build="b-1")
         folder = write_manifests(tmp_path / "again", "hello", image_ref("hello", DIGEST_A))
         again = publish_manifests(PublishRequest(
-            repo=env_repo.url, app="hello", manifests=folder, image=image_ref("hello", DIGEST_A),
+            repo=env_repo.url, app="hello", manifests=folder,
+            images=(image_ref("hello", DIGEST_A),),
             source_repo="https://github.com/acme/hello", source_commit="1" * 40,
             build_id="b-2"))
         assert (again.commit, again.created, again.attempts) == (first, False, 1)

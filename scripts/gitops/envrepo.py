@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 from gitops.credentials import git_environment, local_path_url
 from gitops.errors import OperationFailed, one_line
-from gitops.trailers import parse_trailer_lines
+from gitops.trailers import Trailers, parse_trailer_lines
 
 TREE_MODE = "040000"
 FILE_MODE = "100644"
@@ -73,7 +73,7 @@ class LogEntry:
 
     sha: str
     time: str
-    trailers: dict[str, str]
+    trailers: Trailers
 
 
 @contextmanager
@@ -265,7 +265,7 @@ class EnvRepo:
             entries.append(LogEntry(sha.strip(), when, parse_trailer_lines(trailers)))
         return entries
 
-    def trailers(self, commit: str) -> dict[str, str]:
+    def trailers(self, commit: str) -> Trailers:
         return self.log(commit, limit=1)[0].trailers
 
     def materialize(self, tree: str, folder: Path) -> None:

@@ -1,8 +1,9 @@
 """An app's deployment history from git alone: attempts on `candidate` beside `production`.
 
-Each candidate attempt (time, image, source commit, build id) says whether and when it reached
-production; each production entry says whether it was a promote or a rollback. History is
-inherently as long as the branches, so this is the one place that fetches them whole.
+Each candidate attempt (time, images, source commit, build id) says whether and when it reached
+production; each production entry says whether it was a promote or a rollback. An app may build
+several images: every entry carries all of them (one `Image:` trailer each), in build order.
+History is inherently as long as the branches, so this is the one place that fetches them whole.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from gitops.checks import check_app, check_branch, short_ref
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput
+from gitops.trailers import Trailers
 
 APPS_DIR = "apps"
 
@@ -23,13 +25,18 @@ class Attempt:
 
     commit: str
     time: str
-    image: str | None
+    images: tuple[str, ...]
     source_repo: str | None
     source_commit: str | None
     build_id: str | None
     promoted: bool = False
     promoted_at: str | None = None
     production_commit: str | None = None
+
+    @property
+    def image(self) -> str | None:
+        """The first image (the only one, for a one-image app)."""
+        return self.images[0] if self.images else None
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,14 @@ class ProductionEntry:
     time: str
     kind: str  # "promote" or "rollback"
     promoted_from: str | None
-    image: str | None
+    images: tuple[str, ...]
     source_commit: str | None
     build_id: str | None
+
+    @property
+    def image(self) -> str | None:
+        """The first image (the only one, for a one-image app)."""
+        return self.images[0] if self.images else None
 
 
 @dataclass
@@ -58,7 +70,7 @@ class History:
                 "production": [asdict(p) for p in self.production]}
 
 
-def app_log(env: EnvRepo, branch: str, app: str) -> list[tuple[str, str, dict[str, str]]]:
+def app_log(env: EnvRepo, branch: str, app: str) -> list[tuple[str, str, Trailers]]:
     """(sha, committer time, trailers) of the branch's commits for app, newest first."""
     tip = env.tip(branch)
     if tip is None:
@@ -80,14 +92,14 @@ def apps_on(env: EnvRepo, *branches: str) -> list[str]:
 def collect(env: EnvRepo, app: str, source: str, target: str) -> History:
     """The app's history from the fetched branches."""
     attempts = [
-        Attempt(commit=sha, time=when, image=t.get("Image"), source_repo=t.get("Source-Repo"),
+        Attempt(commit=sha, time=when, images=t.all("Image"), source_repo=t.get("Source-Repo"),
                 source_commit=t.get("Source-Commit"), build_id=t.get("Build-Id"))
         for sha, when, t in app_log(env, source, app)
     ]
     production = [
         ProductionEntry(commit=sha, time=when,
                         kind="rollback" if t.get("Rollback") == "true" else "promote",
-                        promoted_from=t.get("Promoted-From"), image=t.get("Image"),
+                        promoted_from=t.get("Promoted-From"), images=t.all("Image"),
                         source_commit=t.get("Source-Commit"), build_id=t.get("Build-Id"))
         for sha, when, t in app_log(env, target, app)
     ]
@@ -121,19 +133,19 @@ def table(rows: list[list[str]]) -> str:
                      .rstrip() for row in rows)
 
 
-def image_cell(image: str | None) -> str:
-    return short_ref(image) if image else "-"
+def images_cell(images: tuple[str, ...]) -> str:
+    return ",".join(short_ref(image) for image in images) or "-"
 
 
 def render_text(story: History, source: str, target: str) -> str:
-    attempts = [["WHEN", "COMMIT", "IMAGE", "SOURCE", "BUILD", "REACHED " + target.upper()]]
+    attempts = [["WHEN", "COMMIT", "IMAGES", "SOURCE", "BUILD", "REACHED " + target.upper()]]
     for a in story.attempts:
         reached = f"yes, {a.promoted_at}" if a.promoted else "no"
-        attempts.append([a.time, a.commit[:12], image_cell(a.image),
+        attempts.append([a.time, a.commit[:12], images_cell(a.images),
                          (a.source_commit or "-")[:12], a.build_id or "-", reached])
-    production = [["WHEN", "COMMIT", "KIND", "FROM " + source.upper(), "IMAGE", "BUILD"]]
+    production = [["WHEN", "COMMIT", "KIND", "FROM " + source.upper(), "IMAGES", "BUILD"]]
     for p in story.production:
         production.append([p.time, p.commit[:12], p.kind, (p.promoted_from or "-")[:12],
-                           image_cell(p.image), p.build_id or "-"])
+                           images_cell(p.images), p.build_id or "-"])
     return (f"{story.app}: attempts on {source} (newest first)\n{table(attempts)}\n\n"
             f"{story.app}: {target} (newest first)\n{table(production)}")

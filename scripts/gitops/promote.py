@@ -15,7 +15,7 @@ from gitops.checks import check_app, check_branch, check_sha, check_trailer_valu
 from gitops.envrepo import Entry, EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.retry import RetryPolicy, retry_push
-from gitops.trailers import commit_message
+from gitops.trailers import Trailers, commit_message
 
 APPS_DIR = "apps"
 PROMOTED_DIR = ".gitops/promoted"
@@ -49,15 +49,16 @@ def promoted_from(env: EnvRepo, tip: str | None, app: str) -> str | None:
     return (env.read_blob(tip, f"{PROMOTED_DIR}/{app}") or "").strip() or None
 
 
-def provenance(env: EnvRepo, commit: str, app: str) -> dict[str, str]:
-    """Trailers of the candidate commit that produced the app's tree at commit."""
+def provenance(env: EnvRepo, commit: str, app: str) -> list[tuple[str, str]]:
+    """Provenance trailers (every `Image:` line included) of the candidate commit that produced
+    the app's tree at commit, in message order."""
     trailers = env.trailers(commit)
     if trailers.get("App") != app:
         last = env.log(commit, f"{APPS_DIR}/{app}/", limit=1)
-        trailers = last[0].trailers if last else {}
+        trailers = last[0].trailers if last else Trailers()
         if trailers.get("App") != app:
-            return {}
-    return {key: trailers[key] for key in PROVENANCE_KEYS if key in trailers}
+            return []
+    return [(key, value) for key in PROVENANCE_KEYS for value in trailers.all(key)]
 
 
 def is_rollback(env: EnvRepo, source: str, commit: str, previous: str | None) -> bool:
@@ -107,13 +108,13 @@ def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> Promo
             kind = (Kind.ROLLBACK if is_rollback(env, source, commit, promoted_from(env, tip, app))
                     else Kind.PROMOTE)
             kinds.append(kind)
-            image = trailers.get("Image")
-            what = short_ref(image) if image else commit[:12]
+            images = [value for key, value in trailers if key == "Image"]
+            what = ", ".join(short_ref(image) for image in images) or commit[:12]
             message = commit_message(
                 f"{kind.value} {app}: {what} from {source} {commit[:12]}",
                 [
                     ("App", app),
-                    *((key, trailers.get(key)) for key in PROVENANCE_KEYS),
+                    *trailers,
                     ("Build-Id", request.build_id),
                     ("Promoted-From", commit),
                     ("Rollback", "true" if kind is Kind.ROLLBACK else None),

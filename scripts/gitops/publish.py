@@ -1,8 +1,9 @@
 """Publish one app's rendered manifests to a branch of the env repo (default `candidate`).
 
 `apps/APP/` on the branch becomes exactly the given folder: files removed from the folder are
-removed from the branch. One commit per call, with provenance trailers; identical content makes
-no commit and returns the current tip. A rejected push is rebuilt on the new tip and retried.
+removed from the branch. One commit per call, with provenance trailers (one `Image:` line per
+image the app's build pushed: an app may have several); identical content makes no commit and
+returns the current tip. A rejected push is rebuilt on the new tip and retried.
 
 Publish is on every app build's critical path, so its first fetch runs while GitPython loads
 and the manifests are checked and stored as git objects (`gitops.envrepo.scratch_repo`).
@@ -38,7 +39,7 @@ class PublishRequest:
     branch: str = "candidate"
     source_repo: str | None = None
     source_commit: str | None = None
-    image: str | None = None
+    images: tuple[str, ...] = ()  # full references with @sha256: digests, in build order
     build_id: str | None = None
 
 
@@ -76,8 +77,12 @@ def check_yaml(files: list[Path]) -> None:
 def check_request(request: PublishRequest) -> None:
     check_app(request.app)
     check_branch(request.branch)
-    if request.image is not None:
-        check_image_ref(request.image)
+    names: set[str] = set()
+    for image in request.images:
+        name = check_image_ref(image)["name"]
+        if name in names:
+            raise BadInput(f"--image {name} is given more than once: one reference per image")
+        names.add(name)
     if request.source_commit is not None:
         check_sha(request.source_commit, "--source-commit")
     if request.source_repo is not None:
@@ -87,10 +92,10 @@ def check_request(request: PublishRequest) -> None:
 
 
 def message_for(request: PublishRequest) -> str:
-    what = short_ref(request.image) if request.image else "manifests"
+    what = ", ".join(short_ref(image) for image in request.images) or "manifests"
     return commit_message(f"Deploy {request.app}: {what}", [
         ("App", request.app),
-        ("Image", request.image),
+        *(("Image", image) for image in request.images),
         ("Source-Repo", request.source_repo),
         ("Source-Commit", request.source_commit),
         ("Build-Id", request.build_id),

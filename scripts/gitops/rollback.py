@@ -1,7 +1,8 @@
 """Roll an app back by re-running its delivery build at an older candidate commit.
 
 The target is a production entry (its commit, 7+ hex digits), an image digest (`sha256:...` or a
-full `NAME@sha256:...` reference), or `-N` (N promotions back: -1 is what production held before
+full `NAME@sha256:...` reference; it matches any of an attempt's images, for an app that builds
+several), or `-N` (N promotions back: -1 is what production held before
 its current entry). It is resolved from git alone to the candidate commit that produced it; then
 the app's delivery trigger runs at that commit through the Cloud Build API, and production
 records the result as a Rollback.
@@ -114,8 +115,9 @@ def resolve(story: History, ref: str) -> tuple[str, str]:
     digest = DIGEST.search(ref)
     if digest:
         for attempt in attempts:  # newest first
-            if attempt.image and attempt.image.endswith("@" + digest.group(0)):
-                return attempt.commit, f"image {short_ref(attempt.image)}"
+            for image in attempt.images:
+                if image.endswith("@" + digest.group(0)):
+                    return attempt.commit, f"image {short_ref(image)}"
         raise BadInput(f"--target {ref}: no candidate attempt of {app} built {digest.group(0)}")
     if re.fullmatch(r"[0-9a-f]{7,64}", ref):
         matches = [p for p in production if p.commit.startswith(ref)]

@@ -1,7 +1,8 @@
 """What each app runs, from git alone: what production holds beside the newest attempt.
 
-Per app: production's image, source commit, time and build; the newest candidate attempt; and
-whether they differ (the newest attempt is pending, or its delivery failed) or the app is frozen.
+Per app: production's images (every image the app builds), source commit, time and build; the
+newest candidate attempt; and whether they differ (the newest attempt is pending, or its
+delivery failed) or the app is frozen.
 """
 
 from __future__ import annotations
@@ -9,10 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gitops.checks import check_app, check_branch, short_ref
+from gitops.checks import check_app, check_branch
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput
-from gitops.history import Attempt, History, ProductionEntry, apps_on, collect, table
+from gitops.history import (
+    Attempt,
+    History,
+    ProductionEntry,
+    apps_on,
+    collect,
+    images_cell,
+    table,
+)
 
 FROZEN_DIR = ".gitops/frozen"
 IN_SYNC = "in sync"
@@ -41,10 +50,10 @@ class AppStatus:
             "frozen_reason": self.frozen_reason or None,
             "production": prod and {
                 "commit": prod.commit, "time": prod.time, "kind": prod.kind,
-                "image": prod.image, "source_commit": prod.source_commit,
+                "images": list(prod.images), "source_commit": prod.source_commit,
                 "build_id": prod.build_id, "candidate": prod.promoted_from},
             "newest_attempt": new and {
-                "commit": new.commit, "time": new.time, "image": new.image,
+                "commit": new.commit, "time": new.time, "images": list(new.images),
                 "source_commit": new.source_commit, "build_id": new.build_id},
         }
 
@@ -85,13 +94,13 @@ def status(repo: str, app: str | None = None, source: str = "candidate",
 def render_text(statuses: list[AppStatus]) -> str:
     if not statuses:
         return "no apps yet"
-    rows = [["APP", "PRODUCTION IMAGE", "SOURCE", "SINCE", "BUILD", "NEWEST ATTEMPT", "STATE"]]
+    rows = [["APP", "PRODUCTION IMAGES", "SOURCE", "SINCE", "BUILD", "NEWEST ATTEMPT", "STATE"]]
     for s in statuses:
         prod, new = s.production, s.newest_attempt
         rows.append([
-            s.app, short_ref(prod.image) if prod and prod.image else "-",
+            s.app, images_cell(prod.images) if prod else "-",
             (prod.source_commit if prod and prod.source_commit else "-")[:12],
             prod.time if prod else "-", prod.build_id if prod and prod.build_id else "-",
-            short_ref(new.image) if new and new.image else "-",
+            images_cell(new.images) if new else "-",
             s.state + (" [FROZEN]" if s.frozen else "")])
     return table(rows)
