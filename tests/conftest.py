@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from fake_api import Objects
 from gitops.cli import run
 from gitops.deploy import Cluster
 from gitops.promote import PromoteRequest, promote
@@ -248,15 +249,23 @@ class FakeClock:
 class ScriptedCluster(Cluster):
     """Records every command; answers like kubectl and gcloud would.
 
-    A rollout fails when the applied manifests contain one of `failing`; each rollout takes
-    `rollout_seconds` on `clock`.
+    Objects live in `objects` per namespace (tests/fake_api.py: apply never deletes, get and
+    delete resolve types as kubectl does). A rollout fails when the manifests applied last
+    contain one of `failing`; a delete of one of `failing_deletes` (printed names such as
+    `configmap/a`) is refused. Each rollout takes `rollout_seconds` on `clock`.
     """
 
     failing: frozenset[str] = frozenset()
+    failing_deletes: frozenset[str] = frozenset()
     lease: dict[str, Any] | None = None
     applied: list[dict[str, str]] = field(default_factory=list)
+    objects: dict[str, Objects] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)  # printed names, in order
     clock: FakeClock = field(default_factory=FakeClock)
     rollout_seconds: float = 0.0
+
+    def namespace(self, name: str) -> Objects:
+        return self.objects.setdefault(name, Objects({}))
 
     def run(self, args: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
         args = [a for a in args if not a.startswith(KUBECONFIG_FLAG)]
@@ -264,6 +273,9 @@ class ScriptedCluster(Cluster):
         if args[0] == "gcloud":
             return 0, "", ""
         verb = args[1]
+        options = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        flags = {a for a in args if a.startswith("--") and "=" not in a}
+        positional = [a for a in args[2:] if not a.startswith("-")]
         if verb == "create":
             if self.lease is not None:
                 return 1, "", 'Error from server (AlreadyExists): leases "gitops-delivery"'
@@ -273,16 +285,28 @@ class ScriptedCluster(Cluster):
         if verb == "replace":
             self.lease = json.loads(stdin or "{}")
             return 0, "", ""
-        if verb == "get":
+        if verb == "get" and positional[0] == "lease":
             return (0, json.dumps(self.lease), "") if self.lease else (1, "", "NotFound")
-        if verb == "delete":
+        if verb == "delete" and positional[0] == "lease":
             self.lease = None
             return 0, "", ""
+        if verb == "get":
+            return self.namespace(options["--namespace"]).get(*positional, flags)
+        if verb == "delete":
+            printed = f"{positional[0]}/{positional[1]}"
+            if printed in self.failing_deletes:
+                return 1, "", f"Error from server (Forbidden): cannot delete {printed}"
+            code, out, err = self.namespace(options["--namespace"]).delete(*positional, flags)
+            if code == 0 and out:
+                self.deleted.append(printed)
+            return code, out, err
         if verb == "apply":
-            folder = Path(args[-1].split("=", 1)[1])
+            folder = Path(options["--filename"])
             self.applied.append({p.name: p.read_text() for p in folder.rglob("*")
                                  if p.is_file()})
-            return 0, "deployment.apps/hello configured", ""
+            out = self.namespace(options["--namespace"]).apply(
+                folder, options.get("--field-manager"))
+            return 0, out, ""
         if verb == "rollout":
             self.clock.now += self.rollout_seconds
             current = json.dumps(self.applied[-1])

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""A stand-in `kubectl` for tests: Leases with real create/replace semantics, and a cluster
-whose state is the last manifests applied per namespace. State lives in $FAKE_CLUSTER_DIR, so
-concurrent processes share one cluster. A rollout fails when the applied manifests contain
-$FAKE_FAIL_MARKER. Every call is appended to calls.log.
+"""A stand-in `kubectl` for tests: Leases with real create/replace semantics, and per namespace
+the objects applied (tests/fake_api.py: apply never deletes; get and delete by type and name)
+and the manifests applied last. State lives in $FAKE_CLUSTER_DIR, so concurrent processes share
+one cluster. A rollout fails when the manifests applied last contain $FAKE_FAIL_MARKER. Every
+call is appended to calls.log.
 """
 
 import fcntl
@@ -13,11 +14,23 @@ import shutil
 import sys
 from pathlib import Path
 
+from fake_api import Objects
+
 STATE = Path(os.environ["FAKE_CLUSTER_DIR"])
 
 
 def option(args: list[str], name: str) -> str:
     return next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
+
+
+def objects_of(namespace: str) -> tuple[Objects, Path]:
+    path = STATE / "objects" / f"{namespace}.json"
+    return Objects(json.loads(path.read_text()) if path.exists() else {}), path
+
+
+def save(objects: Objects, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(objects.state))
 
 
 def tree_hash(folder: Path) -> str:
@@ -69,6 +82,20 @@ def main() -> int:
             else:
                 path.unlink()
             return 0
+        if verb in ("get", "delete"):
+            objects, path = objects_of(option(args, "namespace"))
+            positional = [a for a in args[1:] if not a.startswith("-")]
+            flags = {a for a in args if a.startswith("--") and "=" not in a}
+            code, out, err = getattr(objects, verb)(positional[0], positional[1], flags)
+            if verb == "delete" and code == 0 and out:
+                save(objects, path)
+                with open(STATE / "deleted.log", "a") as log:
+                    log.write(f"{positional[0]}/{positional[1]}\n")
+            if out:
+                print(out)
+            if err:
+                print(err, file=sys.stderr)
+            return code
         if verb == "apply":
             namespace, source = option(args, "namespace"), Path(option(args, "filename"))
             target = STATE / "applied" / namespace
@@ -76,7 +103,10 @@ def main() -> int:
             shutil.copytree(source, target)
             with open(STATE / "applied.log", "a") as log:
                 log.write(f"{namespace} {tree_hash(source)}\n")
-            print("deployment.apps/hello configured")
+            objects, path = objects_of(namespace)
+            managers = [a.split("=", 1)[1] for a in args if a.startswith("--field-manager=")]
+            print(objects.apply(source, managers[0] if managers else None))
+            save(objects, path)
             return 0
         if verb == "rollout":
             namespace = option(args, "namespace")

@@ -100,8 +100,9 @@ class TestDelivery:
         assert calls[0] == ["gcloud", "container", "clusters", "get-credentials", "gitops",
                             "--location=europe-west1", "--project=acme-delivery"]
         assert calls[1] == ["kubectl", "create", "-f", "-"]
-        assert calls[2][:4] == ["kubectl", "apply", "--namespace=hello", "--recursive"]
-        assert calls[2][4].startswith("--filename=")
+        assert calls[2][:5] == ["kubectl", "apply", "--namespace=hello", "--recursive",
+                                "--field-manager=gitops-delivery"]
+        assert calls[2][5].startswith("--filename=")
         assert calls[3] == ["kubectl", "rollout", "status", "deployment/hello",
                             "--namespace=hello", "--timeout=120s"]
         assert calls[4:] == [
@@ -342,7 +343,10 @@ class TestOverlappingDeliveries:
             self, env_repo: EnvRepoOnDisk, tmp_path: Path,
             fake_cluster: dict[str, str]) -> None:
         good = publish(env_repo, tmp_path, "hello", DIGEST_A)
-        bad = publish(env_repo, tmp_path, "hello", DIGEST_C)
+        extra = {"extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n"}
+        bad = publish_manifests(PublishRequest(
+            repo=env_repo.url, app="hello", manifests=write_manifests(
+                tmp_path / "bad", "hello", image_ref("hello", DIGEST_C), extra))).commit
         env = {**fake_cluster, "FAKE_FAIL_MARKER": DIGEST_C}
         assert run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                           good, env=env).code == 0
@@ -354,3 +358,7 @@ class TestOverlappingDeliveries:
         applied = (cluster / "applied.log").read_text().split()[1::2]
         assert len(applied) == 3  # good, bad, good again
         assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1] == applied[0]
+        # The object bad added is deleted again: the namespace holds production's objects.
+        assert (cluster / "deleted.log").read_text().split() == ["configmap/extra"]
+        live = json.loads((cluster / "objects" / "hello.json").read_text())
+        assert set(live) == {"deployment.apps/hello"}

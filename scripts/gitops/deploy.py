@@ -3,12 +3,16 @@
 Under the app's Lease (namespace APP, `gitops-delivery`), so overlapping deliveries of one app
 run one at a time and production's tip is always what the cluster last applied successfully:
 
-1. the commit's `apps/APP/` manifests are applied to namespace APP;
+1. the commit's `apps/APP/` manifests are applied to namespace APP (field manager
+   `gitops-delivery`);
 2. every Deployment, StatefulSet and DaemonSet they hold must finish its rollout before one
    deadline (the timeout counts for all of them together, not for each);
-3. success: `gitops.promote.promote` records the commit on production (Promote, or Rollback for
+3. the objects production's tree holds and the commit's tree no longer does are deleted
+   (`gitops.prune`: worked out from the two Git trees; only objects the delivery applied);
+4. success: `gitops.promote.promote` records the commit on production (Promote, or Rollback for
    an older commit that production held before); failure: what production holds for the app
-   is re-applied, so cluster and production agree again, and the build fails.
+   is re-applied and what the commit added is deleted, so the namespace holds exactly
+   production's objects again, and the build fails.
 
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
@@ -40,6 +44,7 @@ from gitops.cli import log
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed
 from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.prune import FIELD_MANAGER, ObjectRef, objects, prune, removed
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
@@ -148,18 +153,10 @@ def release_lease(cluster: Cluster, app: str, holder: str) -> None:
 # --- manifests --------------------------------------------------------------------------------
 
 
-def workloads(folder: Path) -> list[tuple[str, str]]:
+def workloads(folder: Path, namespace: str) -> list[tuple[str, str]]:
     """(kind, name) of every workload with a rollout, in file order."""
-    import yaml
-
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in (".yaml", ".yml"):
-            continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") in ROLLOUT_KINDS:
-                found.append((str(doc["kind"]), str(doc["metadata"]["name"])))
-    return found
+    return [(ref.kind, ref.name) for ref in objects(folder, namespace)
+            if ref.group == "apps" and ref.kind in ROLLOUT_KINDS]
 
 
 def apply_and_wait(cluster: Cluster, app: str, folder: Path, timeout: int,
@@ -169,13 +166,13 @@ def apply_and_wait(cluster: Cluster, app: str, folder: Path, timeout: int,
     All rollouts share one deadline: each waits only for what remains of the timeout.
     """
     code, out, err = cluster.kubectl("apply", f"--namespace={app}", "--recursive",
-                                     f"--filename={folder}")
+                                     f"--field-manager={FIELD_MANAGER}", f"--filename={folder}")
     if code != 0:
         return f"apply failed: {' '.join(err.split())}"
     for line in out.splitlines():
         log(f"  {line}")
     deadline = clock() + timeout
-    for kind, name in workloads(folder):
+    for kind, name in workloads(folder, app):
         remaining = max(1, math.ceil(deadline - clock()))
         code, _, err = cluster.kubectl("rollout", "status", f"{kind.lower()}/{name}",
                                        f"--namespace={app}", f"--timeout={remaining}s")
@@ -222,6 +219,7 @@ class DeliveryRequest:
 class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
     outcome: Outcome
+    pruned: tuple[ObjectRef, ...] = ()  # deleted because the commit no longer holds them
 
 
 def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> str | None:
@@ -272,11 +270,11 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
 
-    def promoted(outcome: Outcome) -> DeployResult:
+    def promoted(outcome: Outcome, pruned: tuple[ObjectRef, ...] = ()) -> DeployResult:
         result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                         source=source, target=target,
                                         build_id=request.build_id))
-        return DeployResult(result.commit, outcome)
+        return DeployResult(result.commit, outcome, pruned)
 
     with scratch_repo(request.repo) as env, tempfile.TemporaryDirectory() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
@@ -311,30 +309,46 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
                 return skipped
+            production = production_folder(env, target, app, Path(work) / "production")
             log(f"applying {app} at {commit[:12]}")
             failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
             if failure is None:
-                return promoted(Outcome.PROMOTED)
-            revert(env, cluster, app, target, Path(work) / "production", request.timeout,
-                   clock)
+                stale = removed(objects(production, app), objects(candidate, app))
+                pruning = prune(cluster, app, stale, f"not in {commit[:12]}", log)
+                if pruning.failure is None:
+                    return promoted(Outcome.PROMOTED, pruning.deleted)
+                failure = pruning.failure
+            revert(cluster, app, target, production, candidate, request.timeout, clock)
             raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
         finally:
             release_lease(cluster, app, request.build_id)
 
 
-def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
-           timeout: int, clock: Clock = time.monotonic) -> None:
-    """Re-apply what production holds for app, so cluster and production agree again."""
-    tip = env.fetch(target)
+def production_folder(env: EnvRepo, target: str, app: str, folder: Path) -> Path | None:
+    """Production's manifests of app (from the target's fetched tip) in folder; None: none."""
+    tip = env.tip(target)
     entry = env.lookup(tip, f"{APPS_DIR}/{app}")
-    if entry is None or tip is None:
-        log(f"revert: {target} holds nothing for {app} yet; nothing to re-apply")
-        return
+    if tip is None or entry is None or not entry.is_tree:
+        return None
     env.materialize(entry.sha, folder)
-    log(f"revert: re-applying {app} from {target} {tip[:12]}")
-    failure = apply_and_wait(cluster, app, folder, timeout, clock)
-    if failure:
-        log(f"revert: {failure}")
+    return folder
+
+
+def revert(cluster: Cluster, app: str, target: str, production: Path | None, applied: Path,
+           timeout: int, clock: Clock = time.monotonic) -> None:
+    """Make the namespace hold production's objects again: re-apply them, delete what the
+    failed commit (applied) added."""
+    if production is None:
+        log(f"revert: {target} holds nothing for {app} yet; nothing to re-apply")
+    else:
+        log(f"revert: re-applying {app} from {target}")
+        failure = apply_and_wait(cluster, app, production, timeout, clock)
+        if failure:
+            log(f"revert: {failure}")
+    added = removed(objects(applied, app), objects(production, app))
+    pruning = prune(cluster, app, added, f"revert: not in {target}", log)
+    if pruning.failure:
+        log(f"revert: {pruning.failure}")
 
 
 def seconds(value: str, flag: str) -> int:
