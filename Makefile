@@ -1,9 +1,11 @@
-# Two entry points (see README): `make up` stands the system up, `make test` runs every check.
+# Entry points (see README): `make bootstrap` once, `make preview` / `make up` to stand the
+# system up, `make destroy` to take it down, `make test` runs every check.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+STACK ?= dev
 
-.PHONY: up preview test lint bench loop
+.PHONY: check bootstrap up preview destroy test lint bench loop
 
 $(BIN)/python: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -11,12 +13,31 @@ $(BIN)/python: requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(BIN)/python
 
-# Needs the Pulumi CLI, gcloud (with gke-gcloud-auth-plugin) logged in, and a stack config.
-up: $(BIN)/python
+# Prerequisites of `make up`, checked with the standard library before anything is installed
+# or created: CLIs, logins, state backend, stack, config, GitHub repositories.
+check:
+	$(PYTHON) tools/preflight.py --for up
+
+# The state bucket, KMS key and stack (idempotent): make bootstrap PROJECT=my-id REGION=europe-west1
+bootstrap:
+	$(PYTHON) tools/bootstrap.py --project "$(PROJECT)" --region "$(REGION)" --stack "$(STACK)"
+
+# The checks run first; the install and Pulumi only when they pass.
+up:
+	$(PYTHON) tools/preflight.py --for up
+	$(MAKE) --no-print-directory $(BIN)/python
 	pulumi up
 
-preview: $(BIN)/python
+preview:
+	$(PYTHON) tools/preflight.py --for preview
+	$(MAKE) --no-print-directory $(BIN)/python
 	pulumi preview
+
+# Cluster deletion protection off, then `pulumi destroy --exclude-protected` (YES=1: no prompts).
+destroy:
+	$(PYTHON) tools/preflight.py --for destroy
+	$(MAKE) --no-print-directory $(BIN)/python
+	$(PYTHON) tools/teardown.py $(if $(YES),--yes)
 
 lint: $(BIN)/python
 	$(BIN)/ruff check .

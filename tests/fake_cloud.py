@@ -102,6 +102,9 @@ def pulumi(args: list[str], world: World) -> int:
     if words == ["stack", "export"]:
         print(json.dumps({"version": 3, "deployment": {"resources": stack["resources"]}}))
         return 0
+    if words in (["up"], ["preview"]) and "target" not in options:
+        print(f"{'Updating' if words == ['up'] else 'Previewing update'} ({selected}): done")
+        return 0
     if words == ["up"] and "target" in options:
         for resource in stack["resources"]:
             if resource["urn"] == options["target"]:

@@ -468,3 +468,43 @@ class TestExamplesAreRefused:
         for key, value in own:
             assert value in EXAMPLE_VALUES[key], f"{key} {value} is shown but not refused"
         assert GOOD_CONFIG["gcp:project"] not in EXAMPLE_VALUES["gcp:project"]
+
+
+def make(cloud: FakeCloud, tmp_path: Path, target: str) -> Run:
+    """`make TARGET` with the fakes as the only CLIs and a ready virtualenv stand-in, so the
+    real install is never run from a test."""
+    venv_bin = tmp_path / "venv-bin"
+    venv_bin.mkdir()
+    (venv_bin / "python").write_text("")  # newer than requirements.txt: nothing to install
+    proc = subprocess.run(["/usr/bin/env", "make", "--no-print-directory", "-C",
+                           str(Path(__file__).resolve().parent.parent), target,
+                           f"PYTHON={sys.executable}", f"BIN={venv_bin}"],
+                          capture_output=True, text=True, check=False,
+                          env={**cloud.environment(), "PATH": f"{cloud.bin}:/usr/bin:/bin"})
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+class TestMakeTargets:
+    """`make up` and `make preview` run the checks first and reach Pulumi only when they pass."""
+
+    def test_up_is_gated_by_the_checks(self, tmp_path: Path) -> None:
+        blocked = FakeCloud(tmp_path / "blocked", world_with(account=""))
+        run = make(blocked, tmp_path / "blocked", "up")
+        assert run.code != 0
+        assert "FAIL  gcloud login: no active gcloud account" in run.stdout
+        assert not any(c[1] == "up" for c in blocked.calls("pulumi"))
+
+        ready = FakeCloud(tmp_path / "ready", ready_world())
+        run = make(ready, tmp_path / "ready", "up")
+        assert run.code == 0, run.stdout + run.stderr
+        assert run.stdout.index("All 15 prerequisites met.") < run.stdout.index("pulumi up")
+        assert ready.calls("pulumi")[-1] == ["pulumi", "up"]
+
+    @pytest.mark.parametrize(("target", "purpose"), [("preview", "preview"),
+                                                     ("destroy", "destroy"), ("check", "up")])
+    def test_the_check_is_the_first_step(self, target: str, purpose: str) -> None:
+        root = Path(__file__).resolve().parent.parent
+        dry = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(root), target,
+                              "PYTHON=python3", "BIN=/nonexistent"],
+                             capture_output=True, text=True, check=False)
+        assert dry.stdout.splitlines()[0] == f"python3 tools/preflight.py --for {purpose}"
