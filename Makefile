@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: check bootstrap up preview destroy test lint bench loop
+.PHONY: check bootstrap up preview destroy test lint typecheck bench loop
 
 $(BIN)/python: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ destroy:
 lint: $(BIN)/python
 	$(BIN)/ruff check .
 
-test: lint
+# mypy.ini holds one section per module group; the program's components are checked strictly.
+typecheck: $(BIN)/python
+	$(BIN)/mypy --config-file mypy.ini components/
+
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/python

@@ -5,7 +5,6 @@ its own design decisions.
 """
 
 import pulumi
-import pulumi_gcp as gcp
 
 from components.apis import ProjectApis, ProjectApisArgs
 from components.cluster import GkeCluster, GkeClusterArgs
@@ -13,21 +12,13 @@ from components.cluster_access import AppNamespaces, AppNamespacesArgs
 from components.config import ConfigError, load_config
 from components.env_branches import EnvBranches, EnvBranchesArgs
 from components.identities import BuildIdentities, BuildIdentitiesArgs
+from components.network import ClusterNetwork, ClusterNetworkArgs
+from components.propagation import IamPropagation, IamPropagationArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
 from components.state_access import StateAccess, StateAccessArgs
 from components.steps_image import StepsImage, StepsImageArgs
 from components.triggers import DeliveryTriggers, DeliveryTriggersArgs
-
-
-def deployer_member(configured: str | None) -> pulumi.Input[str]:
-    """The IAM member running `pulumi up`: from config, or the current gcloud identity."""
-    if configured:
-        return configured
-    email = gcp.organizations.get_client_open_id_user_info().email
-    kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
-    return f"{kind}:{email}"
-
 
 # Config is validated before any resource is registered.
 try:
@@ -42,12 +33,23 @@ apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
                                            source_provider=config.source_provider,
                                            extra=(state_api,)))
 
-# One identity per build kind.
+# One identity per build kind; the deployer (from config) may attach them to triggers.
 identities = BuildIdentities("identities", BuildIdentitiesArgs(
     project=config.project,
     source_provider=config.source_provider,
-    deployer=deployer_member(config.deployer),
+    deployer=config.deployer,
     api_dependencies=apis.depends_on("iam", "cloudresourcemanager"),
+))
+
+# The cluster's own VPC and subnet (or existing ones from config), never `default`.
+network = ClusterNetwork("network", ClusterNetworkArgs(
+    project=config.project,
+    region=config.region,
+    pods_range=config.pods_range,
+    services_range=config.services_range,
+    existing_network=config.network,
+    existing_subnetwork=config.subnetwork,
+    api_dependencies=apis.depends_on("compute"),
 ))
 
 # The cluster, with its own node identity.
@@ -55,30 +57,39 @@ cluster = GkeCluster("gke", GkeClusterArgs(
     project=config.project,
     location=config.region,
     name=config.cluster_name,
+    node_account_id=config.node_account_id,
     mode=config.cluster_mode,
     release_channel=config.release_channel,
     deletion_protection=config.deletion_protection,
     machine_type=config.node_machine_type,
     node_count=config.node_count,
-    api_dependencies=apis.depends_on("container", "iam", "cloudresourcemanager"),
+    network=network.network,
+    subnetwork=network.subnetwork,
+    pods_range=network.pods_range,
+    services_range=network.services_range,
+    api_dependencies=[*apis.depends_on("container", "iam", "cloudresourcemanager"), network],
 ))
 
-# Images: CI writes, nodes read.
+# Images: CI writes; every other build identity pulls the steps image; nodes pull app images.
 registry = ImageRegistry("registry", ImageRegistryArgs(
     project=config.project,
     location=config.region,
     repository_id=config.registry_name,
     keep_images=config.keep_images,
+    image_retention_days=config.image_retention_days,
     untagged_retention_days=config.untagged_retention_days,
     writers={"ci": identities.member("ci")},
-    readers={"nodes": cluster.node_account.member},
+    readers={"delivery": identities.member("delivery"),
+             "preview": identities.member("preview"),
+             "nodes": cluster.node_account.member},
     api_dependencies=apis.depends_on("artifactregistry"),
 ))
 
-# Repositories: CI pushes candidate, delivery pushes production.
+# Repositories: CI pushes candidate, delivery pushes production, the deployer creates both.
 repositories = SourceRepositories("repos", SourceRepositoriesArgs(
     config=config,
     pushers={"ci": identities.member("ci"), "delivery": identities.member("delivery")},
+    deployer=config.deployer,
     readers={
         "ci": ([f"app-{app.name}" for app in config.apps], identities.member("ci")),
         "preview": (["infra"], identities.member("preview")),
@@ -88,17 +99,25 @@ repositories = SourceRepositories("repos", SourceRepositoriesArgs(
 ))
 
 # The preview identity reads this stack's state, and changes nothing.
-StateAccess("state-access", StateAccessArgs(
+state_access = StateAccess("state-access", StateAccessArgs(
     config=config,
     reader=identities.member("preview"),
     api_dependencies=apis.depends_on(state_api.split(".")[0], "storage"),
 ))
 
+# Every grant above propagates before anything acts on it.
+grants = IamPropagation("iam-propagation", IamPropagationArgs(
+    grants=[*identities.grants, cluster.node_role, *registry.grants, *repositories.grants,
+            *state_access.grants],
+    seconds=config.iam_propagation_seconds,
+))
+
 # The env repo's two branches exist before any build needs them.
 branches = EnvBranches("env-branches", EnvBranchesArgs(
     env_repo_url=repositories.env.url,
+    env_repo_link=repositories.env.link,
     source_provider=config.source_provider,
-    depends_on=[repositories],
+    depends_on=[repositories, grants.ready],
 ))
 
 # Per app: a namespace the delivery identity may change, and nothing else.
@@ -115,7 +134,8 @@ steps = StepsImage("steps-image", StepsImageArgs(
     registry_url=registry.url,
     builder_account=identities.resource_name("ci"),
     builder_member=identities.member("ci"),
-    depends_on=[registry, *apis.depends_on("cloudbuild", "storage")],
+    depends_on=[registry, grants.ready, *apis.depends_on("cloudbuild", "storage")],
+    iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
 triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
@@ -129,7 +149,7 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     steps_image=steps.image,
     cluster_name=cluster.cluster.name,
     cluster_location=cluster.cluster.location,
-    api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build],
+    api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready],
 ))
 
 pulumi.export("registry_url", registry.url)

@@ -15,6 +15,7 @@ BASE_APIS = (
     "cloudresourcemanager.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
+    "compute.googleapis.com",
     "container.googleapis.com",
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",

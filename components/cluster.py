@@ -5,6 +5,10 @@ Design decisions:
   default account), in both modes.
 - Workload Identity is on (Autopilot always has it; Standard sets the pool and GKE_METADATA).
 - `deletion_protection` comes from config: on by default, off for throw-away stacks.
+- VPC-native on the network of `components/network.py` (never the `default` VPC): pods and
+  services use the subnet's named secondary ranges.
+- Nested arguments use pulumi-gcp's typed `...Args` classes: a misspelled key fails at once
+  (and in mypy), where a dict would be sent to Google as it is.
 - The kubeconfig authenticates with `gke-gcloud-auth-plugin`, which must be on PATH wherever it
   is used (the machine running Pulumi and the steps image).
 """
@@ -47,11 +51,16 @@ class GkeClusterArgs:
     project: pulumi.Input[str]
     location: str
     name: str
+    node_account_id: str
     mode: str  # "autopilot" or "standard"
     release_channel: str
     deletion_protection: bool
     machine_type: str
     node_count: int
+    network: pulumi.Input[str]
+    subnetwork: pulumi.Input[str]
+    pods_range: str
+    services_range: str
     api_dependencies: list[pulumi.Resource]
 
 
@@ -67,11 +76,11 @@ class GkeCluster(pulumi.ComponentResource):
         self.node_account = gcp.serviceaccount.Account(
             "nodes",
             project=args.project,
-            account_id=f"{args.name}-nodes"[:30],
+            account_id=args.node_account_id,
             display_name=f"GKE nodes of {args.name}",
             opts=child,
         )
-        gcp.projects.IAMMember(
+        self.node_role = gcp.projects.IAMMember(
             "nodes-default-node-role",
             project=args.project,
             role=NODE_ROLE,
@@ -79,40 +88,55 @@ class GkeCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        common = {
-            "project": args.project,
-            "location": args.location,
-            "name": args.name,
-            "deletion_protection": args.deletion_protection,
-            "release_channel": {"channel": args.release_channel},
-        }
+        scopes = ["https://www.googleapis.com/auth/cloud-platform"]
+        # VPC-native: pods and services take the subnet's secondary ranges.
+        ip_allocation = gcp.container.ClusterIpAllocationPolicyArgs(
+            cluster_secondary_range_name=args.pods_range,
+            services_secondary_range_name=args.services_range,
+        )
+        release_channel = gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel)
         if args.mode == "autopilot":
             self.cluster = gcp.container.Cluster(
                 "cluster",
+                project=args.project,
+                location=args.location,
+                name=args.name,
+                deletion_protection=args.deletion_protection,
+                release_channel=release_channel,
+                network=args.network,
+                subnetwork=args.subnetwork,
+                ip_allocation_policy=ip_allocation,
                 enable_autopilot=True,
-                cluster_autoscaling={"auto_provisioning_defaults": {
-                    "service_account": self.node_account.email,
-                    "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
-                }},
-                **common,
+                cluster_autoscaling=gcp.container.ClusterClusterAutoscalingArgs(
+                    auto_provisioning_defaults=gcp.container.
+                    ClusterClusterAutoscalingAutoProvisioningDefaultsArgs(
+                        service_account=self.node_account.email, oauth_scopes=scopes)),
                 opts=child,
             )
         else:
             self.cluster = gcp.container.Cluster(
                 "cluster",
+                project=args.project,
+                location=args.location,
+                name=args.name,
+                deletion_protection=args.deletion_protection,
+                release_channel=release_channel,
+                network=args.network,
+                subnetwork=args.subnetwork,
+                ip_allocation_policy=ip_allocation,
                 # The default pool cannot be configured as we want: replace it with our own.
                 remove_default_node_pool=True,
                 initial_node_count=1,
                 # Even the short-lived default pool must not run as the Compute Engine default.
-                node_config={
-                    "service_account": self.node_account.email,
-                    "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
-                    "workload_metadata_config": {"mode": "GKE_METADATA"},
-                },
-                workload_identity_config={
-                    "workload_pool": pulumi.Output.concat(args.project, ".svc.id.goog"),
-                },
-                **common,
+                node_config=gcp.container.ClusterNodeConfigArgs(
+                    service_account=self.node_account.email,
+                    oauth_scopes=scopes,
+                    workload_metadata_config=gcp.container.
+                    ClusterNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+                ),
+                workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
+                    workload_pool=pulumi.Output.concat(args.project, ".svc.id.goog"),
+                ),
                 opts=child,
             )
             self.node_pool = gcp.container.NodePool(
@@ -121,17 +145,19 @@ class GkeCluster(pulumi.ComponentResource):
                 location=args.location,
                 cluster=self.cluster.name,
                 node_count=args.node_count,
-                node_config={
-                    "machine_type": args.machine_type,
-                    "service_account": self.node_account.email,
-                    "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
-                    "workload_metadata_config": {"mode": "GKE_METADATA"},
-                },
-                management={"auto_repair": True, "auto_upgrade": True},
+                node_config=gcp.container.NodePoolNodeConfigArgs(
+                    machine_type=args.machine_type,
+                    service_account=self.node_account.email,
+                    oauth_scopes=scopes,
+                    workload_metadata_config=gcp.container.
+                    NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+                ),
+                management=gcp.container.NodePoolManagementArgs(auto_repair=True,
+                                                                auto_upgrade=True),
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.all(
             self.cluster.name, self.cluster.endpoint,
             self.cluster.master_auth.cluster_ca_certificate,
         ).apply(lambda v: KUBECONFIG.format(

@@ -8,6 +8,19 @@ Design decisions:
 - GKE maps a Google service account to the Kubernetes user named by its email.
 - The Role includes Leases: the delivery build takes one per app to serialize overlapping
   deliveries.
+- Pull-request previews get no Kubernetes write verb, not even for a dry run: Kubernetes
+  authorizes a dry-run create or patch exactly like the real one, so "dry-run verbs" for
+  Namespace, Role and RoleBinding would let pull-request code create namespaces and RBAC for
+  real. pulumi-kubernetes answers a forbidden server-side dry run in a preview by falling back to
+  a client-side preview of the declared object, so a preview of a new app still succeeds and
+  the reviewer sees the Namespace, Role and RoleBinding as the program declares them, without
+  the API server's defaults and admission checks (those run at `pulumi up`).
+- The provider leaves `deleteUnreachable` unset: a cluster that is unreachable for a moment
+  must not make `pulumi refresh` drop these objects from the state. When the cluster is really
+  gone (deleted by hand, interrupted destroy), the operator sets
+  PULUMI_K8S_DELETE_UNREACHABLE=true for that one `refresh`/`destroy` (docs/operations.md).
+- Nested arguments use pulumi-kubernetes' typed `...Args` classes, so a misspelled key or a
+  missing verb list fails before anything reaches the cluster.
 """
 
 from __future__ import annotations
@@ -17,25 +30,22 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-DELIVERY_RULES = [
-    {"api_groups": ["apps"],
-     "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"api_groups": [""],
-     "resources": ["services", "configmaps", "serviceaccounts", "persistentvolumeclaims"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"api_groups": [""], "resources": ["pods", "pods/log", "events"],
-     "verbs": ["get", "list", "watch"]},
-    {"api_groups": ["batch"], "resources": ["jobs", "cronjobs"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"api_groups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"api_groups": ["policy"], "resources": ["poddisruptionbudgets"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"api_groups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"api_groups": ["coordination.k8s.io"], "resources": ["leases"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+CHANGE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+READ = ["get", "list", "watch"]
+Rule = k8s.rbac.v1.PolicyRuleArgs
+DELIVERY_RULES: list[k8s.rbac.v1.PolicyRuleArgs] = [
+    Rule(api_groups=["apps"],
+         resources=["deployments", "statefulsets", "daemonsets", "replicasets"], verbs=CHANGE),
+    Rule(api_groups=[""],
+         resources=["services", "configmaps", "serviceaccounts", "persistentvolumeclaims"],
+         verbs=CHANGE),
+    Rule(api_groups=[""], resources=["pods", "pods/log", "events"], verbs=READ),
+    Rule(api_groups=["batch"], resources=["jobs", "cronjobs"], verbs=CHANGE),
+    Rule(api_groups=["autoscaling"], resources=["horizontalpodautoscalers"], verbs=CHANGE),
+    Rule(api_groups=["policy"], resources=["poddisruptionbudgets"], verbs=CHANGE),
+    Rule(api_groups=["networking.k8s.io"], resources=["ingresses", "networkpolicies"],
+         verbs=CHANGE),
+    Rule(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=CHANGE),
 ]
 
 
@@ -59,23 +69,26 @@ class AppNamespaces(pulumi.ComponentResource):
         for app in args.apps:
             namespace = k8s.core.v1.Namespace(
                 f"ns-{app}",
-                metadata={"name": app, "labels": {"app.kubernetes.io/managed-by": "gitops"}},
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=app, labels={"app.kubernetes.io/managed-by": "gitops"}),
                 opts=in_cluster,
             )
             self.namespaces[app] = namespace
+            in_namespace = k8s.meta.v1.ObjectMetaArgs(name="gitops-deployer",
+                                                      namespace=namespace.metadata.name)
             role = k8s.rbac.v1.Role(
                 f"deployer-{app}",
-                metadata={"name": "gitops-deployer", "namespace": namespace.metadata.name},
+                metadata=in_namespace,
                 rules=DELIVERY_RULES,
                 opts=in_cluster,
             )
             k8s.rbac.v1.RoleBinding(
                 f"deployer-{app}",
-                metadata={"name": "gitops-deployer", "namespace": namespace.metadata.name},
-                role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role",
-                          "name": role.metadata.name},
-                subjects=[{"api_group": "rbac.authorization.k8s.io", "kind": "User",
-                           "name": args.delivery_email}],
+                metadata=in_namespace,
+                role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io",
+                                                 kind="Role", name=role.metadata.name),
+                subjects=[k8s.rbac.v1.SubjectArgs(api_group="rbac.authorization.k8s.io",
+                                                  kind="User", name=args.delivery_email)],
                 opts=in_cluster,
             )
         self.register_outputs({"namespaces": list(self.namespaces)})

@@ -1,10 +1,17 @@
 """The stack configuration: one typed model, read once, validated before anything is registered.
 
 Design decisions:
-- Every key has a documented default except the project and region, so a CSR stack needs two
-  lines of config and a GitHub stack adds its installation id, token secret and owner.
-- Validation fails fast with one message that names the key and the `pulumi config set` line
-  that fixes it; nothing is registered before the model is valid.
+- Every key has a documented default except the project, the region and the deployer, so a CSR
+  stack needs three lines of config and a GitHub stack adds its installation id, token secret
+  and owner.
+- The deployer (who runs `pulumi up`) is configured, never looked up: a lookup answers with
+  whoever runs the program, so a preview build or a second operator would plan to replace the
+  act-as grants.
+- Values are checked against Google's documented naming rules (project and service-account ids,
+  cluster, registry, repository and trigger names), including names the program derives from
+  them (the node service account id, `deliver-<app>`), so Google never rejects half a stack.
+- Validation fails fast with one message that names every bad key and the `pulumi config set`
+  line that fixes it; nothing is registered before the model is valid.
 - The model is plain data (no Pulumi types), so tests and the config reference in the docs use
   it directly.
 """
@@ -18,16 +25,37 @@ from dataclasses import dataclass
 from typing import Any
 
 NAMESPACE = "gitops"
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SOURCE_PROVIDERS = ("github", "csr")
 CLUSTER_MODES = ("autopilot", "standard")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 DURATION = re.compile(r"^[1-9][0-9]*s$")
 MEMBER = re.compile(r"^(user|serviceAccount|group):[^@\s]+@[^@\s]+$")
 
+# Google's documented naming rules, so a bad value fails here and not half-way through `up`.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Project ids: 6-30 characters, lowercase letters, digits and hyphens, a letter first.
+PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+# GKE cluster names: at most 40 characters, a letter first, no hyphen last.
+CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+# Service account ids: 6-30 characters, a letter first, no hyphen last.
+ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]{4,28}[a-z0-9])$")
+# Artifact Registry repository ids: a letter first, lowercase letters, digits, hyphens, at most
+# 63 characters, no hyphen last.
+REGISTRY_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Repository names GitHub and Cloud Source Repositories both accept.
+REPO_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
+# Cloud Build trigger names: 1-64 letters, digits and hyphens, alphanumeric at both ends.
+TRIGGER_NAME_MAX = 64
+TRIGGER_PREFIXES = ("ci-", "deliver-")  # trigger names are <prefix><app>
+# VPC and subnet names, and secondary range names (RFC 1035 labels).
+NETWORK_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+NETWORK_REF = re.compile(r"^(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(global/networks|regions/"
+                         r"[a-z0-9-]+/subnetworks)/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
 
 class ConfigError(ValueError):
-    """A stack config value that cannot work; the message says how to fix it."""
+    """Stack config values that cannot work; the message names every one and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +73,15 @@ class AppConfig:
     repo: str  # GitHub repository name under github_owner, or CSR repository name
 
 
+DEFAULT_APPS = (AppConfig("hello", "hello"),)
+
+
 @dataclass(frozen=True)
 class StackConfig:
     project: str
     region: str
-    apps: tuple[AppConfig, ...] = (AppConfig("hello", "hello"),)
+    deployer: str
+    apps: tuple[AppConfig, ...] = DEFAULT_APPS
     source_provider: str = "github"
     github_app_installation_id: int | None = None
     github_token_secret: str | None = None
@@ -62,11 +94,16 @@ class StackConfig:
     deletion_protection: bool = True
     node_machine_type: str = "e2-standard-2"
     node_count: int = 1
+    network: str | None = None  # an existing VPC; None: the program creates one
+    subnetwork: str | None = None
+    pods_range: str = "pods"
+    services_range: str = "services"
     registry_name: str = "apps"
     keep_images: int = 10
+    image_retention_days: int = 90
     untagged_retention_days: int = 14
     rollout_timeout: str = "300s"
-    deployer: str | None = None
+    iam_propagation_seconds: int = 120
     state_backend: str = ""  # gs://BUCKET or https://api.pulumi.com
     secrets_provider: str = ""  # gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
     pulumi_token_secret: str | None = None
@@ -89,6 +126,10 @@ class StackConfig:
     def github(self) -> bool:
         return self.source_provider == "github"
 
+    @property
+    def node_account_id(self) -> str:
+        return node_account_id(self.cluster_name)
+
     def repo_url(self, repo: str) -> str:
         """The clone URL of a repository of this stack."""
         if self.github:
@@ -96,12 +137,23 @@ class StackConfig:
         return f"https://source.developers.google.com/p/{self.project}/r/{repo}"
 
 
+def node_account_id(cluster_name: str) -> str:
+    """The id of the cluster's node service account (24 characters of the name + "-nodes")."""
+    return f"{cluster_name[:24].rstrip('-')}-nodes"
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("gcp:project", "(required)", "Google Cloud project that hosts everything."),
     Setting("gcp:region", "(required)", "Region of the cluster, registry, connection and "
             "triggers, for example europe-west1."),
+    Setting("gitops:deployer", "(required)", "IAM member that runs `pulumi up`, e.g. "
+            "user:you@example.com or serviceAccount:ci@PROJECT.iam.gserviceaccount.com. It gets "
+            "actAs on the build identities (to create their triggers) and, with GitHub, the "
+            "connection's token (to create the env branches). Fixed in config so that a run by "
+            "anyone else (a preview build, a colleague) plans no change."),
     Setting("gitops:apps", '["hello"]', "Apps to deliver: names, or objects "
-            '{"name": ..., "repo": ...} when the app repository has another name.'),
+            '{"name": ..., "repo": ...} when the app repository has another name. A name is a '
+            "DNS label of at most 56 characters (trigger names deliver-<app> stay within 64)."),
     Setting("gitops:sourceProvider", "github", "Where the repositories live: github (linked "
             "through a Cloud Build 2nd-gen connection) or csr (Cloud Source Repositories)."),
     Setting("gitops:githubAppInstallationId", "(required for github)", "Installation id of the "
@@ -114,7 +166,9 @@ SETTINGS: tuple[Setting, ...] = (
             "production branches)."),
     Setting("gitops:infraRepo", "gitops-infra", "Name of the repository holding this program "
             "(pull requests run pulumi preview)."),
-    Setting("gitops:clusterName", "gitops", "Name of the GKE cluster."),
+    Setting("gitops:clusterName", "gitops", "Name of the GKE cluster: a letter first, at most "
+            "40 lowercase letters, digits and hyphens. Its node service account is "
+            "<first 24 characters>-nodes."),
     Setting("gitops:clusterMode", "autopilot", "autopilot, or standard with its own node pool."),
     Setting("gitops:releaseChannel", "REGULAR", "GKE release channel: RAPID, REGULAR, STABLE "
             "or EXTENDED."),
@@ -122,11 +176,27 @@ SETTINGS: tuple[Setting, ...] = (
             "set false for throw-away stacks."),
     Setting("gitops:nodeMachineType", "e2-standard-2", "Machine type of the Standard node pool."),
     Setting("gitops:nodeCount", "1", "Nodes per zone of the Standard node pool."),
-    Setting("gitops:registryName", "apps", "Artifact Registry repository id for app images."),
-    Setting("gitops:keepImages", "10", "Cleanup policy: newest image versions kept per image."),
-    Setting("gitops:untaggedRetentionDays", "14", "Cleanup policy: untagged images older than "
-            "this are deleted."),
+    Setting("gitops:network", "(created)", "An existing VPC for the cluster (name or "
+            "projects/P/global/networks/N), with gitops:subnetwork. Unset: the program creates "
+            "VPC `gitops` with subnet `gitops` (nodes 10.0.0.0/20, pods 10.4.0.0/14, services "
+            "10.8.0.0/20). The `default` network is never used."),
+    Setting("gitops:subnetwork", "(created)", "The existing subnet in gcp:region for the "
+            "cluster, when gitops:network is set; it must have the two secondary ranges below."),
+    Setting("gitops:podsRange", "pods", "Name of the subnet's secondary range for pods."),
+    Setting("gitops:servicesRange", "services", "Name of the subnet's secondary range for "
+            "services."),
+    Setting("gitops:registryName", "apps", "Artifact Registry repository id for app images "
+            "and the steps image: a letter first, lowercase letters, digits and hyphens."),
+    Setting("gitops:keepImages", "10", "Cleanup policy: the newest N versions of every image "
+            "are always kept, whatever their age (production's image is among them unless N "
+            "newer builds of that app all failed delivery)."),
+    Setting("gitops:imageRetentionDays", "90", "Cleanup policy: image versions older than this "
+            "many days, tagged or not, are deleted unless kept by gitops:keepImages."),
+    Setting("gitops:untaggedRetentionDays", "14", "Cleanup policy: untagged image versions "
+            "older than this many days are deleted unless kept by gitops:keepImages."),
     Setting("gitops:rolloutTimeout", "300s", "How long a delivery build waits for a rollout."),
+    Setting("gitops:iamPropagationSeconds", "120", "How long `pulumi up` waits after creating "
+            "IAM grants before using them (Google: typically 2 minutes, sometimes 7 or more)."),
     Setting("gitops:stateBackend", "gs://PROJECT-pulumi-state", "Where this stack's state "
             "lives, for the preview build: a GCS bucket (gs://...) or Pulumi Cloud "
             "(https://api.pulumi.com)."),
@@ -135,8 +205,6 @@ SETTINGS: tuple[Setting, ...] = (
             "preview identity may decrypt with it, nothing more."),
     Setting("gitops:pulumiTokenSecret", "(required for Pulumi Cloud)", "Secret Manager secret "
             "id holding PULUMI_ACCESS_TOKEN for the preview build."),
-    Setting("gitops:deployer", "(the identity running pulumi)", "IAM member that runs "
-            "`pulumi up` and needs actAs on the build identities, e.g. user:you@example.com."),
 )
 
 
@@ -144,29 +212,51 @@ def fix(key: str, example: str) -> str:
     return f"set it with: pulumi config set {key} {example}"
 
 
-def require(values: Mapping[str, Any], key: str, example: str, why: str = "") -> Any:
+class Problems:
+    """Collects every bad key, so one run reports them all."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def raise_any(self) -> None:
+        if len(self.messages) == 1:
+            raise ConfigError(self.messages[0])
+        if self.messages:
+            raise ConfigError(f"{len(self.messages)} stack config problems:\n" +
+                              "\n".join(f"- {m}" for m in self.messages))
+
+
+def require(values: Mapping[str, Any], problems: Problems, key: str, example: str,
+            why: str = "") -> str | None:
     value = values.get(key)
     if value in (None, ""):
         reason = f" ({why})" if why else ""
-        raise ConfigError(f"missing config {key}{reason}: {fix(key, example)}")
-    return value
+        problems.add(f"missing config {key}{reason}: {fix(key, example)}")
+        return None
+    return str(value)
 
 
-def as_int(values: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+def as_int(values: Mapping[str, Any], problems: Problems, key: str, default: int,
+           minimum: int) -> int:
     raw = values.get(key)
     if raw is None:
         return default
     try:
         number = int(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"config {key} must be a whole number, not {raw!r}: "
-                          f"{fix(key, str(default))}") from None
+        problems.add(f"config {key} must be a whole number, not {raw!r}: "
+                     f"{fix(key, str(default))}")
+        return default
     if number < minimum:
-        raise ConfigError(f"config {key} must be at least {minimum}: {fix(key, str(default))}")
+        problems.add(f"config {key} must be at least {minimum}, not {number}: "
+                     f"{fix(key, str(default))}")
     return number
 
 
-def as_bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
+def as_bool(values: Mapping[str, Any], problems: Problems, key: str, default: bool) -> bool:
     raw = values.get(key)
     if raw is None:
         return default
@@ -174,118 +264,205 @@ def as_bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
         return raw
     if str(raw).lower() in ("true", "false"):
         return str(raw).lower() == "true"
-    raise ConfigError(f"config {key} must be true or false, not {raw!r}: {fix(key, 'true')}")
+    problems.add(f"config {key} must be true or false, not {raw!r}: {fix(key, 'true')}")
+    return default
 
 
-def one_of(values: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
+def one_of(values: Mapping[str, Any], problems: Problems, key: str, default: str,
+           allowed: tuple[str, ...]) -> str:
     raw = values.get(key, default)
     if raw not in allowed:
-        raise ConfigError(f"config {key} must be one of {', '.join(allowed)}, not {raw!r}: "
-                          f"{fix(key, default)}")
+        problems.add(f"config {key} must be one of {', '.join(allowed)}, not {raw!r}: "
+                     f"{fix(key, default)}")
+        return default
     return str(raw)
 
 
-def dns_label(value: Any, key: str) -> str:
-    if not isinstance(value, str) or len(value) > 63 or not DNS_LABEL.match(value):
-        raise ConfigError(f"config {key} {value!r} is not a DNS label (lowercase letters, "
-                          f"digits and '-', at most 63): {fix(key, 'hello')}")
+def matching(values: Mapping[str, Any], problems: Problems, key: str, default: str,
+             rule: re.Pattern[str], what: str, example: str) -> str:
+    """The value of key when it matches Google's rule (what says the rule in words)."""
+    value = values.get(key, default)
+    if not isinstance(value, str) or not rule.match(value):
+        problems.add(f"config {key} {value!r} is not {what}: {fix(key, example)}")
+        return default
     return value
 
 
-def parse_apps(raw: Any) -> tuple[AppConfig, ...]:
+def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
     key = "gitops:apps"
+    default = DEFAULT_APPS
     if raw is None:
-        return StackConfig.__dataclass_fields__["apps"].default  # type: ignore[no-any-return]
+        return default
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError:
-            raise ConfigError(f"config {key} must be a JSON list: "
-                              f"pulumi config set --path '{key}[0]' hello") from None
+            problems.add(f"config {key} must be a JSON list: "
+                         f"pulumi config set --path '{key}[0]' hello")
+            return default
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"config {key} must be a non-empty list: "
-                          f"pulumi config set --path '{key}[0]' hello")
+        problems.add(f"config {key} must be a non-empty list: "
+                     f"pulumi config set --path '{key}[0]' hello")
+        return default
     apps = []
     for index, item in enumerate(raw):
         path = f"{key}[{index}]"
-        if isinstance(item, str):
-            name, repo = dns_label(item, path), item
-        elif isinstance(item, dict):
-            name = dns_label(item.get("name"), f"{path}.name")
-            repo = item.get("repo", name)
-            if not isinstance(repo, str) or not re.match(r"^[A-Za-z0-9._-]{1,100}$", repo):
-                raise ConfigError(f"config {path}.repo {repo!r} is not a repository name: "
-                                  f"pulumi config set --path '{path}.repo' {name}")
+        if isinstance(item, dict):
+            name, repo, name_path = item.get("name"), item.get("repo", item.get("name")), \
+                f"{path}.name"
+        elif isinstance(item, str):
+            name, repo, name_path = item, item, path
         else:
-            raise ConfigError(f"config {path} must be an app name or an object with a name: "
-                              f"pulumi config set --path '{path}' hello")
+            problems.add(f"config {path} must be an app name or an object with a name: "
+                         f"pulumi config set --path '{path}' hello")
+            continue
+        longest = max(len(prefix) for prefix in TRIGGER_PREFIXES)
+        if not isinstance(name, str) or len(name) > 63 or not DNS_LABEL.match(name):
+            problems.add(f"config {name_path} {name!r} is not a DNS label (lowercase letters, "
+                         f"digits and '-', at most 63): pulumi config set --path "
+                         f"'{name_path}' hello")
+            continue
+        if len(name) + longest > TRIGGER_NAME_MAX:
+            problems.add(f"config {name_path} {name!r} is too long: its trigger deliver-{name} "
+                         f"would have {len(name) + longest} characters, Cloud Build allows "
+                         f"{TRIGGER_NAME_MAX}; name the app with at most "
+                         f"{TRIGGER_NAME_MAX - longest} characters and keep the repository's "
+                         f"name: pulumi config set --path '{path}.name' SHORT && pulumi "
+                         f"config set --path '{path}.repo' {repo}")
+            continue
+        if not isinstance(repo, str) or not REPO_NAME.match(repo):
+            problems.add(f"config {path}.repo {repo!r} is not a repository name (letters, "
+                         f"digits, '.', '_', '-', at most 100, not starting with '.'): "
+                         f"pulumi config set --path '{path}.repo' {name}")
+            continue
         apps.append(AppConfig(name=name, repo=repo))
     names = [app.name for app in apps]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"config {key} names app {duplicates[0]!r} twice: each app once")
-    return tuple(apps)
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        problems.add(f"config {key} names app {duplicate!r} twice: each app once")
+    return tuple(apps) or default
 
 
 def parse_config(values: Mapping[str, Any]) -> StackConfig:
-    """Build the model from full config keys (`gcp:project`, `gitops:apps`, ...)."""
-    project = require(values, "gcp:project", "my-project-id")
-    region = require(values, "gcp:region", "europe-west1")
-    provider = one_of(values, "gitops:sourceProvider", "github", SOURCE_PROVIDERS)
+    """Build the model from full config keys (`gcp:project`, `gitops:apps`, ...).
+
+    Every key is checked against Google's documented rule before anything is registered, and
+    every bad key is reported in one ConfigError.
+    """
+    problems = Problems()
+    project = require(values, problems, "gcp:project", "my-project-id")
+    if project is not None and not PROJECT_ID.match(project):
+        problems.add(f"config gcp:project {project!r} is not a project id (6-30 lowercase "
+                     f"letters, digits and hyphens, a letter first): "
+                     f"{fix('gcp:project', 'my-project-id')}")
+        project = None  # values derived from it would only repeat the problem
+    project = project or "my-project-id"
+    region = require(values, problems, "gcp:region", "europe-west1")
+    if region is not None and not REGION.match(region):
+        problems.add(f"config gcp:region {region!r} is not a region like europe-west1: "
+                     f"{fix('gcp:region', 'europe-west1')}")
+    region = region or "europe-west1"
+    deployer = require(values, problems, "gitops:deployer", "user:you@example.com",
+                       "the IAM member that runs pulumi up; it is not looked up, so that every "
+                       "run plans the same grants")
+    if deployer is not None and not MEMBER.match(deployer):
+        problems.add(f"config gitops:deployer {deployer!r} is not an IAM member: "
+                     f"{fix('gitops:deployer', 'user:you@example.com')}")
+    provider = one_of(values, problems, "gitops:sourceProvider", "github", SOURCE_PROVIDERS)
     installation: int | None = None
     token_secret = owner = None
     if provider == "github":
         why = "needed when gitops:sourceProvider is github"
-        require(values, "gitops:githubAppInstallationId", "12345678", why)
-        installation = as_int(values, "gitops:githubAppInstallationId", 0, 1)
-        token_secret = str(require(values, "gitops:githubTokenSecret", "github-token", why))
-        owner = str(require(values, "gitops:githubOwner", "my-org", why))
-    deployer = values.get("gitops:deployer")
-    if deployer is not None and not MEMBER.match(str(deployer)):
-        raise ConfigError(f"config gitops:deployer {deployer!r} is not an IAM member: "
-                          f"{fix('gitops:deployer', 'user:you@example.com')}")
+        if require(values, problems, "gitops:githubAppInstallationId", "12345678", why):
+            installation = as_int(values, problems, "gitops:githubAppInstallationId", 0, 1)
+        token_secret = require(values, problems, "gitops:githubTokenSecret", "github-token", why)
+        owner = require(values, problems, "gitops:githubOwner", "my-org", why)
+    apps = parse_apps(values.get("gitops:apps"), problems)
+    repo_rule = "a repository name (letters, digits, '.', '_', '-', at most 100)"
+    env_repo = matching(values, problems, "gitops:envRepo", "gitops-env", REPO_NAME, repo_rule,
+                        "gitops-env")
+    infra_repo = matching(values, problems, "gitops:infraRepo", "gitops-infra", REPO_NAME,
+                          repo_rule, "gitops-infra")
+    repos = [*{app.name: app.repo for app in apps}.values(), env_repo, infra_repo]
+    for repo in sorted({r for r in repos if repos.count(r) > 1}):
+        problems.add(f"repository {repo!r} is named twice (apps, gitops:envRepo, "
+                     f"gitops:infraRepo): each repository has one role")
+    cluster_name = matching(values, problems, "gitops:clusterName", "gitops", CLUSTER_NAME,
+                            "a GKE cluster name (a letter first, at most 40 lowercase letters, "
+                            "digits and hyphens, no hyphen last)", "gitops")
+    if not ACCOUNT_ID.match(node_account_id(cluster_name)):
+        problems.add(f"config gitops:clusterName {cluster_name!r} yields the node service "
+                     f"account id {node_account_id(cluster_name)!r}, which is not 6-30 "
+                     f"characters with a letter first: {fix('gitops:clusterName', 'gitops')}")
+    network, subnetwork = values.get("gitops:network"), values.get("gitops:subnetwork")
+    if bool(network) != bool(subnetwork):
+        missing = "gitops:subnetwork" if network else "gitops:network"
+        problems.add(f"config gitops:network and gitops:subnetwork go together (an existing "
+                     f"VPC and its subnet in {region}), or neither (the program creates "
+                     f"them): {fix(missing, 'gitops')}")
+    for key, value in (("gitops:network", network), ("gitops:subnetwork", subnetwork)):
+        if value and not NETWORK_REF.match(str(value)):
+            problems.add(f"config {key} {value!r} is not a VPC or subnet name or path: "
+                         f"{fix(key, 'gitops')}")
+    range_rule = "a secondary range name (RFC 1035: a letter first, lowercase, at most 63)"
+    pods_range = matching(values, problems, "gitops:podsRange", "pods", NETWORK_NAME,
+                          range_rule, "pods")
+    services_range = matching(values, problems, "gitops:servicesRange", "services",
+                              NETWORK_NAME, range_rule, "services")
+    registry_name = matching(values, problems, "gitops:registryName", "apps", REGISTRY_ID,
+                             "an Artifact Registry repository id (a letter first, lowercase "
+                             "letters, digits and hyphens, at most 63, no hyphen last)", "apps")
     rollout_timeout = str(values.get("gitops:rolloutTimeout", "300s"))
     if not DURATION.match(rollout_timeout):
-        raise ConfigError(f"config gitops:rolloutTimeout must be seconds like 300s, not "
-                          f"{rollout_timeout!r}: {fix('gitops:rolloutTimeout', '300s')}")
+        problems.add(f"config gitops:rolloutTimeout must be seconds like 300s, not "
+                     f"{rollout_timeout!r}: {fix('gitops:rolloutTimeout', '300s')}")
     backend = str(values.get("gitops:stateBackend", f"gs://{project}-pulumi-state"))
     if not re.match(r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?|https://\S+)$", backend):
-        raise ConfigError(f"config gitops:stateBackend must be gs://BUCKET or https://... "
-                          f"(Pulumi Cloud), not {backend!r}: "
-                          f"{fix('gitops:stateBackend', f'gs://{project}-pulumi-state')}")
+        problems.add(f"config gitops:stateBackend must be gs://BUCKET or https://... "
+                     f"(Pulumi Cloud), not {backend!r}: "
+                     f"{fix('gitops:stateBackend', f'gs://{project}-pulumi-state')}")
     secrets_provider = str(values.get(
         "gitops:secretsProvider",
         f"gcpkms://projects/{project}/locations/{region}/keyRings/pulumi/cryptoKeys/state"))
     token_secret_id = values.get("gitops:pulumiTokenSecret")
     if backend.startswith("https://"):
-        token_secret_id = require(values, "gitops:pulumiTokenSecret", "pulumi-access-token",
+        token_secret_id = require(values, problems, "gitops:pulumiTokenSecret",
+                                  "pulumi-access-token",
                                   "needed when gitops:stateBackend is Pulumi Cloud")
-    return StackConfig(
-        project=str(project),
-        region=str(region),
-        apps=parse_apps(values.get("gitops:apps")),
+    config = StackConfig(
+        project=project,
+        region=region,
+        deployer=deployer or "",
+        apps=apps,
         source_provider=provider,
         github_app_installation_id=installation,
         github_token_secret=token_secret,
         github_owner=owner,
-        env_repo=str(values.get("gitops:envRepo", "gitops-env")),
-        infra_repo=str(values.get("gitops:infraRepo", "gitops-infra")),
-        cluster_name=dns_label(values.get("gitops:clusterName", "gitops"), "gitops:clusterName"),
-        cluster_mode=one_of(values, "gitops:clusterMode", "autopilot", CLUSTER_MODES),
-        release_channel=one_of(values, "gitops:releaseChannel", "REGULAR", RELEASE_CHANNELS),
-        deletion_protection=as_bool(values, "gitops:deletionProtection", True),
+        env_repo=env_repo,
+        infra_repo=infra_repo,
+        cluster_name=cluster_name,
+        cluster_mode=one_of(values, problems, "gitops:clusterMode", "autopilot", CLUSTER_MODES),
+        release_channel=one_of(values, problems, "gitops:releaseChannel", "REGULAR",
+                               RELEASE_CHANNELS),
+        deletion_protection=as_bool(values, problems, "gitops:deletionProtection", True),
         node_machine_type=str(values.get("gitops:nodeMachineType", "e2-standard-2")),
-        node_count=as_int(values, "gitops:nodeCount", 1, 1),
-        registry_name=dns_label(values.get("gitops:registryName", "apps"),
-                                "gitops:registryName"),
-        keep_images=as_int(values, "gitops:keepImages", 10, 1),
-        untagged_retention_days=as_int(values, "gitops:untaggedRetentionDays", 14, 1),
+        node_count=as_int(values, problems, "gitops:nodeCount", 1, 1),
+        network=str(network) if network else None,
+        subnetwork=str(subnetwork) if subnetwork else None,
+        pods_range=pods_range,
+        services_range=services_range,
+        registry_name=registry_name,
+        keep_images=as_int(values, problems, "gitops:keepImages", 10, 1),
+        image_retention_days=as_int(values, problems, "gitops:imageRetentionDays", 90, 1),
+        untagged_retention_days=as_int(values, problems, "gitops:untaggedRetentionDays", 14, 1),
         rollout_timeout=rollout_timeout,
-        deployer=str(deployer) if deployer else None,
+        iam_propagation_seconds=as_int(values, problems, "gitops:iamPropagationSeconds", 120,
+                                       0),
         state_backend=backend,
         secrets_provider=secrets_provider,
         pulumi_token_secret=str(token_secret_id) if token_secret_id else None,
     )
+    problems.raise_any()
+    return config
 
 
 def load_config() -> StackConfig:
@@ -299,7 +476,6 @@ def load_config() -> StackConfig:
         if raw is not None:
             values[setting.key] = raw
     return parse_config(values)
-
 
 
 def pulumi_yaml_reference() -> str:

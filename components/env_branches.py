@@ -1,9 +1,17 @@
 """The env repo's `candidate` and `production` branches, created by `pulumi up`.
 
-A local command runs `scripts/init_branches.py` on the machine that runs Pulumi, with that
-machine's git credentials (gcloud's credential helper for CSR). The script only creates missing
-branches and never rewrites one, so re-running it is harmless; it runs again when the env repo
-URL changes.
+A local command runs `scripts/init_branches.py` on the machine that runs Pulumi. The script only
+creates missing branches and never rewrites one, so re-running it is harmless; it runs again
+when the env repo URL changes.
+
+How it authenticates, with no credential of the operator's own:
+- GitHub: with the connection's short-lived token. The command names the env repo's linked
+  repository (`GITOPS_GIT_TOKEN_REPOSITORY`); the script asks Cloud Build for a read/write token
+  (`fetchReadWriteToken`) with the application-default credentials that Pulumi's Google provider
+  uses too. The deployer holds `roles/cloudbuild.tokenAccessor` on the connection, granted by
+  the program, and the command waits for that grant to propagate.
+- CSR: through gcloud's credential helper; the deployer holds `roles/source.writer` on the env
+  repo.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import pulumi
 import pulumi_command as command
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "init_branches.py"
+TOKEN_REPOSITORY_ENV = "GITOPS_GIT_TOKEN_REPOSITORY"  # read by the scripts (gitenv)
 CSR_CREDENTIALS = {
     "GIT_CONFIG_COUNT": "1",
     "GIT_CONFIG_KEY_0": "credential.https://source.developers.google.com.helper",
@@ -29,6 +38,8 @@ class EnvBranchesArgs:
     env_repo_url: pulumi.Input[str]
     source_provider: str
     depends_on: list[pulumi.Resource]
+    # GitHub: the env repo's 2nd-gen repository id, whose connection token the script uses.
+    env_repo_link: pulumi.Input[str] | None = None
 
 
 class EnvBranches(pulumi.ComponentResource):
@@ -37,12 +48,19 @@ class EnvBranches(pulumi.ComponentResource):
     def __init__(self, name: str, args: EnvBranchesArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitops:index:EnvBranches", name, None, opts)
+        environment: dict[str, pulumi.Input[str]]
+        if args.source_provider == "github":
+            if args.env_repo_link is None:
+                raise ValueError("GitHub env branches need the env repo's linked repository")
+            environment = {TOKEN_REPOSITORY_ENV: args.env_repo_link}
+        else:
+            environment = dict(CSR_CREDENTIALS)
         self.command = command.local.Command(
             "init-env-branches",
             create=pulumi.Output.from_input(args.env_repo_url).apply(
                 lambda url: f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))} "
                             f"--repo {shlex.quote(url)}"),
-            environment=CSR_CREDENTIALS if args.source_provider == "csr" else {},
+            environment=environment,
             triggers=[args.env_repo_url],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )

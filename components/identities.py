@@ -4,11 +4,14 @@ Design decisions:
 - CI (app builds), delivery (env-repo builds) and preview (infra pull requests) never share an
   identity, so a compromised app build cannot deploy and a preview cannot change anything.
 - Only roles that have no narrower resource are granted here, on the project: log writing for
-  all, cluster authentication for delivery, read-only views for preview. Write access is granted
-  by the component that owns the resource (registry, repositories, secret, namespaces).
+  all, cluster authentication for delivery, read-only views for preview. Everything with a
+  resource of its own is granted by the component that owns the resource (registry read and
+  write, repositories, secrets, state, namespaces).
 - Neither the Compute Engine default nor the legacy Cloud Build account is used anywhere.
-- The identity that runs `pulumi up` gets actAs on each account, which creating a trigger that
-  runs as that account requires.
+- The identity that runs `pulumi up` (`gitops:deployer`, from config, never looked up) gets
+  actAs on each account, which creating a trigger that runs as that account requires.
+- `grants` lists every grant made here, so the program can wait for their propagation before
+  anything uses them.
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
         "roles/iam.serviceAccountViewer",
         "roles/serviceusage.serviceUsageViewer",
         "roles/container.viewer",
-        "roles/artifactregistry.reader",
         "roles/cloudbuild.builds.viewer",
         "roles/cloudbuild.connectionViewer",
     ),
 }
-PROVIDER_PREVIEW_ROLES = {
+# CSR: the preview reads the infra repository through a grant on that repository only.
+PROVIDER_PREVIEW_ROLES: dict[str, tuple[str, ...]] = {
     "github": ("roles/secretmanager.viewer",),
-    "csr": ("roles/source.reader",),
+    "csr": (),
 }
 
 
@@ -50,7 +53,7 @@ PROVIDER_PREVIEW_ROLES = {
 class BuildIdentitiesArgs:
     project: pulumi.Input[str]
     source_provider: str
-    deployer: pulumi.Input[str]
+    deployer: str  # IAM member from config
     api_dependencies: list[pulumi.Resource]
 
 
@@ -61,6 +64,8 @@ class BuildIdentities(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitops:index:BuildIdentities", name, None, opts)
         self.accounts: dict[str, gcp.serviceaccount.Account] = {}
+        self.grants: list[pulumi.CustomResource] = []
+        self.act_as: dict[str, gcp.serviceaccount.IAMMember] = {}
         for kind, description in BUILD_KINDS.items():
             account = gcp.serviceaccount.Account(
                 f"{kind}-builds",
@@ -75,21 +80,22 @@ class BuildIdentities(pulumi.ComponentResource):
             if kind == "preview":
                 roles = (*roles, *PROVIDER_PREVIEW_ROLES[args.source_provider])
             for role in roles:
-                gcp.projects.IAMMember(
+                self.grants.append(gcp.projects.IAMMember(
                     f"{kind}-{role.split('/')[-1].replace('.', '-')}",
                     project=args.project,
                     role=role,
                     member=account.member,
                     opts=pulumi.ResourceOptions(parent=self),
-                )
+                ))
             # Whoever runs `pulumi up` must be able to attach this account to triggers.
-            gcp.serviceaccount.IAMMember(
+            self.act_as[kind] = gcp.serviceaccount.IAMMember(
                 f"{kind}-deployer-act-as",
                 service_account_id=account.name,
                 role="roles/iam.serviceAccountUser",
                 member=args.deployer,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            self.grants.append(self.act_as[kind])
         self.register_outputs({kind: a.email for kind, a in self.accounts.items()})
 
     def member(self, kind: str) -> pulumi.Output[str]:

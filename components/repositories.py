@@ -4,12 +4,15 @@ Repositories.
 Design decisions:
 - GitHub (default): the repositories already exist on GitHub; we link them through one
   connection in the build region. The Cloud Build service agent must read the OAuth token secret
-  before the connection is created, so that grant is an explicit dependency. Builds that push
-  (CI to candidate, delivery to production) get `roles/cloudbuild.tokenAccessor` on the
-  connection only: they ask the connection for a short-lived read/write token at run time, so no
-  token sits in a substitution or a file.
+  before the connection is created, so the connection waits for that grant and its propagation.
+  Builds that push (CI to candidate, delivery to production) get `roles/cloudbuild.tokenAccessor`
+  on the connection only: they ask the connection for a short-lived read/write token at run
+  time, so no token sits in a substitution or a file. The deployer gets the same role, because
+  `pulumi up` creates the env branches with the connection's token too (no local GitHub
+  credential is needed).
 - CSR: Cloud Source Repositories (closed to new Google Cloud customers since June 2024) are
-  created here; writers get `roles/source.writer` on the env repo only.
+  created here; writers (the pushing builds and the deployer) get `roles/source.writer` on the
+  env repo only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.config import StackConfig
+from components.propagation import wait_for_grants
 
 
 @dataclass
@@ -35,6 +39,7 @@ class RepoRef:
 class SourceRepositoriesArgs:
     config: StackConfig
     pushers: dict[str, pulumi.Input[str]]  # label -> IAM member that pushes to the env repo
+    deployer: str  # IAM member running `pulumi up`; creates the env branches
     readers: dict[str, tuple[list[str], pulumi.Input[str]]] = field(default_factory=dict)
     # label -> (repository keys: "app-<name>", "env", "infra"; IAM member) that read (CSR)
     api_dependencies: list[pulumi.Resource] = field(default_factory=list)
@@ -52,6 +57,7 @@ class SourceRepositories(pulumi.ComponentResource):
         names = {f"app-{app.name}": app.repo for app in cfg.apps}
         names.update({"env": cfg.env_repo, "infra": cfg.infra_repo})
         self.connection: gcp.cloudbuildv2.Connection | None = None
+        self.grants: list[pulumi.CustomResource] = []
         refs = self._github(cfg, names, args) if cfg.github else self._csr(cfg, names, args)
         self.env = refs.pop("env")
         self.infra = refs.pop("infra")
@@ -77,22 +83,26 @@ class SourceRepositories(pulumi.ComponentResource):
             member=agent.member,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.grants.append(secret_access)
+        secret_visible = wait_for_grants("github-token-grant-propagation", [secret_access],
+                                         cfg.iam_propagation_seconds, parent=self)
         self.connection = gcp.cloudbuildv2.Connection(
             "github",
             project=cfg.project,
             location=cfg.region,
             name="github",
-            github_config={
-                "app_installation_id": cfg.github_app_installation_id,
-                "authorizer_credential": {
-                    "oauth_token_secret_version": f"projects/{cfg.project}/secrets/"
-                                                  f"{cfg.github_token_secret}/versions/latest",
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret_access]),
+            github_config=gcp.cloudbuildv2.ConnectionGithubConfigArgs(
+                app_installation_id=cfg.github_app_installation_id,
+                authorizer_credential=gcp.cloudbuildv2.
+                ConnectionGithubConfigAuthorizerCredentialArgs(
+                    oauth_token_secret_version=f"projects/{cfg.project}/secrets/"
+                                               f"{cfg.github_token_secret}/versions/latest"),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret_access, secret_visible]),
         )
-        for label, member in args.pushers.items():
-            gcp.cloudbuildv2.ConnectionIAMMember(
+        token_users = {**args.pushers, "deployer": args.deployer}
+        for label, member in token_users.items():
+            self.grants.append(gcp.cloudbuildv2.ConnectionIAMMember(
                 f"{label}-token-accessor",
                 project=cfg.project,
                 location=cfg.region,
@@ -100,7 +110,7 @@ class SourceRepositories(pulumi.ComponentResource):
                 role="roles/cloudbuild.tokenAccessor",
                 member=member,
                 opts=pulumi.ResourceOptions(parent=self),
-            )
+            ))
         refs = {}
         for key, repo in names.items():
             url = cfg.repo_url(repo)
@@ -126,23 +136,24 @@ class SourceRepositories(pulumi.ComponentResource):
                                            opts=child)
             for key, repo in names.items()
         }
-        for label, member in args.pushers.items():
-            gcp.sourcerepo.RepositoryIamMember(
+        # The deployer writes too: `pulumi up` creates the env branches.
+        for label, member in {**args.pushers, "deployer": args.deployer}.items():
+            self.grants.append(gcp.sourcerepo.RepositoryIamMember(
                 f"{label}-writes-env",
                 project=cfg.project,
                 repository=repos["env"].name,
                 role="roles/source.writer",
                 member=member,
                 opts=pulumi.ResourceOptions(parent=self),
-            )
+            ))
         for label, (keys, member) in args.readers.items():
             for key in keys:
-                gcp.sourcerepo.RepositoryIamMember(
+                self.grants.append(gcp.sourcerepo.RepositoryIamMember(
                     f"{label}-reads-{key}",
                     project=cfg.project,
                     repository=repos[key].name,
                     role="roles/source.reader",
                     member=member,
                     opts=pulumi.ResourceOptions(parent=self),
-                )
+                ))
         return {key: RepoRef(name=names[key], url=repo.url) for key, repo in repos.items()}

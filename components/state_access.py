@@ -32,31 +32,32 @@ class StateAccess(pulumi.ComponentResource):
         super().__init__("gitops:index:StateAccess", name, None, opts)
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies)
+        self.grants: list[pulumi.CustomResource] = []
         if cfg.pulumi_cloud:
-            gcp.secretmanager.SecretIamMember(
+            self.grants.append(gcp.secretmanager.SecretIamMember(
                 "preview-reads-pulumi-token",
                 project=cfg.project,
                 secret_id=cfg.pulumi_token_secret,
                 role="roles/secretmanager.secretAccessor",
                 member=args.reader,
                 opts=child,
-            )
+            ))
         else:
-            gcp.storage.BucketIAMMember(
+            self.grants.append(gcp.storage.BucketIAMMember(
                 "preview-reads-state",
                 bucket=cfg.state_bucket,
                 role="roles/storage.objectViewer",
                 member=args.reader,
                 opts=child,
-            )
+            ))
             if cfg.kms_key:
-                gcp.kms.CryptoKeyIAMMember(
+                self.grants.append(gcp.kms.CryptoKeyIAMMember(
                     "preview-decrypts-secrets",
                     crypto_key_id=cfg.kms_key,
                     role="roles/cloudkms.cryptoKeyDecrypter",
                     member=args.reader,
                     opts=child,
-                )
+                ))
         self.register_outputs({})
 
     @staticmethod

@@ -18,6 +18,7 @@ import pulumi_command as command
 import pulumi_gcp as gcp
 
 from components.pipelines import PIPELINES, ROOT, SCRIPTS, STEPS_IMAGE_NAME, steps_image_tag
+from components.propagation import wait_for_grants
 
 
 @dataclass
@@ -28,6 +29,7 @@ class StepsImageArgs:
     builder_account: pulumi.Input[str]  # projects/{project}/serviceAccounts/{email}
     builder_member: pulumi.Input[str]
     depends_on: list[pulumi.Resource]
+    iam_propagation_seconds: int = 120
 
 
 class StepsImage(pulumi.ComponentResource):
@@ -54,6 +56,9 @@ class StepsImage(pulumi.ComponentResource):
             member=args.builder_member,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # The builder reads its sources as soon as the build starts: wait out IAM propagation.
+        readable = wait_for_grants("builder-reads-sources-propagation", [reader],
+                                   args.iam_propagation_seconds, parent=self)
         tag = steps_image_tag()
         self.image = pulumi.Output.concat(args.registry_url, f"/{STEPS_IMAGE_NAME}:{tag}")
         self.build = command.local.Command(
@@ -64,7 +69,8 @@ class StepsImage(pulumi.ComponentResource):
                                          region=args.region, account=v[3])),
             dir=str(ROOT),
             triggers=[tag],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[reader, *args.depends_on]),
+            opts=pulumi.ResourceOptions(parent=self,
+                                        depends_on=[reader, readable, *args.depends_on]),
         )
         self.register_outputs({"image": self.image})
 

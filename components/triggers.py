@@ -13,7 +13,9 @@ Design decisions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_gcp as gcp
@@ -52,8 +54,9 @@ class DeliveryTriggers(pulumi.ComponentResource):
         cfg = args.config
         self.ci: dict[str, gcp.cloudbuild.Trigger] = {}
         self.delivery: dict[str, gcp.cloudbuild.Trigger] = {}
-        env_link = args.env_repo.link if cfg.github else ""
-        delivery_build = pipelines.trigger_build(pipelines.load("delivery.yaml"))
+        env_link: pulumi.Input[str] = (args.env_repo.link or "") if cfg.github else ""
+        delivery_build = cast(gcp.cloudbuild.TriggerBuildArgsDict,
+                              pipelines.trigger_build(pipelines.load("delivery.yaml")))
 
         for app, repo in args.app_repos.items():
             self.ci[app] = self._trigger(
@@ -98,8 +101,9 @@ class DeliveryTriggers(pulumi.ComponentResource):
         })
 
     def _trigger(self, name: str, repo: RepoRef, kind: str, branch: str, description: str,
-                 substitutions: dict[str, pulumi.Input[str]], filename: str | None = None,
-                 build: dict | None = None, included_files: list[str] | None = None,
+                 substitutions: Mapping[str, pulumi.Input[str]], filename: str | None = None,
+                 build: gcp.cloudbuild.TriggerBuildArgsDict | None = None,
+                 included_files: list[str] | None = None,
                  review: bool = False) -> gcp.cloudbuild.Trigger:
         """A trigger for pushes to branch, or with review=True for changes proposed to it."""
         cfg = self.args.config

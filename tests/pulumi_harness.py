@@ -1,9 +1,12 @@
 """Run the real `__main__.py` under Pulumi's mocks and record the resource graph.
 
-Each run happens in a fresh `contextvars.Context`, so the root stack and the config of one run
-never leak into the next. The mocks answer with realistic ids, emails and names, derived from
-the inputs the way Google Cloud derives them, so wiring (ids and emails flowing between
-resources) is visible to the tests.
+Only Pulumi's public testing API is used: `pulumi.runtime.set_mocks` (with its `monitor`
+argument, to record each registration's parent, dependencies and provider, which `Mocks` alone
+does not see) and `@pulumi.runtime.test`, which waits for every registration and output. Each
+run happens in a fresh `contextvars.Context`, so the root stack and the config of one run never
+leak into the next. The mocks answer with realistic ids, emails and names, derived from the
+inputs the way Google Cloud derives them, so wiring (ids and emails flowing between resources)
+is visible to the tests.
 """
 
 from __future__ import annotations
@@ -12,19 +15,20 @@ import contextvars
 import json
 import runpy
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.stack import wait_for_rpcs
-from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "__main__.py"
 PROJECT_NUMBER = "123456789012"
 DEPLOYER_EMAIL = "platform-admin@acme.example"
+USER_INFO = "gcp:organizations/getClientOpenIdUserInfo:getClientOpenIdUserInfo"
 
 
 @dataclass
@@ -82,8 +86,8 @@ class Graph:
 
 
 class RecordingMocks(Mocks):
-    def __init__(self, project: str, graph: Graph) -> None:
-        self.project, self.graph = project, graph
+    def __init__(self, project: str, graph: Graph, caller: str) -> None:
+        self.project, self.graph, self.caller = project, graph, caller
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -140,8 +144,8 @@ class RecordingMocks(Mocks):
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:
         self.graph.calls.append(args.token)
-        if args.token == "gcp:organizations/getClientOpenIdUserInfo:getClientOpenIdUserInfo":
-            return {"email": DEPLOYER_EMAIL, "id": DEPLOYER_EMAIL}
+        if args.token == USER_INFO:  # "who runs this program": the caller of this run
+            return {"email": self.caller, "id": self.caller}
         raise AssertionError(f"unexpected call {args.token}")
 
 
@@ -168,6 +172,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     config = {
         "gcp:project": "acme-delivery",
         "gcp:region": "europe-west1",
+        "gitops:deployer": f"user:{DEPLOYER_EMAIL}",
         "gitops:githubAppInstallationId": "48151623",
         "gitops:githubTokenSecret": "github-oauth-token",
         "gitops:githubOwner": "acme",
@@ -176,34 +181,63 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def run_program(config: dict[str, Any], stack: str = "dev", graph: Graph | None = None
-                ) -> Graph:
-    """Run __main__.py with the given config; return what it registered (into graph)."""
+TRIGGER = "gcp:cloudbuild/trigger:Trigger"
+CONFIGS = {
+    "github": base_config(),
+    "csr": base_config(**{"gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,
+                          "gitops:githubTokenSecret": None, "gitops:githubOwner": None}),
+    "three-apps": base_config(**{"gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"},
+                                                 "billing"]}),
+    "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
+    "pulumi-cloud": base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
+                                   "gitops:pulumiTokenSecret": "pulumi-token"}),
+}
+
+
+@cache
+def program_graph(kind: str, stack: str = "dev") -> Graph:
+    """The graph of one of CONFIGS, run once per test session and shared by every module."""
+    return run_program(CONFIGS[kind], stack=stack)
+
+
+def pipeline_of(trigger: Resource) -> dict[str, Any]:
+    """The build config a trigger runs: inline, or the file it names in its repository."""
+    if "build" in trigger.inputs:
+        build: dict[str, Any] = trigger.inputs["build"]
+        return build
+    filename = trigger.inputs["filename"]
+    source = ROOT / ("examples/hello-app" if filename == "cloudbuild.yaml" else "") / filename
+    loaded: dict[str, Any] = yaml.safe_load(source.read_text())
+    return loaded
+
+
+def run_program(config: dict[str, Any], stack: str = "dev", graph: Graph | None = None,
+                caller: str = DEPLOYER_EMAIL) -> Graph:
+    """Run __main__.py with the given config as caller; return what it registered."""
     graph = graph if graph is not None else Graph()
 
-    def program() -> None:
-        mocks = RecordingMocks(str(config.get("gcp:project", "unset")), graph)
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        runpy.run_path(str(MAIN), run_name="__main__")
+        root = pulumi.runtime.get_root_resource()
+        exported: dict[str, Any] = dict(getattr(root, "outputs", {}))
+        secret = {k: pulumi.Output.from_input(v.is_secret()) for k, v in exported.items()
+                  if isinstance(v, pulumi.Output)}
+        return pulumi.Output.all(pulumi.Output.all(**exported), pulumi.Output.all(**secret)) \
+            .apply(lambda values: record(graph, values[0], values[1]))
+
+    def in_fresh_context() -> None:
+        mocks = RecordingMocks(str(config.get("gcp:project", "unset")), graph, caller)
         pulumi.runtime.set_mocks(mocks, project="gitops", stack=stack, preview=False,
                                  monitor=RecordingMonitor(mocks))
         pulumi.runtime.set_all_config({
             k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+        program()
 
-        try:
-            runpy.run_path(str(MAIN), run_name="__main__")
-        finally:
-            _sync_await(wait_for_rpcs())
-        root = pulumi.runtime.settings.get_root_resource()
-        exported = getattr(root, "outputs", {})
-        graph.outputs = {k: resolved(v) for k, v in exported.items()}
-        graph.secret_outputs = {k for k, v in exported.items() if isinstance(v, pulumi.Output)
-                                and _sync_await(v.is_secret())}
-
-    contextvars.Context().run(program)
+    contextvars.Context().run(in_fresh_context)
     return graph
 
 
-def resolved(value: Any) -> Any:
-    """Resolve an Output (or plain value) recorded by the mocks."""
-    if isinstance(value, pulumi.Output):
-        return _sync_await(value.future())
-    return value
+def record(graph: Graph, outputs: dict[str, Any], secret: dict[str, bool]) -> None:
+    graph.outputs = outputs
+    graph.secret_outputs = {key for key, is_secret in secret.items() if is_secret}

@@ -8,10 +8,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pulumi_harness import DEPLOYER_EMAIL, ROOT, Graph, Resource, base_config, run_program
+from pulumi_harness import (
+    CONFIGS,
+    DEPLOYER_EMAIL,
+    ROOT,
+    TRIGGER,
+    USER_INFO,
+    Graph,
+    Resource,
+    base_config,
+    pipeline_of,
+    program_graph,
+    run_program,
+)
 
 ACCOUNT = "gcp:serviceaccount/account:Account"
-TRIGGER = "gcp:cloudbuild/trigger:Trigger"
 SERVICE = "gcp:projects/service:Service"
 PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -21,38 +32,27 @@ LINK = "gcp:cloudbuildv2/repository:Repository"
 CSR_REPO = "gcp:sourcerepo/repository:Repository"
 REGISTRY = "gcp:artifactregistry/repository:Repository"
 
-CONFIGS = {
-    "github": base_config(),
-    "csr": base_config(**{"gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,
-                          "gitops:githubTokenSecret": None, "gitops:githubOwner": None}),
-    "three-apps": base_config(**{"gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"},
-                                                 "billing"]}),
-    "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
-    "pulumi-cloud": base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
-                                   "gitops:pulumiTokenSecret": "pulumi-token"}),
-}
-
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def graph(request: pytest.FixtureRequest) -> Graph:
-    graph = run_program(CONFIGS[request.param])
+    graph = program_graph(request.param)
     graph.kind = request.param  # type: ignore[attr-defined]
     return graph
 
 
 @pytest.fixture(scope="module")
 def github() -> Graph:
-    return run_program(CONFIGS["github"])
+    return program_graph("github")
 
 
 @pytest.fixture(scope="module")
 def csr() -> Graph:
-    return run_program(CONFIGS["csr"])
+    return program_graph("csr")
 
 
 @pytest.fixture(scope="module")
 def three_apps() -> Graph:
-    return run_program(CONFIGS["three-apps"])
+    return program_graph("three-apps")
 
 
 def apps_of(graph: Graph) -> list[str]:
@@ -62,14 +62,6 @@ def apps_of(graph: Graph) -> list[str]:
 def account_emails(graph: Graph) -> dict[str, str]:
     return {a.name: a.outputs["email"] for a in graph.of_type(ACCOUNT)}
 
-
-def pipeline_of(trigger: Resource) -> dict:
-    """The build config a trigger runs: inline, or the file it names in its repository."""
-    if "build" in trigger.inputs:
-        return trigger.inputs["build"]
-    filename = trigger.inputs["filename"]
-    source = ROOT / ("examples/hello-app" if filename == "cloudbuild.yaml" else "") / filename
-    return yaml.safe_load(source.read_text())
 
 # The API each resource type needs enabled first.
 API_OF = {
@@ -85,6 +77,7 @@ API_OF = {
     "gcp:storage/bucket:Bucket": "storage",
     "gcp:storage/bucketIAMMember:BucketIAMMember": "storage",
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": "cloudkms",
+    "gcp:compute/network:Network": "compute", "gcp:compute/subnetwork:Subnetwork": "compute",
 }
 
 
@@ -94,9 +87,9 @@ class TestResourceGraph:
     def test_components(self, graph: Graph) -> None:
         components = sorted(r.typ for r in graph.resources if r.typ.startswith("gitops:index:"))
         assert components == sorted(f"gitops:index:{name}" for name in [
-            "ProjectApis", "BuildIdentities", "GkeCluster", "ImageRegistry",
+            "ProjectApis", "BuildIdentities", "ClusterNetwork", "GkeCluster", "ImageRegistry",
             "SourceRepositories", "EnvBranches", "AppNamespaces", "StepsImage",
-            "StateAccess", "DeliveryTriggers"])
+            "StateAccess", "IamPropagation", "DeliveryTriggers"])
         for resource in graph.resources:
             if resource.typ not in ("pulumi:providers:kubernetes",) and \
                     not resource.typ.startswith("gitops:index:"):
@@ -150,17 +143,17 @@ class TestResourceGraph:
 
     def test_kubeconfig_is_a_secret_built_from_the_cluster(self, graph: Graph) -> None:
         assert graph.secret_outputs == {"kubeconfig"}
-        from pulumi.runtime import rpc
-
         provider = graph.one("pulumi:providers:kubernetes")
-        # The provider receives it as a secret too (Pulumi's wire form of a secret value).
-        assert provider.inputs["kubeconfig"] == {rpc._special_sig_key: rpc._special_secret_sig,
-                                                 "value": graph.outputs["kubeconfig"]}
+        # The provider receives it as a secret too, in Pulumi's documented wire form of a
+        # secret value (the "4dabf18193072939515e22adb298388d" signature key).
+        assert provider.inputs["kubeconfig"] == {
+            "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+            "value": graph.outputs["kubeconfig"]}
         assert graph.one(CLUSTER).outputs["endpoint"] in graph.outputs["kubeconfig"]
 
 
 class TestRealCloudConstraints:
-    """One test per constraint of DESIGN.md that `pulumi preview` would not catch."""
+    """One test per real-cloud rule that `pulumi preview` would not catch."""
 
     def test_user_specified_service_account_needs_logging_option(self, graph: Graph) -> None:
         for trigger in graph.of_type(TRIGGER):
@@ -250,7 +243,7 @@ class TestRealCloudConstraints:
 
 
 class TestLeastPrivilege:
-    """Invariant 5: no default accounts, no broad roles, grants on the narrowest resource."""
+    """No default accounts, no broad roles, grants on the narrowest resource."""
 
     BROAD = ("roles/owner", "roles/editor", "roles/viewer", "roles/container.developer",
              "roles/container.admin", "roles/iam.serviceAccountAdmin",
@@ -270,15 +263,21 @@ class TestLeastPrivilege:
             assert "-compute@developer.gserviceaccount.com" not in text, resource.name
             assert "@cloudbuild.gserviceaccount.com" not in text, resource.name
 
-    def test_registry_write_for_ci_only_read_for_nodes(self, graph: Graph) -> None:
+    def test_registry_write_for_ci_only_read_for_the_others(self, graph: Graph) -> None:
+        """Every build identity pulls its step images; nodes pull app images; CI pushes."""
         emails = account_emails(graph)
         registry = graph.one(REGISTRY)
         grants = graph.of_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
-        assert sorted((g.inputs["role"], g.inputs["member"]) for g in grants) == [
-            ("roles/artifactregistry.reader", f"serviceAccount:{emails['nodes']}"),
-            ("roles/artifactregistry.writer", f"serviceAccount:{emails['ci-builds']}"),
-        ]
+        reader, writer = "roles/artifactregistry.reader", "roles/artifactregistry.writer"
+        assert sorted((g.inputs["role"], g.inputs["member"]) for g in grants) == sorted([
+            (reader, f"serviceAccount:{emails['delivery-builds']}"),
+            (reader, f"serviceAccount:{emails['preview-builds']}"),
+            (reader, f"serviceAccount:{emails['nodes']}"),
+            (writer, f"serviceAccount:{emails['ci-builds']}"),
+        ])
         assert all(g.inputs["repository"] == registry.outputs["name"] for g in grants)
+        project_roles = {g.inputs["role"] for g in graph.of_type(PROJECT_IAM)}
+        assert not {r for r in project_roles if r.startswith("roles/artifactregistry.")}
 
     def test_project_roles_per_identity(self, graph: Graph) -> None:
         emails = account_emails(graph)
@@ -299,13 +298,16 @@ class TestLeastPrivilege:
         connection = github.one(CONNECTION)
         grants = github.of_type("gcp:cloudbuildv2/connectionIAMMember:ConnectionIAMMember")
         assert sorted(g.inputs["member"] for g in grants) == sorted(
-            f"serviceAccount:{emails[k]}" for k in ("ci-builds", "delivery-builds"))
+            [f"serviceAccount:{emails[k]}" for k in ("ci-builds", "delivery-builds")] +
+            [f"user:{DEPLOYER_EMAIL}"])
         assert {g.inputs["role"] for g in grants} == {"roles/cloudbuild.tokenAccessor"}
         assert {g.inputs["name"] for g in grants} == {connection.inputs["name"]}
         writers = [g for g in csr.of_type("gcp:sourcerepo/repositoryIamMember:RepositoryIamMember")
                    if g.inputs["role"] == "roles/source.writer"]
         assert {g.inputs["repository"] for g in writers} == {"gitops-env"}
-        assert len(writers) == 2
+        assert sorted(g.inputs["member"] for g in writers) == sorted(
+            [f"serviceAccount:{account_emails(csr)[k]}" for k in ("ci-builds", "delivery-builds")]
+            + [f"user:{DEPLOYER_EMAIL}"])
 
     def test_delivery_may_change_its_app_namespaces_only(self, three_apps: Graph) -> None:
         email = account_emails(three_apps)["delivery-builds"]
@@ -338,7 +340,7 @@ class TestClusterModes:
         assert not github.of_type(NODE_POOL)
 
     def test_standard_node_pool(self) -> None:
-        graph = run_program(CONFIGS["standard"])
+        graph = program_graph("standard")
         cluster, pool = graph.one(CLUSTER), graph.one(NODE_POOL)
         nodes = account_emails(graph)["nodes"]
         assert "enableAutopilot" not in cluster.inputs
@@ -390,9 +392,20 @@ class TestRepositories:
             assert repos.urn in graph.depends_on(command)
             for trigger in graph.of_type(TRIGGER):
                 assert command.urn in graph.depends_on(trigger)
-        assert github.named("init-env-branches").inputs.get("environment") in (None, {})
         assert csr.named("init-env-branches").inputs["environment"][
             "GIT_CONFIG_VALUE_0"] == "gcloud.sh"
+
+    def test_github_branches_use_the_connection_token_not_local_credentials(
+            self, github: Graph) -> None:
+        """`pulumi up` pushes with the env repo's connection token, granted to the deployer."""
+        command = github.named("init-env-branches")
+        env_link = next(r for r in github.of_type(LINK) if r.inputs["name"] == "gitops-env")
+        assert command.inputs["environment"] == {"GITOPS_GIT_TOKEN_REPOSITORY": env_link.id}
+        accessor = github.named("deployer-token-accessor")
+        assert (accessor.inputs["role"], accessor.inputs["member"]) == (
+            "roles/cloudbuild.tokenAccessor", f"user:{DEPLOYER_EMAIL}")
+        assert accessor.urn in github.depends_on(command)
+        assert github.named("grants-propagated").urn in github.depends_on(command)
 
 
 class TestStepsImage:
@@ -452,8 +465,7 @@ class TestStateAccess:
             "_STACK": "dev", "_STATE_BACKEND": "gs://acme-delivery-pulumi-state"}
 
     def test_pulumi_cloud_token_from_secret_manager(self) -> None:
-        graph = run_program(base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
-                                           "gitops:pulumiTokenSecret": "pulumi-token"}))
+        graph = program_graph("pulumi-cloud")
         preview = f"serviceAccount:{account_emails(graph)['preview-builds']}"
         grant = graph.named("preview-reads-pulumi-token")
         assert (grant.inputs["secretId"], grant.inputs["role"], grant.inputs["member"]) == (
@@ -483,10 +495,23 @@ class TestStateAccess:
 BAD_CONFIGS = [
     ({"gcp:project": None}, "missing config gcp:project",
      "pulumi config set gcp:project"),
+    ({"gcp:project": "9acme-delivery"}, "config gcp:project '9acme-delivery' is not a project "
+     "id", "pulumi config set gcp:project my-project-id"),
     ({"gcp:region": None}, "missing config gcp:region", "pulumi config set gcp:region"),
+    ({"gitops:deployer": None}, "missing config gitops:deployer",
+     "pulumi config set gitops:deployer user:you@example.com"),
+    ({"gitops:deployer": "platform-admin@acme.example"}, "is not an IAM member",
+     "pulumi config set gitops:deployer"),
     ({"gitops:apps": ["hello", "Bad_Name"]}, "config gitops:apps[1] 'Bad_Name' is not a DNS",
-     "pulumi config set gitops:apps[1]"),
+     "pulumi config set --path 'gitops:apps[1]'"),
     ({"gitops:apps": ["hello", "hello"]}, "names app 'hello' twice", ""),
+    ({"gitops:apps": ["a" * 57]}, "its trigger deliver-" + "a" * 57 + " would have 65 "
+     "characters, Cloud Build allows 64", "pulumi config set --path 'gitops:apps[0].name'"),
+    ({"gitops:apps": [{"name": "shop", "repo": ".shop"}]}, "gitops:apps[0].repo '.shop' is not "
+     "a repository name", "pulumi config set --path 'gitops:apps[0].repo' shop"),
+    ({"gitops:envRepo": "env repo"}, "config gitops:envRepo 'env repo' is not a repository",
+     "pulumi config set gitops:envRepo gitops-env"),
+    ({"gitops:infraRepo": "hello"}, "repository 'hello' is named twice", ""),
     ({"gitops:sourceProvider": "gitlab"}, "config gitops:sourceProvider must be one of github, csr",
      "pulumi config set gitops:sourceProvider github"),
     ({"gitops:githubAppInstallationId": None}, "missing config gitops:githubAppInstallationId",
@@ -495,7 +520,18 @@ BAD_CONFIGS = [
      "pulumi config set gitops:githubTokenSecret"),
     ({"gitops:clusterMode": "serverless"}, "config gitops:clusterMode must be one of "
      "autopilot, standard", "pulumi config set gitops:clusterMode autopilot"),
+    ({"gitops:clusterName": "1gitops"}, "config gitops:clusterName '1gitops' is not a GKE "
+     "cluster name", "pulumi config set gitops:clusterName gitops"),
+    ({"gitops:clusterName": "g" * 41}, "is not a GKE cluster name", ""),
+    ({"gitops:registryName": "1apps"}, "config gitops:registryName '1apps' is not an Artifact "
+     "Registry repository id", "pulumi config set gitops:registryName apps"),
+    ({"gitops:network": "shared-vpc"}, "gitops:network and gitops:subnetwork go together",
+     "pulumi config set gitops:subnetwork"),
+    ({"gitops:podsRange": "Pods"}, "config gitops:podsRange 'Pods' is not a secondary range",
+     "pulumi config set gitops:podsRange pods"),
     ({"gitops:deletionProtection": "maybe"}, "must be true or false", ""),
+    ({"gitops:imageRetentionDays": "0"}, "config gitops:imageRetentionDays must be at least 1",
+     "pulumi config set gitops:imageRetentionDays 90"),
     ({"gitops:rolloutTimeout": "5m"}, "must be seconds like 300s", ""),
     ({"gitops:stateBackend": "s3://bucket"}, "config gitops:stateBackend must be gs://BUCKET",
      "pulumi config set gitops:stateBackend gs://acme-delivery-pulumi-state"),
@@ -505,7 +541,7 @@ BAD_CONFIGS = [
 
 
 class TestConfigValidation:
-    """Each bad config fails the preview with the documented message and registers nothing."""
+    """Each bad value fails the run with Google's rule and its fix, and registers nothing."""
 
     @pytest.mark.parametrize("override,message,fix", BAD_CONFIGS)
     def test_bad_config(self, override: dict, message: str, fix: str) -> None:
@@ -514,9 +550,189 @@ class TestConfigValidation:
             run_program(base_config(**override), graph=graph)
         text = str(caught.value)
         assert message in text and fix in text, text
-        assert "\n" not in text
+        assert "\n" not in text  # one problem, one line
         assert graph.resources == []
 
-    def test_csr_needs_no_github_keys(self, csr: Graph) -> None:
-        assert csr.resources
+    def test_every_bad_key_in_one_message(self) -> None:
+        graph = Graph()
+        with pytest.raises(Exception) as caught:
+            run_program(base_config(**{"gcp:project": "Acme", "gitops:deployer": None,
+                                       "gitops:registryName": "9apps",
+                                       "gitops:apps": ["x" * 60]}), graph=graph)
+        lines = str(caught.value).splitlines()
+        assert lines[0].endswith("4 stack config problems:"), lines
+        keys = ["gcp:project", "gitops:deployer", "gitops:apps[0]", "gitops:registryName"]
+        assert len(lines) == 5 and all(line.startswith("- ") for line in lines[1:])
+        for key, line in zip(keys, lines[1:], strict=True):
+            assert key in line and "pulumi config set" in line, line
+        assert graph.resources == []
 
+    @pytest.mark.parametrize("length", [1, 5, 23, 24, 25, 29, 30, 39, 40])
+    def test_node_account_id_follows_googles_rule_for_every_cluster_name(
+            self, length: int) -> None:
+        from components.config import ACCOUNT_ID, node_account_id
+
+        for name in ("g" * length, ("g" * 23 + "-" * 17)[:length].rstrip("-") or "g"):
+            assert ACCOUNT_ID.match(node_account_id(name)), (name, node_account_id(name))
+
+    def test_node_account_id_is_derived_from_the_cluster_name(self, github: Graph) -> None:
+        nodes = github.named("nodes")
+        assert nodes.inputs["accountId"] == "gitops-nodes"
+        long_name = run_program(base_config(**{"gitops:clusterName": "platform-delivery-"
+                                                                      "cluster-europe"}))
+        assert long_name.named("nodes").inputs["accountId"] == "platform-delivery-cluste-nodes"
+
+    def test_csr_needs_no_github_keys(self, csr: Graph) -> None:
+        """A CSR stack without any GitHub key links nothing to GitHub."""
+        assert "gitops:githubOwner" not in CONFIGS["csr"]
+        assert not csr.of_type(CONNECTION) and not csr.of_type(LINK)
+        assert not csr.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+        assert all(url.startswith("https://source.developers.google.com/p/acme-delivery/r/")
+                   for url in [csr.outputs["env_repo_url"], csr.outputs["infra_repo_url"],
+                               *csr.outputs["app_repo_urls"].values()])
+
+
+def graph_shape(graph: Graph) -> list[tuple]:
+    """Everything a plan compares: type, name, inputs, parent, dependencies, provider."""
+    return sorted((r.typ, r.name, repr(sorted(r.inputs.items())), r.parent,
+                   tuple(sorted(r.dependencies)), r.provider) for r in graph.resources)
+
+
+class TestSameGraphWhoeverRunsIt:
+    """A preview build or a second operator plans exactly what the deployer's `up` made."""
+
+    def test_two_callers_register_identical_graphs(self, github: Graph) -> None:
+        preview = run_program(CONFIGS["github"],
+                              caller="preview-builds@acme-delivery.iam.gserviceaccount.com")
+        colleague = run_program(CONFIGS["github"], caller="someone-else@acme.example")
+        assert graph_shape(preview) == graph_shape(colleague) == graph_shape(github)
+        assert USER_INFO not in github.calls + preview.calls + colleague.calls
+
+    def test_act_as_goes_to_the_configured_deployer(self) -> None:
+        ops = "serviceAccount:ops-deployer@acme-ops.iam.gserviceaccount.com"
+        graph = run_program(base_config(**{"gitops:deployer": ops}), caller="anyone@acme.example")
+        act_as = graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        assert len(act_as) == 3 and {g.inputs["member"] for g in act_as} == {ops}
+
+
+class TestNetwork:
+    """The cluster is VPC-native on the stack's own subnet, or on one named in config."""
+
+    def test_created_vpc_and_subnet_with_secondary_ranges(self, graph: Graph) -> None:
+        vpc = graph.one("gcp:compute/network:Network")
+        subnet = graph.one("gcp:compute/subnetwork:Subnetwork")
+        cluster = graph.one(CLUSTER)
+        assert vpc.inputs["autoCreateSubnetworks"] is False
+        assert (subnet.inputs["network"], subnet.inputs["region"]) == (vpc.id, "europe-west1")
+        assert subnet.inputs["privateIpGoogleAccess"] is True
+        assert subnet.inputs["secondaryIpRanges"] == [
+            {"rangeName": "pods", "ipCidrRange": "10.4.0.0/14"},
+            {"rangeName": "services", "ipCidrRange": "10.8.0.0/20"}]
+        assert (cluster.inputs["network"], cluster.inputs["subnetwork"]) == (vpc.id, subnet.id)
+        assert cluster.inputs["ipAllocationPolicy"] == {
+            "clusterSecondaryRangeName": "pods", "servicesSecondaryRangeName": "services"}
+        assert "default" not in (cluster.inputs["network"], cluster.inputs["subnetwork"])
+
+    def test_existing_network_by_config(self) -> None:
+        graph = run_program(base_config(**{
+            "gitops:network": "projects/acme-net/global/networks/shared",
+            "gitops:subnetwork": "projects/acme-net/regions/europe-west1/subnetworks/gke",
+            "gitops:podsRange": "gke-pods", "gitops:servicesRange": "gke-services"}))
+        cluster = graph.one(CLUSTER)
+        assert not graph.of_type("gcp:compute/network:Network")
+        assert not graph.of_type("gcp:compute/subnetwork:Subnetwork")
+        assert cluster.inputs["network"] == "projects/acme-net/global/networks/shared"
+        assert cluster.inputs["subnetwork"] == \
+            "projects/acme-net/regions/europe-west1/subnetworks/gke"
+        assert cluster.inputs["ipAllocationPolicy"] == {
+            "clusterSecondaryRangeName": "gke-pods",
+            "servicesSecondaryRangeName": "gke-services"}
+
+
+class TestRegistryCleanup:
+    """Old versions go whether tagged or not; the newest N of each image always stay."""
+
+    def test_policies_in_days(self, github: Graph) -> None:
+        policies = {p["id"]: p for p in github.one(REGISTRY).inputs["cleanupPolicies"]}
+        assert policies == {
+            "delete-old": {"id": "delete-old", "action": "DELETE",
+                           "condition": {"tagState": "ANY", "olderThan": "7776000s"}},
+            "delete-old-untagged": {"id": "delete-old-untagged", "action": "DELETE",
+                                    "condition": {"tagState": "UNTAGGED",
+                                                  "olderThan": "1209600s"}},
+            "keep-newest": {"id": "keep-newest", "action": "KEEP",
+                            "mostRecentVersions": {"keepCount": 10}},
+        }
+        assert github.one(REGISTRY).inputs["cleanupPolicyDryRun"] is False
+
+    def test_configured_ages_and_count(self) -> None:
+        graph = run_program(base_config(**{"gitops:imageRetentionDays": "30",
+                                           "gitops:untaggedRetentionDays": "2",
+                                           "gitops:keepImages": "25"}))
+        policies = {p["id"]: p for p in graph.one(REGISTRY).inputs["cleanupPolicies"]}
+        assert policies["delete-old"]["condition"]["olderThan"] == "2592000s"  # 30 * 86400
+        assert policies["delete-old-untagged"]["condition"]["olderThan"] == "172800s"
+        assert policies["keep-newest"]["mostRecentVersions"] == {"keepCount": 25}
+
+
+class TestOrderAndPropagation:
+    """Nothing uses a grant before the grant exists and Google's propagation time has passed."""
+
+    def grants(self, graph: Graph) -> list[Resource]:
+        return [r for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
+
+    def test_one_wait_follows_every_grant(self, graph: Graph) -> None:
+        sleep = graph.named("grants-propagated")
+        assert sleep.typ == "time:index/sleep:Sleep"
+        assert sleep.inputs["createDuration"] == "120s"
+        before = graph.depends_on(sleep)
+        late = [g.name for g in self.grants(graph) if g.urn not in before and
+                g.name not in ("builder-reads-sources",)]  # waited for inside StepsImage
+        assert late == []
+        assert sorted(sleep.inputs["triggers"].values()) == sorted(
+            g.id for g in self.grants(graph) if g.name != "builder-reads-sources")
+
+    def test_users_of_grants_wait(self, graph: Graph) -> None:
+        sleep = graph.named("grants-propagated")
+        users = [*graph.of_type(TRIGGER), graph.named("build-steps-image"),
+                 graph.named("init-env-branches")]
+        for user in users:
+            assert sleep.urn in graph.depends_on(user), user.name
+        build = graph.named("build-steps-image")
+        sources_wait = graph.named("builder-reads-sources-propagation")
+        assert graph.named("builder-reads-sources").urn in graph.depends_on(sources_wait)
+        assert sources_wait.urn in graph.depends_on(build)
+
+    def test_each_trigger_waits_for_the_act_as_grant_on_its_identity(self, graph: Graph) -> None:
+        act_as = {g.inputs["serviceAccountId"]: g for g in
+                  graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")}
+        for trigger in graph.of_type(TRIGGER):
+            grant = act_as[trigger.inputs["serviceAccount"]]
+            assert grant.urn in graph.depends_on(trigger), trigger.name
+            member = f"serviceAccount:{trigger.inputs['serviceAccount'].rsplit('/', 1)[1]}"
+            for role in (g for g in graph.of_type(PROJECT_IAM) if g.inputs["member"] == member):
+                assert role.urn in graph.depends_on(trigger), (trigger.name, role.name)
+
+    def test_connection_waits_for_the_agents_secret_grant(self, github: Graph) -> None:
+        connection = github.one(CONNECTION)
+        grant = github.one("gcp:secretmanager/secretIamMember:SecretIamMember")
+        wait = github.named("github-token-grant-propagation")
+        assert grant.urn in github.depends_on(wait)
+        assert wait.urn in connection.dependencies
+        assert wait.inputs["createDuration"] == "120s"
+
+    def test_wait_is_configurable(self) -> None:
+        graph = run_program(base_config(**{"gitops:iamPropagationSeconds": "420"}))
+        assert {s.inputs["createDuration"] for s in graph.of_type("time:index/sleep:Sleep")} == \
+            {"420s"}
+
+
+class TestKubernetesProvider:
+    """The provider keeps unreachable-cluster handling to the operator (docs/operations.md)."""
+
+    def test_delete_unreachable_left_to_the_environment(self, graph: Graph) -> None:
+        provider = graph.one("pulumi:providers:kubernetes")
+        # Set here (even to false), it would override PULUMI_K8S_DELETE_UNREACHABLE, the
+        # documented one-off switch for a cluster that is gone.
+        assert "deleteUnreachable" not in provider.inputs
+        assert "skipUpdateUnreachable" not in provider.inputs

@@ -1,0 +1,570 @@
+"""The access model: what each identity does, what it is granted, and whether that is enough.
+
+Operations are derived, in this one module, from what the builds really run:
+- the triggers in the resource graph (under mocks): which identity runs which pipeline, with
+  which substitutions;
+- the pipelines (`pipelines/*.yaml`, the example app's `cloudbuild.yaml`): every step image it
+  pulls, every image it pushes, the logging option, secrets it reads, the state a preview opens;
+- the step scripts each step runs, read with `ast` (with every local module they import): the
+  kubectl subcommands, gcloud commands, Google API methods and git pushes they contain;
+- the example app's manifests (the kinds `kubectl apply` touches) and the delivery Lease;
+- the local commands `pulumi up` runs as the deployer (the steps-image build, the env branches).
+The tables below only translate what is found into permissions (a kubectl subcommand into
+Kubernetes verbs, a gcloud command or API method into an IAM permission); a subcommand, command
+or method found in the scripts without a row here fails the check, so the tables cannot drift
+from the code silently.
+
+Grants are derived from the resource graph: every IAM member resource, with the resource it is
+granted on, and the delivery Role's rules in each app namespace. Roles are expanded to
+permissions with Google's role data vendored in tests/data/gcp-roles.json (a snapshot: see
+tests/data/README.md).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pulumi_harness import ROOT, Graph, Resource
+
+SCRIPTS = ROOT / "scripts"
+EXAMPLE_APP = ROOT / "examples" / "hello-app"
+ROLE_DATA = Path(__file__).with_name("data") / "gcp-roles.json"
+SCRIPT_IN_STEP = re.compile(r"/gitops/scripts/([a-z_]+)\.py")
+
+# --- translation tables ------------------------------------------------------------------------
+
+# Images anyone may pull without a grant: Google's public builders and Docker Hub.
+PUBLIC_IMAGE_PREFIXES = ("gcr.io/cloud-builders/", "gcr.io/google.com/cloudsdktool/",
+                         "docker.io/")
+AR_IMAGE = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/"
+                      r"(?P<repo>[^/]+)/")
+PULL = ("artifactregistry.repositories.downloadArtifacts",)
+PUSH = ("artifactregistry.repositories.downloadArtifacts",
+        "artifactregistry.repositories.uploadArtifacts",
+        "artifactregistry.tags.create", "artifactregistry.tags.update")
+
+# kubectl subcommand -> (what it acts on, Kubernetes verbs). "manifests": every kind in the
+# app's manifests; "workloads": those with a rollout; "lease": the delivery Lease.
+KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
+    "apply": ("manifests", ("get", "create", "patch")),  # client-side apply
+    "rollout": ("workloads", ("get", "list", "watch")),  # rollout status watches the workload
+    "create": ("lease", ("create",)),
+    "get": ("lease", ("get",)),
+    "replace": ("lease", ("update",)),
+    "delete": ("lease", ("delete",)),
+}
+KUBECTL_FLAGS: dict[str, tuple[str, ...]] = {  # flags that need more verbs on the manifests
+    "--prune": ("list", "delete"),
+    "--server-side": ("patch",),
+}
+ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# kind -> (API group, resource) for the kinds delivery handles.
+KINDS = {
+    "Deployment": ("apps", "deployments"), "StatefulSet": ("apps", "statefulsets"),
+    "DaemonSet": ("apps", "daemonsets"), "Service": ("", "services"),
+    "ConfigMap": ("", "configmaps"), "ServiceAccount": ("", "serviceaccounts"),
+    "PersistentVolumeClaim": ("", "persistentvolumeclaims"), "Job": ("batch", "jobs"),
+    "CronJob": ("batch", "cronjobs"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "Lease": ("coordination.k8s.io", "leases"),
+}
+# gcloud command -> IAM permission on the project (GKE clusters have no IAM of their own).
+GCLOUD = {("container", "clusters", "get-credentials"): "container.clusters.get"}
+# Google API client method -> (IAM permission, what it acts on).
+API_METHODS = {
+    "fetch_read_write_token": ("cloudbuild.repositories.accessReadWriteToken", "token-repo"),
+    "run_build_trigger": ("cloudbuild.builds.create", "project"),
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An identity needs a permission on a resource, because of `why`."""
+
+    member: str
+    permission: str
+    resource: str
+    why: str
+
+
+@dataclass(frozen=True)
+class KubeOperation:
+    """An identity needs a verb on a namespaced resource, because of `why`."""
+
+    user: str  # the Google service account email GKE maps the identity to
+    namespace: str
+    group: str
+    resource: str
+    verb: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Grant:
+    member: str
+    role: str
+    resource: str
+    name: str  # the Pulumi resource that makes it
+
+
+# --- roles ---------------------------------------------------------------------------------------
+
+
+@cache
+def role_permissions() -> dict[str, frozenset[str]]:
+    data = json.loads(ROLE_DATA.read_text())
+    return {role: frozenset(perms) for role, perms in data["roles"].items()}
+
+
+def permissions_of(role: str) -> frozenset[str]:
+    roles = role_permissions()
+    if role not in roles:
+        raise KeyError(f"{role} is not in {ROLE_DATA.name}: vendor it with "
+                       f"python tests/data/extract_roles.py")
+    return roles[role]
+
+
+# --- grants from the graph ----------------------------------------------------------------------
+
+
+def grant_resource(resource: Resource) -> str:
+    """The resource a grant is made on, as a path that operations name too."""
+    i = resource.inputs
+    project = i.get("project")
+    paths = {
+        "gcp:projects/iAMMember:IAMMember": lambda: f"projects/{project}",
+        "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember":
+            lambda: f"projects/{project}/locations/{i['location']}/repositories/"
+                    f"{i['repository']}",
+        "gcp:cloudbuildv2/connectionIAMMember:ConnectionIAMMember":
+            lambda: f"projects/{project}/locations/{i['location']}/connections/{i['name']}",
+        "gcp:sourcerepo/repositoryIamMember:RepositoryIamMember":
+            lambda: f"projects/{project}/repos/{i['repository']}",
+        "gcp:storage/bucketIAMMember:BucketIAMMember": lambda: f"buckets/{i['bucket']}",
+        "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": lambda: i["cryptoKeyId"],
+        "gcp:secretmanager/secretIamMember:SecretIamMember":
+            lambda: f"projects/{project}/secrets/{i['secretId']}",
+        "gcp:serviceaccount/iAMMember:IAMMember": lambda: i["serviceAccountId"],
+    }
+    if resource.typ not in paths:
+        raise KeyError(f"the access model does not know grants of type {resource.typ}")
+    return paths[resource.typ]()
+
+
+def grants(graph: Graph) -> list[Grant]:
+    return [Grant(r.inputs["member"], r.inputs["role"], grant_resource(r), r.name)
+            for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
+
+
+def covers(grant_on: str, resource: str) -> bool:
+    """A grant on a project covers its resources; on a resource, that resource and below."""
+    return resource == grant_on or resource.startswith(grant_on + "/")
+
+
+def allowed(operation: Operation, granted: Iterable[Grant]) -> bool:
+    return any(g.member == operation.member and covers(g.resource, operation.resource)
+               and operation.permission in permissions_of(g.role) for g in granted)
+
+
+def missing(operations: Iterable[Operation], granted: list[Grant]) -> list[Operation]:
+    return [op for op in operations if not allowed(op, granted)]
+
+
+# --- scripts: what they contain -----------------------------------------------------------------
+
+
+@dataclass
+class ScriptCalls:
+    """What a step script and every local module it imports contain."""
+
+    kubectl: set[str]
+    kubectl_flags: set[str]
+    gcloud: set[tuple[str, ...]]
+    api_methods: set[str]
+    pushes: bool
+    fetches: bool
+
+
+def local_module(name: str) -> Path | None:
+    """The file of a module of this repository (scripts/ first), or None for a library."""
+    parts = name.split(".")
+    for base in (SCRIPTS, ROOT):
+        for candidate in (base.joinpath(*parts).with_suffix(".py"),
+                          base.joinpath(*parts, "__init__.py")):
+            if candidate.is_file() and ".venv" not in candidate.parts:
+                return candidate
+    return None
+
+
+def imported_modules(tree: ast.AST) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def closure(script: Path) -> list[Path]:
+    """The script and every local module it imports, at any depth, anywhere in a function."""
+    seen: list[Path] = []
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.append(path)
+        for name in imported_modules(ast.parse(path.read_text())):
+            found = local_module(name)
+            if found is not None:
+                todo.append(found)
+    return seen
+
+
+def strings(nodes: Iterable[ast.expr]) -> list[str]:
+    out = []
+    for node in nodes:
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            break
+        out.append(node.value)
+    return out
+
+
+def constants(nodes: Iterable[ast.AST]) -> Iterator[str]:
+    for node in nodes:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                yield sub.value
+            elif isinstance(sub, ast.JoinedStr):
+                yield "".join(v.value for v in sub.values
+                              if isinstance(v, ast.Constant) and isinstance(v.value, str))
+
+
+@cache
+def script_calls(script: Path) -> ScriptCalls:
+    calls = ScriptCalls(set(), set(), set(), set(), False, False)
+    for path in closure(script):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else \
+                    node.func.id if isinstance(node.func, ast.Name) else ""
+                if name == "kubectl" and strings(node.args[:1]):
+                    calls.kubectl.add(strings(node.args[:1])[0])
+                    calls.kubectl_flags |= {c.split("=")[0] for c in constants(node.args)
+                                            if c.split("=")[0] in KUBECTL_FLAGS}
+                elif name in API_METHODS:
+                    calls.api_methods.add(name)
+                elif name == "push":
+                    calls.pushes = True
+                elif name == "fetch_args":
+                    calls.fetches = True
+            elif isinstance(node, ast.List | ast.Tuple):
+                words = strings(node.elts)
+                if words[:1] == ["kubectl"] and len(words) > 1:
+                    calls.kubectl.add(next(w for w in words[1:] if not w.startswith("-")))
+                elif words[:1] == ["gcloud"]:
+                    calls.gcloud.add(tuple(w for w in words[1:4] if not w.startswith("-")))
+                elif words[:1] in (["push"], ["git", "push"]):
+                    calls.pushes = True
+    return calls
+
+
+def unknown_script_calls() -> list[str]:
+    """Subcommands, commands and methods the scripts contain that the tables cannot translate."""
+    problems = []
+    for script in sorted(SCRIPTS.glob("*.py")):
+        calls = script_calls(script)
+        problems += [f"{script.name}: kubectl {sub}" for sub in calls.kubectl
+                     if sub not in KUBECTL]
+        problems += [f"{script.name}: gcloud {' '.join(cmd)}" for cmd in calls.gcloud
+                     if cmd not in GCLOUD]
+    return sorted(set(problems))
+
+
+# --- pipelines: what each build does -----------------------------------------------------------
+
+
+def pipeline_of(trigger: Resource) -> dict[str, Any]:
+    """The build config a trigger runs: inline (provider field names), or its file."""
+    if "build" in trigger.inputs:
+        build: dict[str, Any] = trigger.inputs["build"]
+        return build
+    filename = trigger.inputs["filename"]
+    source = EXAMPLE_APP / filename if filename == "cloudbuild.yaml" else ROOT / filename
+    loaded: dict[str, Any] = yaml.safe_load(source.read_text())
+    return loaded
+
+
+def substitute(text: str, subs: dict[str, str]) -> str:
+    return re.sub(r"\$\{?([A-Z_][A-Z0-9_]*)\}?",
+                  lambda m: subs.get(m.group(1), m.group(0)), text)
+
+
+def step_text(step: dict[str, Any]) -> str:
+    args = step.get("args") or []
+    return " ".join([*args, step.get("script") or ""])
+
+
+def image_repository(image: str) -> str | None:
+    """The Artifact Registry repository an image lives in; None for a public image."""
+    match = AR_IMAGE.match(image)
+    if match:
+        return (f"projects/{match['project']}/locations/{match['location']}/repositories/"
+                f"{match['repo']}")
+    first = image.split("/")[0]
+    docker_hub = "/" not in image or ("." not in first and ":" not in first)
+    if docker_hub or image.startswith(PUBLIC_IMAGE_PREFIXES):
+        return None
+    raise ValueError(f"image {image}: not in Artifact Registry and not a known public image; "
+                     f"the access model cannot tell who may pull it")
+
+
+def image_operations(member: str, image: str, action: str, why: str) -> list[Operation]:
+    repository = image_repository(image)
+    if repository is None:
+        return []
+    return [Operation(member, p, repository, why) for p in (PUSH if action == "push" else PULL)]
+
+
+def csr_repository(url: str) -> str | None:
+    match = re.match(r"^https://source\.developers\.google\.com/p/([^/]+)/r/([^/]+)$", url)
+    return f"projects/{match[1]}/repos/{match[2]}" if match else None
+
+
+def build_operations(member: str, build: dict[str, Any], subs: dict[str, str], why: str,
+                     config: Any) -> tuple[list[Operation], list[tuple[str, dict[str, str]]]]:
+    """The IAM operations of one build, and the step scripts it runs (with their env)."""
+    project = subs["PROJECT_ID"]
+    ops: list[Operation] = []
+    scripts: list[tuple[str, dict[str, str]]] = []
+    options = build.get("options") or {}
+    if options.get("logging") != "NONE":
+        ops.append(Operation(member, "logging.logEntries.create", f"projects/{project}",
+                             f"{why}: build logs"))
+    for step in build.get("steps") or []:
+        image = substitute(step["name"], subs)
+        ops += image_operations(member, image, "pull", f"{why}: step {step.get('id')} runs in "
+                                                      f"{image}")
+        text = substitute(step_text(step), subs)
+        for ref in re.findall(r"--cache-from=(\S+)", text):
+            ops += image_operations(member, ref, "pull", f"{why}: layer cache {ref}")
+        for ref in re.findall(r"docker push (?:--all-tags )?(\S+)", text):
+            ops += image_operations(member, ref, "push", f"{why}: docker push {ref}")
+        env = dict(item.split("=", 1) for item in (step.get("env") or step.get("envs") or []))
+        env = {k: substitute(v, subs) for k, v in env.items()}
+        for script in SCRIPT_IN_STEP.findall(text):
+            repo = re.search(r"--repo=(\S+)", text)
+            env["_REPO"] = repo[1] if repo else ""
+            scripts.append((script, env))
+        if re.search(r"\bpulumi (preview|up|login)\b", text):
+            ops += state_operations(member, config, f"{why}: step {step.get('id')} opens the "
+                                                    "stack's state")
+    for ref in build.get("images") or []:
+        ref = substitute(ref, subs)
+        ops += image_operations(member, ref, "push", f"{why}: images: {ref}")
+    for secret in ((build.get("availableSecrets") or {}).get("secretManager") or []):
+        version = substitute(secret["versionName"], subs)
+        ops.append(Operation(member, "secretmanager.versions.access",
+                             version.split("/versions/")[0], f"{why}: secret {secret['env']}"))
+    return ops, scripts
+
+
+def state_operations(member: str, config: Any, why: str) -> list[Operation]:
+    """What `pulumi login/preview` needs: read the state, decrypt its secrets, see the cluster."""
+    ops = [Operation(member, "container.clusters.get", f"projects/{config.project}",
+                     f"{why} (the Kubernetes provider reaches the cluster)")]
+    if config.state_bucket:
+        ops += [Operation(member, p, f"buckets/{config.state_bucket}", why)
+                for p in ("storage.objects.get", "storage.objects.list")]
+        if config.kms_key:
+            ops.append(Operation(member, "cloudkms.cryptoKeyVersions.useToDecrypt",
+                                 config.kms_key, why))
+    return ops
+
+
+def script_operations(member: str, script: str, env: dict[str, str], project: str,
+                      why: str) -> list[Operation]:
+    calls = script_calls(SCRIPTS / f"{script}.py")
+    why = f"{why}: {script}.py"
+    ops: list[Operation] = []
+    for command in calls.gcloud:
+        ops.append(Operation(member, GCLOUD[command], f"projects/{project}",
+                             f"{why} runs gcloud {' '.join(command)}"))
+    token_repo = env.get("GITOPS_GIT_TOKEN_REPOSITORY", "")
+    for method in calls.api_methods:
+        permission, target = API_METHODS[method]
+        if target == "token-repo" and not token_repo:
+            continue  # no linked repository named: the script uses git's own credentials
+        resource = token_repo if target == "token-repo" else f"projects/{project}"
+        ops.append(Operation(member, permission, resource, f"{why} calls {method}"))
+    csr = csr_repository(env.get("_REPO", ""))
+    if csr and calls.fetches:
+        ops.append(Operation(member, "source.repos.get", csr, f"{why} fetches {csr}"))
+    if csr and calls.pushes:
+        ops.append(Operation(member, "source.repos.update", csr, f"{why} pushes to {csr}"))
+    if calls.pushes and env.get("_REPO", "").startswith("https://github.com/") and \
+            not token_repo:
+        ops.append(Operation(member, "(a credential for github.com)", env["_REPO"],
+                             f"{why} pushes to GitHub without naming a linked repository"))
+    return ops
+
+
+def builtin_substitutions(trigger: Resource) -> dict[str, str]:
+    return {"PROJECT_ID": trigger.inputs["project"], "BUILD_ID": "b-1", "COMMIT_SHA": "1" * 40,
+            "SHORT_SHA": "1111111", "LOCATION": trigger.inputs["location"]}
+
+
+def member_of_account(resource_name: str) -> str:
+    return f"serviceAccount:{resource_name.rsplit('/', 1)[-1]}"
+
+
+@dataclass
+class Derived:
+    operations: list[Operation]
+    kube: list[KubeOperation]
+
+
+def operations(graph: Graph, config: Any) -> Derived:
+    """Everything every identity does, from the triggers, pipelines, scripts and commands."""
+    ops: list[Operation] = []
+    kube: list[KubeOperation] = []
+    for trigger in graph.of_type("gcp:cloudbuild/trigger:Trigger"):
+        member = member_of_account(trigger.inputs["serviceAccount"])
+        subs = {**builtin_substitutions(trigger), **trigger.inputs.get("substitutions", {})}
+        why = f"trigger {trigger.name}"
+        build_ops, scripts = build_operations(member, pipeline_of(trigger), subs, why, config)
+        ops += build_ops
+        source = trigger.inputs.get("triggerTemplate")
+        if source:  # CSR: the build's identity fetches the source
+            ops.append(Operation(member, "source.repos.get",
+                                 f"projects/{source['projectId']}/repos/{source['repoName']}",
+                                 f"{why}: fetch the source"))
+        for script, env in scripts:
+            ops += script_operations(member, script, env, subs["PROJECT_ID"], why)
+            kube += kube_operations(member, script, subs.get("_APP", ""), why)
+        # The deployer creates the trigger, which runs as the trigger's account.
+        ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs",
+                             trigger.inputs["serviceAccount"], f"create {why}"))
+    ops += deployer_commands(graph, config)
+    ops += node_operations(graph, ops)
+    ops += connection_operations(graph)
+    return Derived(ops, kube)
+
+
+def connection_operations(graph: Graph) -> list[Operation]:
+    """The Cloud Build service agent reads the GitHub token when the connection is created."""
+    out = []
+    for connection in graph.of_type("gcp:cloudbuildv2/connection:Connection"):
+        agent = graph.one("gcp:projects/serviceIdentity:ServiceIdentity")
+        version = connection.inputs["githubConfig"]["authorizerCredential"][
+            "oauthTokenSecretVersion"]
+        out.append(Operation(agent.outputs["member"], "secretmanager.versions.access",
+                             version.split("/versions/")[0],
+                             f"connection {connection.name} reads the GitHub token"))
+    return out
+
+
+NODE_PERMISSIONS = ("logging.logEntries.create", "monitoring.metricDescriptors.create",
+                    "monitoring.timeSeries.create")  # GKE's documented node needs
+
+
+def node_operations(graph: Graph, ops: list[Operation]) -> list[Operation]:
+    """The cluster's nodes pull what CI pushes (the images the Deployments run) and report."""
+    cluster = graph.one("gcp:container/cluster:Cluster")
+    nodes = next(a for a in graph.of_type("gcp:serviceaccount/account:Account")
+                 if a.name == "nodes")
+    member = f"serviceAccount:{nodes.outputs['email']}"
+    pushed = {op.resource for op in ops if op.permission ==
+              "artifactregistry.repositories.uploadArtifacts" and "trigger ci-" in op.why}
+    out = [Operation(member, p, f"projects/{cluster.inputs['project']}", "GKE nodes")
+           for p in NODE_PERMISSIONS]
+    out += [Operation(member, PULL[0], repository, "nodes pull the app images CI pushes")
+            for repository in sorted(pushed)]
+    return out
+
+
+def deployer_member(config: Any) -> str:
+    return str(config.deployer)
+
+
+def deployer_commands(graph: Graph, config: Any) -> list[Operation]:
+    """The local commands `pulumi up` runs as the deployer, and the builds they start."""
+    ops: list[Operation] = []
+    for command in graph.of_type("command:local:Command"):
+        create = command.inputs["create"]
+        if create.startswith("gcloud builds submit"):
+            account = re.search(r"--service-account=(\S+)", create)[1]  # type: ignore[index]
+            member = member_of_account(account)
+            ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs", account,
+                                 f"{command.name}: gcloud builds submit as {member}"))
+            bucket = re.search(r"--gcs-source-staging-dir=gs://([^/\s]+)", create)[1]  # type: ignore[index]
+            ops.append(Operation(member, "storage.objects.get", f"buckets/{bucket}",
+                                 f"{command.name}: the build reads its staged source"))
+            config_file = re.search(r"--config=(\S+)", create)[1]  # type: ignore[index]
+            subs = dict(s.split("=", 1) for s in
+                        re.search(r"--substitutions=(\S+)", create)[1].split(","))  # type: ignore[index]
+            subs["PROJECT_ID"] = config.project
+            build = yaml.safe_load((ROOT / config_file).read_text())
+            ops += build_operations(member, build, subs, command.name, config)[0]
+        elif "init_branches.py" in create:
+            env = command.inputs.get("environment") or {}
+            url = create.split("--repo ", 1)[1].strip("'")
+            ops += script_operations(deployer_member(config), "init_branches",
+                                     {**env, "_REPO": url}, config.project, command.name)
+    return ops
+
+
+def manifest_kinds() -> list[str]:
+    kinds = []
+    for path in sorted((EXAMPLE_APP / "kubernetes").glob("*.y*ml")):
+        kinds += [doc["kind"] for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return kinds
+
+
+def kube_operations(member: str, script: str, app: str, why: str) -> list[KubeOperation]:
+    """Kubernetes verbs the script's kubectl calls need in the app's namespace."""
+    calls = script_calls(SCRIPTS / f"{script}.py")
+    user = member.split(":", 1)[1]
+    kinds = manifest_kinds()
+    targets = {"manifests": kinds, "workloads": [k for k in kinds if k in ROLLOUT_KINDS],
+               "lease": ["Lease"]}
+    out = []
+    for sub in sorted(calls.kubectl):
+        target, verbs = KUBECTL[sub]
+        if target == "manifests":
+            verbs = tuple(sorted({*verbs, *(v for flag in calls.kubectl_flags
+                                            for v in KUBECTL_FLAGS[flag])}))
+        for kind in targets[target]:
+            group, resource = KINDS[kind]
+            out += [KubeOperation(user, app, group, resource, verb,
+                                  f"{why}: {script}.py kubectl {sub} ({kind})") for verb in verbs]
+    return out
+
+
+def rbac_allows(graph: Graph, op: KubeOperation) -> bool:
+    """Whether a RoleBinding in op's namespace binds op's user to a Role allowing op."""
+    roles = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r
+             for r in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")}
+    for binding in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"):
+        namespace = binding.inputs["metadata"]["namespace"]
+        if namespace != op.namespace or not any(
+                s["kind"] == "User" and s["name"] == op.user for s in binding.inputs["subjects"]):
+            continue
+        role = roles.get((namespace, binding.inputs["roleRef"]["name"]))
+        for rule in (role.inputs["rules"] if role else []):
+            if op.group in rule["apiGroups"] and op.resource in rule["resources"] and \
+                    (op.verb in rule["verbs"] or "*" in rule["verbs"]):
+                return True
+    return False
