@@ -3,15 +3,18 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# A stamp file, not $(BIN)/python: that is a symlink, and `touch` through it would change the
+# shared interpreter's mtime instead of recording this install.
+VENV_READY := $(VENV)/.requirements-installed
 STACK ?= dev
 
 .PHONY: check bootstrap up preview destroy test lint typecheck bench loop
 
-$(BIN)/python: requirements.txt
+$(VENV_READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	touch $(BIN)/python
+	touch $(VENV_READY)
 
 # Prerequisites of `make up`, checked with the standard library before anything is installed
 # or created: CLIs, logins, state backend, stack, config, GitHub repositories.
@@ -25,32 +28,32 @@ bootstrap:
 # The checks run first; the install and Pulumi only when they pass.
 up:
 	$(PYTHON) tools/preflight.py --for up
-	$(MAKE) --no-print-directory $(BIN)/python
+	$(MAKE) --no-print-directory $(VENV_READY)
 	pulumi up
 
 preview:
 	$(PYTHON) tools/preflight.py --for preview
-	$(MAKE) --no-print-directory $(BIN)/python
+	$(MAKE) --no-print-directory $(VENV_READY)
 	pulumi preview
 
 # Cluster deletion protection off, then `pulumi destroy --exclude-protected` (YES=1: no prompts).
 destroy:
 	$(PYTHON) tools/preflight.py --for destroy
-	$(MAKE) --no-print-directory $(BIN)/python
+	$(MAKE) --no-print-directory $(VENV_READY)
 	$(PYTHON) tools/teardown.py $(if $(YES),--yes)
 
-lint: $(BIN)/python
+lint: $(VENV_READY)
 	$(BIN)/ruff check .
 
 # mypy.ini holds one section per module group; the program's components are checked strictly.
-typecheck: $(BIN)/python
+typecheck: $(VENV_READY)
 	$(BIN)/mypy --config-file mypy.ini components/
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
-bench: $(BIN)/python
+bench: $(VENV_READY)
 	$(BIN)/python benchmarks/env_repo_latency.py
 
-loop: $(BIN)/python
+loop: $(VENV_READY)
 	$(BIN)/python examples/local_loop.py

@@ -29,6 +29,7 @@ OWNER = "acme-platform"
 GOOD_CONFIG = {
     "gcp:project": PROJECT,
     "gcp:region": REGION,
+    "gitops:deployer": "user:operator@acme.example",
     "gitops:githubAppInstallationId": "48151623",
     "gitops:githubTokenSecret": "github-oauth-token",
     "gitops:githubOwner": OWNER,

@@ -139,30 +139,34 @@ class TestPreflight:
         world = ready_world()
         world["stacks"]["dev"]["config"] = {
             "gcp:project": "my-gitops-project", "gcp:region": "europe-west1",
+            "gitops:deployer": "user:you@example.com",
             "gitops:githubAppInstallationId": "12345678", "gitops:githubOwner": "my-org"}
         run, cloud = preflight(tmp_path, world)
         assert run.code == 2
-        assert lines_of(run)["stack config (dev)"] == "FAIL 4 values to fix"
+        assert lines_of(run)["stack config (dev)"] == "FAIL 5 values to fix"
         assert fix_after(run, "stack config (dev)").splitlines() == [
-            "- gitops:githubTokenSecret is missing (needed because gitops:sourceProvider is "
-            "github): pulumi config set gitops:githubTokenSecret github-token",
             "- gcp:project is the example value 'my-gitops-project': pulumi config set "
             "gcp:project <your project id>",
+            "- gitops:deployer is the example value 'user:you@example.com': pulumi config set "
+            "gitops:deployer user:<your email>",
             "- gitops:githubAppInstallationId is the example value '12345678': pulumi config "
             "set gitops:githubAppInstallationId <installation id: the number at the end of "
             "https://github.com/settings/installations/...>",
+            "- gitops:githubTokenSecret is missing (needed because gitops:sourceProvider is "
+            "github): pulumi config set gitops:githubTokenSecret github-token",
             "- gitops:githubOwner is the example value 'my-org': pulumi config set "
             "gitops:githubOwner <GitHub organisation or user owning the repositories>",
         ]
         assert_changed_nothing(cloud)
 
-    def test_csr_needs_only_project_and_region(self, tmp_path: Path) -> None:
+    def test_csr_needs_project_region_and_deployer(self, tmp_path: Path) -> None:
         world = ready_world()
         world["stacks"]["dev"]["config"] = {"gitops:sourceProvider": "csr"}
         run, _ = preflight(tmp_path, world)
         assert fix_after(run, "stack config (dev)").splitlines() == [
             "- gcp:project is missing: pulumi config set gcp:project <your project id>",
-            "- gcp:region is missing: pulumi config set gcp:region europe-west1"]
+            "- gcp:region is missing: pulumi config set gcp:region europe-west1",
+            "- gitops:deployer is missing: pulumi config set gitops:deployer user:<your email>"]
 
     def test_value_the_model_rejects(self, tmp_path: Path) -> None:
         world = ready_world()
@@ -184,8 +188,8 @@ class TestPreflight:
         assert run.code == 2
 
     def test_github_path(self, tmp_path: Path) -> None:
-        world = world_with(secrets=[], git_helper=None,
-                           github_repos={repo_url("gitops-infra"): [], repo_url("hello"): []})
+        world = world_with(secrets=[], github_repos={repo_url("gitops-infra"): [],
+                                                     repo_url("hello"): ["main"]})
         run, cloud = preflight(tmp_path, world)
         status = lines_of(run)
         assert status["GitHub token secret"].startswith(
@@ -194,27 +198,47 @@ class TestPreflight:
         assert fix_after(run, "GitHub token secret") == (
             f'fix: printf %s "$GITHUB_TOKEN" | gcloud secrets create github-oauth-token '
             f"--data-file=- --project={PROJECT}  (token scopes: docs/quickstart.md)")
-        assert status["git credentials for GitHub"] == \
-            "FAIL no token and no credential helper for github.com"
-        assert "export GITOPS_GIT_TOKEN=" in fix_after(run, "git credentials for GitHub")
         assert status["GitHub env repo"].startswith(
             "FAIL acme-platform/gitops-env not reachable: remote: Repository not found.")
         assert "create https://github.com/acme-platform/gitops-env" in fix_after(
             run, "GitHub env repo")
+        assert status["GitHub app repo (hello)"] == "ok acme-platform/hello answers"
         assert status["infra repo content"] == "ok empty for now"
         assert "push this project (with your Pulumi.<stack>.yaml)" in fix_after(
             run, "infra repo content")
         assert run.code == 2
         assert_changed_nothing(cloud)
 
+    def test_private_repositories_without_credentials(self, tmp_path: Path) -> None:
+        """Without git credentials a private repository answers like a missing one: it is
+        reported as not verified, not as missing, and does not block `make up`."""
+        run, _ = preflight(tmp_path, world_with(git_helper=None, github_repos={}))
+        assert run.code == 0, run.stdout
+        assert lines_of(run)["GitHub env repo"] == (
+            "ok acme-platform/gitops-env: not verified (no git credentials for github.com "
+            "here; set GITOPS_GIT_TOKEN to check private repositories)")
+        assert fix_after(run, "GitHub env repo").startswith(
+            "note: make sure it exists: create https://github.com/acme-platform/gitops-env")
+
     def test_token_is_used_and_never_printed(self, tmp_path: Path) -> None:
         token = "ghp_0123456789abcdefTOKENTOKEN"
         run, cloud = preflight(tmp_path, world_with(git_helper=None),
                                env={"GITOPS_GIT_TOKEN": token})
         assert run.code == 0, run.stdout
-        assert lines_of(run)["git credentials for GitHub"] == "ok GITOPS_GIT_TOKEN is set"
+        assert lines_of(run)["GitHub env repo"] == "ok acme-platform/gitops-env answers"
         assert token not in run.stdout + run.stderr
         assert all(token not in " ".join(call) for call in cloud.calls())
+
+    def test_deployer_must_be_who_runs_up(self, tmp_path: Path) -> None:
+        world = ready_world()
+        world["stacks"]["dev"]["config"]["gitops:deployer"] = "user:former-admin@acme.example"
+        run, _ = preflight(tmp_path, world)
+        assert run.code == 2
+        assert lines_of(run)["deployer"] == (
+            "FAIL gitops:deployer is user:former-admin@acme.example but gcloud is logged in as "
+            "operator@acme.example: the grants `pulumi up` relies on go to the deployer")
+        assert fix_after(run, "deployer").startswith(
+            "fix: pulumi config set gitops:deployer user:operator@acme.example")
 
     def test_for_destroy_needs_no_config(self, tmp_path: Path) -> None:
         world = ready_world()
@@ -454,7 +478,8 @@ class TestExamplesAreRefused:
         for source in self.SOURCES:
             text = (root / source).read_text()
             for key, value in re.findall(r"pulumi config set ([\w:]+) ([^\s`'\")]+)", text):
-                shown.add((key, value))
+                if "$(" not in value:  # computed from the user's own login, not an example
+                    shown.add((key, value))
             for key, value in re.findall(r"^\s*([\w]+:[\w]+): \"?([^\s\"#]+)", text,
                                          re.MULTILINE):
                 shown.add((key, value))
@@ -473,12 +498,11 @@ class TestExamplesAreRefused:
 def make(cloud: FakeCloud, tmp_path: Path, target: str) -> Run:
     """`make TARGET` with the fakes as the only CLIs and a ready virtualenv stand-in, so the
     real install is never run from a test."""
-    venv_bin = tmp_path / "venv-bin"
-    venv_bin.mkdir()
-    (venv_bin / "python").write_text("")  # newer than requirements.txt: nothing to install
+    ready = tmp_path / "venv-ready"
+    ready.write_text("")  # newer than requirements.txt: nothing to install
     proc = subprocess.run(["/usr/bin/env", "make", "--no-print-directory", "-C",
                            str(Path(__file__).resolve().parent.parent), target,
-                           f"PYTHON={sys.executable}", f"BIN={venv_bin}"],
+                           f"PYTHON={sys.executable}", f"VENV_READY={ready}"],
                           capture_output=True, text=True, check=False,
                           env={**cloud.environment(), "PATH": f"{cloud.bin}:/usr/bin:/bin"})
     return Run(proc.returncode, proc.stdout, proc.stderr)
@@ -505,6 +529,6 @@ class TestMakeTargets:
     def test_the_check_is_the_first_step(self, target: str, purpose: str) -> None:
         root = Path(__file__).resolve().parent.parent
         dry = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(root), target,
-                              "PYTHON=python3", "BIN=/nonexistent"],
+                              "PYTHON=python3", "VENV_READY=/nonexistent"],
                              capture_output=True, text=True, check=False)
         assert dry.stdout.splitlines()[0] == f"python3 tools/preflight.py --for {purpose}"

@@ -52,7 +52,7 @@ EXAMPLE_VALUES: dict[str, frozenset[str]] = {
                               "PROJECT", "$PROJECT"}),
     "gitops:githubAppInstallationId": frozenset({"12345678", "1234567", "0"}),
     "gitops:githubOwner": frozenset({"my-org", "OWNER", "$OWNER"}),
-    "gitops:deployer": frozenset({"user:you@example.com"}),
+    "gitops:deployer": frozenset({"user:you@example.com", "user:YOU@EXAMPLE.COM"}),
 }
 # What to put in `pulumi config set KEY ...` when a required key is missing.
 FIX_VALUE: dict[str, str] = {
@@ -84,6 +84,7 @@ class Findings:
     pulumi: bool = False
     gcloud: bool = False
     logged_in: bool = False
+    account: str = ""  # the active gcloud account
     stack: str | None = None
     backend_url: str | None = None
     config: dict[str, str] | None = None
@@ -154,6 +155,7 @@ def check_gcloud(found: Findings) -> None:
         return
     found.gcloud = True
     account = accounts.stdout.strip().splitlines()[0] if accounts.stdout.strip() else ""
+    found.account = account
     found.add("gcloud login", accounts.ok and bool(account),
               f"active account {account}" if account else "no active gcloud account",
               "gcloud auth login")
@@ -248,18 +250,21 @@ def config_problems(values: Mapping[str, str], secret_keys: frozenset[str] = fro
     """Every problem of the stack config (one line each), and the parsed model when none."""
     from components.config import ConfigError, parse_config
 
-    problems = []
+    from components.config import SETTINGS
+
+    found: dict[str, str] = {}
     for key, why in required_keys(values):
         if key not in values and key not in secret_keys:
             because = f" (needed because {why})" if why else ""
-            problems.append(f"{key} is missing{because}: "
-                            f"pulumi config set {key} {FIX_VALUE.get(key, '<value>')}")
+            found[key] = (f"{key} is missing{because}: "
+                          f"pulumi config set {key} {FIX_VALUE.get(key, '<value>')}")
     for key, examples in EXAMPLE_VALUES.items():
         if values.get(key) in examples:
-            problems.append(f"{key} is the example value {values[key]!r}: "
-                            f"pulumi config set {key} {FIX_VALUE.get(key, '<your value>')}")
-    if problems:
-        return problems, None
+            found[key] = (f"{key} is the example value {values[key]!r}: "
+                          f"pulumi config set {key} {FIX_VALUE.get(key, '<your value>')}")
+    if found:
+        order = [setting.key for setting in SETTINGS]  # the order of the docs and Pulumi.yaml
+        return [found[key] for key in sorted(found, key=order.index)], None
     try:
         return [], parse_config(values)
     except ConfigError as error:
@@ -318,9 +323,44 @@ def git_env() -> dict[str, str]:
     return env
 
 
+def check_deployer(found: Findings) -> None:
+    """gitops:deployer gets the actAs grants and, with GitHub, the connection's token that
+    creates the env branches: it must be who runs `pulumi up`."""
+    cfg = found.stack_config
+    if cfg is None or not found.account:
+        return
+    kind = "serviceAccount" if found.account.endswith(".gserviceaccount.com") else "user"
+    you = f"{kind}:{found.account}"
+    if cfg.deployer.startswith("group:"):
+        found.add("deployer", True, f"{cfg.deployer} (a group: make sure {found.account} is in "
+                  "it)")
+        return
+    found.add("deployer", cfg.deployer == you,
+              f"gitops:deployer is {cfg.deployer}, you" if cfg.deployer == you
+              else f"gitops:deployer is {cfg.deployer} but gcloud is logged in as "
+                   f"{found.account}: the grants `pulumi up` relies on go to the deployer",
+              f"pulumi config set gitops:deployer {you}  (or log in as the deployer: "
+              "gcloud auth login && gcloud auth application-default login)")
+
+
+def git_env() -> dict[str, str]:
+    """What git needs to talk to GitHub without prompting, with the token as a header."""
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        user = os.environ.get(TOKEN_USER_ENV, "x-access-token")
+        basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+        count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+        env.update({f"GIT_CONFIG_KEY_{count}": "http.extraHeader",
+                    f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}",
+                    "GIT_CONFIG_COUNT": str(count + 1)})
+    return env
+
+
 def check_github(found: Findings) -> None:
-    """What the GitHub path needs at `pulumi up`: the token secret, and repositories git can
-    reach with the credentials that create the env repo's branches."""
+    """What the GitHub path needs at `pulumi up`: the token secret the connection is created
+    with, and the repositories it links (the env repo's branches are then created with the
+    connection's own token, so the operator needs no GitHub credential for that)."""
     cfg = found.stack_config
     if cfg is None or not cfg.github:
         return
@@ -333,27 +373,27 @@ def check_github(found: Findings) -> None:
                   else f"secret {secret} not readable: {described.first_error_line()}",
                   f'printf %s "$GITHUB_TOKEN" | gcloud secrets create {secret} '
                   f"--data-file=- --project={cfg.project}  (token scopes: docs/quickstart.md)")
-    env_url = cfg.repo_url(cfg.env_repo)
-    helper = run(["git", "config", "--get-urlmatch", "credential.helper", env_url])
-    has_token = bool(os.environ.get(TOKEN_ENV))
-    found.add("git credentials for GitHub", has_token or bool(helper.stdout.strip()),
-              f"{TOKEN_ENV} is set" if has_token else
-              f"credential helper {helper.stdout.strip()}" if helper.stdout.strip()
-              else "no token and no credential helper for github.com",
-              f"`make up` creates the env repo's branches with your git credentials: export "
-              f"{TOKEN_ENV}=<token with push access to {cfg.github_owner}/{cfg.env_repo}> "
-              "or run `gh auth setup-git`")
+    helper = run(["git", "config", "--get-urlmatch", "credential.helper",
+                  cfg.repo_url(cfg.env_repo)])
+    can_read_private = bool(os.environ.get(TOKEN_ENV)) or bool(helper.stdout.strip())
     repos = {"env repo": cfg.env_repo, "infra repo": cfg.infra_repo,
              **{f"app repo ({app.name})": app.repo for app in cfg.apps}}
     for label, repo in repos.items():
         url = cfg.repo_url(repo)
         listed = run(["git", "ls-remote", "--heads", url], env=git_env(), timeout=60)
+        create = (f"create https://github.com/{cfg.github_owner}/{repo} (the program links "
+                  "repositories, it does not create them; the env repo may be empty) and give "
+                  "the Cloud Build GitHub App access to it")
+        if not listed.ok and not can_read_private:
+            # A private repository answers like a missing one without credentials.
+            found.add(f"GitHub {label}", True, f"{cfg.github_owner}/{repo}: not verified (no "
+                      f"git credentials for github.com here; set {TOKEN_ENV} to check private "
+                      "repositories)", f"note: make sure it exists: {create}")
+            continue
         found.add(f"GitHub {label}", listed.ok,
                   f"{cfg.github_owner}/{repo} answers" if listed.ok
                   else f"{cfg.github_owner}/{repo} not reachable: {listed.first_error_line()}",
-                  f"create https://github.com/{cfg.github_owner}/{repo} (the program links "
-                  "repositories, it does not create them; the env repo may be empty) and give "
-                  "the Cloud Build GitHub App and your git credentials access to it")
+                  create)
         if label == "infra repo" and listed.ok and not listed.stdout.strip():
             found.checks.append(Check(
                 "infra repo content", True, "empty for now",
@@ -363,7 +403,8 @@ def check_github(found: Findings) -> None:
 
 PLANS: dict[str, list[Callable[[Findings], None]]] = {
     "up": [check_python, check_pulumi_cli, check_gcloud, check_auth_plugin, check_git,
-           check_backend, check_stack, check_config, check_backend_matches, check_github],
+           check_backend, check_stack, check_config, check_backend_matches, check_deployer,
+           check_github],
     "preview": [check_python, check_pulumi_cli, check_gcloud, check_auth_plugin, check_backend,
                 check_stack, check_config, check_backend_matches],
     "destroy": [check_pulumi_cli, check_gcloud, check_auth_plugin, check_backend, check_stack],
