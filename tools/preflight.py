@@ -248,9 +248,7 @@ def required_keys(values: Mapping[str, str]) -> list[tuple[str, str]]:
 def config_problems(values: Mapping[str, str], secret_keys: frozenset[str] = frozenset()
                     ) -> tuple[list[str], Any]:
     """Every problem of the stack config (one line each), and the parsed model when none."""
-    from components.config import ConfigError, parse_config
-
-    from components.config import SETTINGS
+    from components.config import SETTINGS, ConfigError, parse_config
 
     found: dict[str, str] = {}
     for key, why in required_keys(values):
@@ -341,20 +339,6 @@ def check_deployer(found: Findings) -> None:
                    f"{found.account}: the grants `pulumi up` relies on go to the deployer",
               f"pulumi config set gitops:deployer {you}  (or log in as the deployer: "
               "gcloud auth login && gcloud auth application-default login)")
-
-
-def git_env() -> dict[str, str]:
-    """What git needs to talk to GitHub without prompting, with the token as a header."""
-    env = {"GIT_TERMINAL_PROMPT": "0"}
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        user = os.environ.get(TOKEN_USER_ENV, "x-access-token")
-        basic = base64.b64encode(f"{user}:{token}".encode()).decode()
-        count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
-        env.update({f"GIT_CONFIG_KEY_{count}": "http.extraHeader",
-                    f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}",
-                    "GIT_CONFIG_COUNT": str(count + 1)})
-    return env
 
 
 def check_github(found: Findings) -> None:
