@@ -532,3 +532,30 @@ class TestMakeTargets:
                               "PYTHON=python3", "VENV_READY=/nonexistent"],
                              capture_output=True, text=True, check=False)
         assert dry.stdout.splitlines()[0] == f"python3 tools/preflight.py --for {purpose}"
+
+
+class TestToolsUseRealCommands:
+    """What the setup tools run, and the commands they print for the operator, exist with
+    those flags (the CLI reference the docs test uses)."""
+
+    def test_calls_and_printed_commands(self, tmp_path: Path) -> None:
+        from doc_commands import against_reference, commands_of
+
+        first = FakeCloud(tmp_path / "bootstrap", fresh_project())
+        assert first.run("bootstrap", *BOOTSTRAP).code == 0
+        ready = FakeCloud(tmp_path / "preflight", ready_world())
+        assert ready.run("preflight").code == 0
+        down = FakeCloud(tmp_path / "teardown", destroy_world(protection=True))
+        teardown = down.run("teardown", "--yes")
+        assert teardown.code == 0
+        calls = [c for cloud in (first, ready, down) for c in cloud.calls()
+                 if c[0] in ("gcloud", "pulumi")]
+        printed = [m.group(1) for line in teardown.stdout.splitlines()
+                   for m in re.finditer(r"\b((?:gcloud|pulumi) [^`;&]+?)(?=$|`| && |;| \()",
+                                        line)]
+        assert len(printed) >= 5, printed
+        commands = [tuple(call) for call in calls] + [
+            c.words for text in printed for c in commands_of(text, "teardown output")]
+        problems = [f"{' '.join(words)}: {problem}" for words in commands
+                    for problem in against_reference(words[0], words)]
+        assert not problems, "\n".join(problems)
