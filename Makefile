@@ -31,10 +31,14 @@ up:
 	$(MAKE) --no-print-directory $(VENV_READY)
 	pulumi up
 
+# As the preview build does it: the checks, then refuse a stack file that cannot be previewed
+# truthfully (the committed example, placeholders, no usable secrets provider), then preview
+# with the policies.
 preview:
 	$(PYTHON) tools/preflight.py --for preview
 	$(MAKE) --no-print-directory $(VENV_READY)
-	pulumi preview
+	$(BIN)/python -m components.stack_file --stack "$$(pulumi stack --show-name)"
+	pulumi preview --policy-pack policy --diff
 
 # Cluster deletion protection off, then `pulumi destroy --exclude-protected` (YES=1: no prompts).
 destroy:

@@ -10,7 +10,8 @@ Design decisions:
 - Nested arguments use pulumi-gcp's typed `...Args` classes: a misspelled key fails at once
   (and in mypy), where a dict would be sent to Google as it is.
 - The kubeconfig authenticates with `gke-gcloud-auth-plugin`, which must be on PATH wherever it
-  is used (the machine running Pulumi and the steps image).
+  is used (the machine running Pulumi and the steps image), with the application-default
+  credentials, like the Google provider: the Kubernetes calls run as the same identity.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ users:
     exec:
       apiVersion: client.authentication.k8s.io/v1beta1
       command: gke-gcloud-auth-plugin
+      # The identity Pulumi's Google provider uses (and gitops:deployer names), not gcloud's CLI
+      # account: one identity for every call `pulumi up` makes.
+      args:
+      - --use_application_default_credentials
       installHint: Install gke-gcloud-auth-plugin (gcloud components install
         gke-gcloud-auth-plugin) and put it on PATH.
       provideClusterInfo: true

@@ -12,19 +12,23 @@ How it authenticates, with no credential of the operator's own:
   the program, and the command waits for that grant to propagate.
 - CSR: through gcloud's credential helper; the deployer holds `roles/source.writer` on the env
   repo.
+
+The command holds no path of this checkout: it runs from the project folder (it checks) with the
+project's virtualenv (`.venv`, as Pulumi.yaml names it), so a preview or an `up` from another
+clone sees no change.
 """
 
 from __future__ import annotations
 
 import shlex
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_command as command
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "init_branches.py"
+# Relative to the project folder, where Pulumi runs local commands.
+PYTHON = ".venv/bin/python"
+SCRIPT = "scripts/init_branches.py"
 TOKEN_REPOSITORY_ENV = "GITOPS_GIT_TOKEN_REPOSITORY"  # read by the scripts (gitenv)
 CSR_CREDENTIALS = {
     "GIT_CONFIG_COUNT": "1",
@@ -57,11 +61,17 @@ class EnvBranches(pulumi.ComponentResource):
             environment = dict(CSR_CREDENTIALS)
         self.command = command.local.Command(
             "init-env-branches",
-            create=pulumi.Output.from_input(args.env_repo_url).apply(
-                lambda url: f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))} "
-                            f"--repo {shlex.quote(url)}"),
+            create=pulumi.Output.from_input(args.env_repo_url).apply(init_command),
             environment=environment,
             triggers=[args.env_repo_url],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
         self.register_outputs({"result": self.command.stdout})
+
+
+def init_command(url: str) -> str:
+    return "\n".join([
+        f'[ -f Pulumi.yaml ] && [ -x {PYTHON} ] || {{ echo "error: run pulumi from the project '
+        f'folder, with its virtualenv {PYTHON} (make up creates it), not $(pwd)" >&2; exit 2; }}',
+        f"{PYTHON} {SCRIPT} --repo {shlex.quote(url)}",
+    ])

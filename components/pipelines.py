@@ -2,8 +2,9 @@
 
 The delivery pipeline is inlined into its trigger (it runs on the env repo, which holds no build
 config), so it is read here and converted from the Cloud Build YAML field names to the
-provider's argument names. The steps image is tagged by the content hash of what goes into it,
-so a trigger always names exactly the scripts it runs.
+provider's argument names. The steps and preview images are tagged by the content hash of what
+goes into them (the scripts folder, its Dockerfile with every version pinned, and the build
+config that builds them), so a trigger always names exactly the scripts and tools it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "pipelines"
 SCRIPTS = ROOT / "scripts"
 STEPS_IMAGE_NAME = "gitops-steps"
+PREVIEW_IMAGE_NAME = "gitops-preview"
+IMAGES_BUILD = PIPELINES / "steps-image.yaml"
 
 # Cloud Build YAML (camelCase) -> pulumi-gcp trigger build arguments (snake_case).
 STEP_FIELDS = {"name": "name", "args": "args", "entrypoint": "entrypoint", "env": "envs",
@@ -61,9 +64,10 @@ def steps_image_files() -> list[Path]:
 
 
 def steps_image_tag() -> str:
-    """Content hash of everything that goes into the steps image (names and bytes)."""
+    """Content hash of everything that makes the images: names (relative) and bytes."""
     digest = hashlib.sha256()
     for path in steps_image_files():
         digest.update(path.relative_to(SCRIPTS).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
+    digest.update(b"build-config\0" + IMAGES_BUILD.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

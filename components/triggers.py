@@ -6,7 +6,16 @@ Design decisions:
 - GitHub (2nd-gen) triggers are regional, in the connection's region, and report build status
   with logs to GitHub (`include_build_logs`, valid on GitHub triggers only).
 - The delivery trigger of an app fires only for pushes to `candidate` that touch
-  `apps/<app>/**`; its build is the inlined `pipelines/delivery.yaml`.
+  `apps/<app>/**`; its build is the inlined `pipelines/delivery.yaml`, with the rollout timeout,
+  the Lease wait and the build timeout derived from one setting (`DeliveryTiming`).
+- The preview build runs the pull request's code as the preview identity, which can read and
+  decrypt the stack's state. On GitHub a pull request from someone without write access (a fork)
+  runs only after a maintainer comments `/gcbrun` (`comment_control`); CSR has no pull requests
+  and no forks: only people who may push to the infra repo start previews.
+- The preview runs in the preview image (the steps image plus the Pulumi CLI), which has the
+  gke-gcloud-auth-plugin and gcloud that the program's kubeconfig executes. With Pulumi Cloud it
+  names the stack fully (`org/project/stack`): a bare name would resolve in the access token's
+  default organisation.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
   for a short-lived token at run time (`_ENV_REPO_LINK` names the linked repository).
 """
@@ -21,11 +30,14 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components import pipelines
-from components.config import StackConfig
+from components.config import ConfigError, StackConfig
+from components.delivery_timing import DeliveryTiming
 from components.repositories import RepoRef
 from components.state_access import StateAccess
 
 BUILD_LOGS_ON_GITHUB = "INCLUDE_BUILD_LOGS_WITH_STATUS"
+# Pull requests by repository writers run at once; anyone else's wait for a writer's /gcbrun.
+FORK_PULL_REQUESTS_NEED_COMMENT = "COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY"
 APP_PIPELINE = "cloudbuild.yaml"
 
 
@@ -33,12 +45,15 @@ APP_PIPELINE = "cloudbuild.yaml"
 class DeliveryTriggersArgs:
     config: StackConfig
     stack: str
+    organization: str  # the Pulumi organization of the stack (Pulumi Cloud)
+    pulumi_project: str
     app_repos: dict[str, RepoRef]
     env_repo: RepoRef
     infra_repo: RepoRef
     service_accounts: dict[str, pulumi.Input[str]]  # build kind -> account resource name
     registry_url: pulumi.Input[str]
     steps_image: pulumi.Input[str]
+    preview_image: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
     cluster_location: pulumi.Input[str]
     api_dependencies: list[pulumi.Resource]
@@ -55,8 +70,13 @@ class DeliveryTriggers(pulumi.ComponentResource):
         self.ci: dict[str, gcp.cloudbuild.Trigger] = {}
         self.delivery: dict[str, gcp.cloudbuild.Trigger] = {}
         env_link: pulumi.Input[str] = (args.env_repo.link or "") if cfg.github else ""
+        try:
+            timing = DeliveryTiming.from_setting(cfg.rollout_timeout)
+        except ConfigError as error:
+            raise pulumi.RunError(str(error)) from None
         delivery_build = cast(gcp.cloudbuild.TriggerBuildArgsDict,
-                              pipelines.trigger_build(pipelines.load("delivery.yaml")))
+                              {**pipelines.trigger_build(pipelines.load("delivery.yaml")),
+                               "timeout": f"{timing.build_timeout}s"})
 
         for app, repo in args.app_repos.items():
             self.ci[app] = self._trigger(
@@ -83,7 +103,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
                     "_ENV_REPO_LINK": env_link,
                     "_CLUSTER": args.cluster_name,
                     "_CLUSTER_LOCATION": args.cluster_location,
-                    "_ROLLOUT_TIMEOUT": cfg.rollout_timeout,
+                    **timing.substitutions(),
                     "_STEPS_IMAGE": args.steps_image,
                 },
             )
@@ -92,13 +112,20 @@ class DeliveryTriggers(pulumi.ComponentResource):
             "preview", args.infra_repo, "preview", branch="^main$", review=True,
             description="Infra change review: tests, pulumi preview and the policy pack",
             filename=StateAccess.pipeline(cfg),
-            substitutions=StateAccess.substitutions(cfg, args.stack),
+            substitutions={**StateAccess.substitutions(cfg, self.preview_stack()),
+                           "_PREVIEW_IMAGE": args.preview_image},
         )
         self.register_outputs({
             "ci": {app: t.trigger_id for app, t in self.ci.items()},
             "delivery": {app: t.trigger_id for app, t in self.delivery.items()},
             "preview": self.preview.trigger_id,
         })
+
+    def preview_stack(self) -> str:
+        """The stack as `pulumi preview --stack` must name it for the configured backend."""
+        if self.args.config.pulumi_cloud:
+            return f"{self.args.organization}/{self.args.pulumi_project}/{self.args.stack}"
+        return self.args.stack
 
     def _trigger(self, name: str, repo: RepoRef, kind: str, branch: str, description: str,
                  substitutions: Mapping[str, pulumi.Input[str]], filename: str | None = None,
@@ -109,8 +136,9 @@ class DeliveryTriggers(pulumi.ComponentResource):
         cfg = self.args.config
         source: dict = {}
         if cfg.github:
-            event = {"pull_request": {"branch": branch}} if review else \
-                {"push": {"branch": branch}}
+            event = {"pull_request": {"branch": branch,
+                                      "comment_control": FORK_PULL_REQUESTS_NEED_COMMENT}} \
+                if review else {"push": {"branch": branch}}
             source["repository_event_config"] = {"repository": repo.link, **event}
             source["include_build_logs"] = BUILD_LOGS_ON_GITHUB
         else:

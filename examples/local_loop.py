@@ -34,6 +34,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from components.delivery_timing import DeliveryTiming  # noqa: E402 - needs ROOT on sys.path
+
 APP_DIR = ROOT / "examples" / "hello-app"
 SCRIPTS = ROOT / "scripts"
 APP = "hello"
@@ -179,7 +182,8 @@ def main() -> int:
                "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local"}
     delivery = {"_APP": APP, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
                 "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
-                "_ROLLOUT_TIMEOUT": "300s", "_STEPS_IMAGE": trigger["_STEPS_IMAGE"]}
+                **DeliveryTiming.from_setting("300s").substitutions(),
+                "_STEPS_IMAGE": trigger["_STEPS_IMAGE"]}
 
     candidates = []
     for release in (1, 2):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -504,19 +505,22 @@ def deployer_commands(graph: Graph, config: Any) -> list[Operation]:
     ops: list[Operation] = []
     for command in graph.of_type("command:local:Command"):
         create = command.inputs["create"]
-        if create.startswith("gcloud builds submit"):
-            account = re.search(r"--service-account=(\S+)", create)[1]  # type: ignore[index]
+        submit = next((line for line in create.splitlines() if "gcloud builds submit" in line),
+                      None)
+        if submit is not None:
+            # The command is a shell script; its submit line quotes each option as one word.
+            words = shlex.split(submit[submit.index("gcloud builds submit"):].rstrip(")"))
+            options = dict(w[2:].split("=", 1) for w in words if w.startswith("--") and "=" in w)
+            account = options["service-account"]
             member = member_of_account(account)
             ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs", account,
                                  f"{command.name}: gcloud builds submit as {member}"))
-            bucket = re.search(r"--gcs-source-staging-dir=gs://([^/\s]+)", create)[1]  # type: ignore[index]
+            bucket = options["gcs-source-staging-dir"].removeprefix("gs://").split("/", 1)[0]
             ops.append(Operation(member, "storage.objects.get", f"buckets/{bucket}",
                                  f"{command.name}: the build reads its staged source"))
-            config_file = re.search(r"--config=(\S+)", create)[1]  # type: ignore[index]
-            subs = dict(s.split("=", 1) for s in
-                        re.search(r"--substitutions=(\S+)", create)[1].split(","))  # type: ignore[index]
+            subs = dict(s.split("=", 1) for s in options["substitutions"].split(","))
             subs["PROJECT_ID"] = config.project
-            build = yaml.safe_load((ROOT / config_file).read_text())
+            build = yaml.safe_load((ROOT / options["config"]).read_text())
             ops += build_operations(member, build, subs, command.name, config)[0]
         elif "init_branches.py" in create:
             env = command.inputs.get("environment") or {}

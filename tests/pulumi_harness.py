@@ -229,7 +229,7 @@ def run_program(config: dict[str, Any], stack: str = "dev", graph: Graph | None 
     def in_fresh_context() -> None:
         mocks = RecordingMocks(str(config.get("gcp:project", "unset")), graph, caller)
         pulumi.runtime.set_mocks(mocks, project="gitops", stack=stack, preview=False,
-                                 monitor=RecordingMonitor(mocks))
+                                 organization="acme", monitor=RecordingMonitor(mocks))
         pulumi.runtime.set_all_config({
             k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
         program()

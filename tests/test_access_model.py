@@ -85,10 +85,10 @@ class TestDerivation:
             ("user:platform-admin@acme.example", "iam.serviceAccounts.actAs",
              f"projects/acme-delivery/serviceAccounts/{EMAIL.format('gitops-delivery')}"),
             (CI, "storage.objects.get", "buckets/acme-delivery-gitops-build-sources"),
+            # The preview runs in the project's preview image (gcloud, auth plugin, Pulumi CLI).
+            (PREVIEW, "artifactregistry.repositories.downloadArtifacts", STEPS_REPO),
         ]:
             assert expected in found, expected
-        assert not [op for op in derived.operations if op.member == PREVIEW and
-                    op.permission.startswith("artifactregistry.")]  # public step images
 
     def test_csr_operations(self) -> None:
         derived = operations(program_graph("csr"), config_of("csr"))
@@ -123,8 +123,9 @@ class TestDerivation:
     def test_delivery_kubectl_verbs_cover_every_kind_of_the_app(self) -> None:
         derived = operations(program_graph("github"), config_of("github"))
         found = {(k.resource, k.verb) for k in derived.kube}
-        assert {k for k in manifest_kinds()} == {"Deployment", "Service"}
+        assert set(manifest_kinds()) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
         for needed in [("deployments", "patch"), ("deployments", "create"),
+                       ("horizontalpodautoscalers", "patch"),
                        ("deployments", "watch"), ("services", "patch"), ("leases", "create"),
                        ("leases", "update"), ("leases", "delete"), ("leases", "get")]:
             assert needed in found, needed

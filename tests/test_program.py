@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -241,6 +243,17 @@ class TestRealCloudConstraints:
         assert user["command"] == "gke-gcloud-auth-plugin"
         assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://34.78.120.15"
 
+    def test_kubeconfig_uses_the_providers_identity(self, graph: Graph) -> None:
+        """The plugin runs with the application-default credentials, as Pulumi's Google
+        provider does, so the act-as and RBAC grants to gitops:deployer are the ones used."""
+        kubeconfig = yaml.safe_load(graph.outputs["kubeconfig"])
+        args = kubeconfig["users"][0]["user"]["exec"]["args"]
+        assert args == ["--use_application_default_credentials"]
+        # The installed plugin knows the flag (it is on this machine, as on the operator's).
+        usage = subprocess.run(["gke-gcloud-auth-plugin", "--help"], capture_output=True,
+                               text=True, check=False)
+        assert "--use_application_default_credentials" in usage.stdout + usage.stderr
+
 
 class TestLeastPrivilege:
     """No default accounts, no broad roles, grants on the narrowest resource."""
@@ -367,7 +380,8 @@ class TestRepositories:
         assert ci_shop.inputs["repositoryEventConfig"] == {
             "repository": shop_link.id, "push": {"branch": "^main$"}}
         preview = three_apps.named("preview")
-        assert preview.inputs["repositoryEventConfig"]["pullRequest"] == {"branch": "^main$"}
+        assert preview.inputs["repositoryEventConfig"]["pullRequest"] == {
+            "branch": "^main$", "commentControl": "COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY"}
 
     def test_csr_repositories_and_triggers(self, csr: Graph) -> None:
         repos = sorted(r.inputs["name"] for r in csr.of_type(CSR_REPO))
@@ -421,12 +435,16 @@ class TestStepsImage:
         assert image == f"europe-west1-docker.pkg.dev/acme-delivery/apps/gitops-steps:" \
                         f"{steps_image_tag()}"
         assert build.inputs["triggers"] == [steps_image_tag()]
-        assert build.inputs["create"].split() == [
+        submit = next(line for line in build.inputs["create"].splitlines()
+                      if "builds submit" in line)
+        preview_image = image.replace("/gitops-steps:", "/gitops-preview:")
+        assert shlex.split(submit.removeprefix("build=$(").removesuffix(")")) == [
             "gcloud", "builds", "submit", "scripts", "--config=pipelines/steps-image.yaml",
-            f"--substitutions=_IMAGE={image}", "--project=acme-delivery",
-            "--region=europe-west1",
+            f"--substitutions=_IMAGE={image},_PREVIEW_IMAGE={preview_image}",
+            "--project=acme-delivery", "--region=europe-west1",
             f"--service-account=projects/acme-delivery/serviceAccounts/{emails['ci-builds']}",
-            f"--gcs-source-staging-dir=gs://{bucket.inputs['name']}/source"]
+            f"--gcs-source-staging-dir=gs://{bucket.inputs['name']}/source",
+            "--async", "--format=value(id)"]
         reader = graph.named("builder-reads-sources")
         assert (reader.inputs["bucket"], reader.inputs["role"], reader.inputs["member"]) == (
             bucket.inputs["name"], "roles/storage.objectViewer",
@@ -462,7 +480,9 @@ class TestStateAccess:
         trigger = github.named("preview")
         assert trigger.inputs["filename"] == "pipelines/preview.yaml"
         assert trigger.inputs["substitutions"] == {
-            "_STACK": "dev", "_STATE_BACKEND": "gs://acme-delivery-pulumi-state"}
+            "_STACK": "dev", "_STATE_BACKEND": "gs://acme-delivery-pulumi-state",
+            "_PREVIEW_IMAGE": github.outputs["steps_image"].replace("/gitops-steps:",
+                                                                    "/gitops-preview:")}
 
     def test_pulumi_cloud_token_from_secret_manager(self) -> None:
         graph = program_graph("pulumi-cloud")
