@@ -85,7 +85,7 @@ def validated(args: argparse.Namespace) -> Plan:
         return value
 
     project = full(PROJECT_ID, args.project or "", "--project (PROJECT)", "acme-gitops-prod")
-    if project in EXAMPLE_VALUES["gcp:project"]:
+    if project in EXAMPLE_VALUES:
         raise BadInput(f"--project {project!r} is the example from the docs: use your own "
                        "project id (gcloud projects list)")
     return Plan(

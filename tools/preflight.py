@@ -46,14 +46,15 @@ TOKEN_ENV = "GITOPS_GIT_TOKEN"
 TOKEN_USER_ENV = "GITOPS_GIT_USERNAME"
 
 # Values that appear as examples in Pulumi.dev.yaml, README.md, docs/ and the config model's own
-# messages. Copied verbatim they point at someone else's project or installation: refuse them.
-EXAMPLE_VALUES: dict[str, frozenset[str]] = {
-    "gcp:project": frozenset({"my-gitops-project", "my-project-id", "my-project", "MY_PROJECT",
-                              "PROJECT", "$PROJECT"}),
-    "gitops:githubAppInstallationId": frozenset({"12345678", "1234567", "0"}),
-    "gitops:githubOwner": frozenset({"my-org", "OWNER", "$OWNER"}),
-    "gitops:deployer": frozenset({"user:you@example.com", "user:YOU@EXAMPLE.COM"}),
-}
+# messages (and every value the preview build's stack-file check refuses, which a test keeps
+# included). Copied verbatim they point at someone else's project or installation: a config
+# value holding one of them as a word (split at / : , and spaces) is refused.
+EXAMPLE_VALUES = frozenset({
+    "my-gitops-project", "my-project-id", "my-project", "MY_PROJECT", "PROJECT", "$PROJECT",
+    "REGION", "12345678", "1234567", "my-org", "OWNER", "$OWNER", "you@example.com",
+    "YOU@EXAMPLE.COM",
+})
+WORD = re.compile(r"[^/:,\s]+")
 # What to put in `pulumi config set KEY ...` when a required key is missing.
 FIX_VALUE: dict[str, str] = {
     "gcp:project": "<your project id>",
@@ -256,13 +257,15 @@ def config_problems(values: Mapping[str, str], secret_keys: frozenset[str] = fro
             because = f" (needed because {why})" if why else ""
             found[key] = (f"{key} is missing{because}: "
                           f"pulumi config set {key} {FIX_VALUE.get(key, '<value>')}")
-    for key, examples in EXAMPLE_VALUES.items():
-        if values.get(key) in examples:
-            found[key] = (f"{key} is the example value {values[key]!r}: "
+    for key, value in values.items():
+        if any(word in EXAMPLE_VALUES for word in WORD.findall(value)):
+            found[key] = (f"{key} is the example value {value!r}: "
                           f"pulumi config set {key} {FIX_VALUE.get(key, '<your value>')}")
     if found:
-        order = [setting.key for setting in SETTINGS]  # the order of the docs and Pulumi.yaml
-        return [found[key] for key in sorted(found, key=order.index)], None
+        # The order of the docs and Pulumi.yaml; keys the model does not know come last.
+        order = [setting.key for setting in SETTINGS]
+        rank = {key: order.index(key) if key in order else len(order) for key in found}
+        return [found[key] for key in sorted(found, key=lambda key: (rank[key], key))], None
     try:
         return [], parse_config(values)
     except ConfigError as error:
