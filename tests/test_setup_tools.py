@@ -372,7 +372,9 @@ class TestBootstrap:
         assert "pass --bucket NAME" in run.stderr
         assert not any(c[1:4] == ["storage", "buckets", "create"] for c in cloud.calls())
 
-    def test_stack_with_another_secrets_provider_is_not_changed(self, tmp_path: Path) -> None:
+    def test_stack_with_another_secrets_provider_is_not_changed(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import bootstrap
         provider = (f"gcpkms://projects/{PROJECT}/locations/{REGION}/keyRings/pulumi/"
                     "cryptoKeys/state")
         world = {**fresh_project(), "services": ["storage.googleapis.com",
@@ -381,13 +383,10 @@ class TestBootstrap:
                  "kms": {f"{REGION}/pulumi": "ok", f"{REGION}/pulumi/state": "ENABLED"},
                  "stacks": {"byo": {"secrets_provider": "passphrase", "config": {},
                                     "resources": []}}}
-        cloud = FakeCloud(tmp_path, world)
-        stack_file = Path(__file__).resolve().parent.parent / "Pulumi.byo.yaml"
-        stack_file.write_text("secretsprovider: passphrase\n")
-        try:
-            run = cloud.run("bootstrap", *BOOTSTRAP, "--stack", "byo")
-        finally:
-            stack_file.unlink()
+        cloud = FakeCloud(tmp_path / "cloud", world)
+        monkeypatch.setattr(bootstrap, "ROOT", tmp_path)  # the stack file is read from there
+        (tmp_path / "Pulumi.byo.yaml").write_text("secretsprovider: passphrase\n")
+        run = cloud.run("bootstrap", *BOOTSTRAP, "--stack", "byo")
         assert run.code == 1
         assert run.stderr.strip() == (
             "error: stack byo exists with secrets provider passphrase; to move it to this key "
