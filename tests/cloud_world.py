@@ -110,7 +110,10 @@ class FakeCloud:
         return Run(code, out.getvalue(), err.getvalue())
 
     def run_script(self, tool: str, *args: str) -> Run:
-        proc = subprocess.run([sys.executable, str(TOOLS / f"{tool}.py"), *args],
+        """`python tools/<tool>.py` as `make` runs it: with the interpreter the virtualenv was
+        made from, without site-packages (-S): only the standard library is importable."""
+        base = getattr(sys, "_base_executable", sys.executable)
+        proc = subprocess.run([base, "-E", "-S", str(TOOLS / f"{tool}.py"), *args],
                               capture_output=True, text=True, env=self.environment(),
                               timeout=60, cwd=self.folder, check=False)
         return Run(proc.returncode, proc.stdout, proc.stderr)

@@ -72,7 +72,7 @@ class TestPreflight:
 
     def test_all_good(self, tmp_path: Path) -> None:
         cloud = FakeCloud(tmp_path, ready_world())
-        run = cloud.run_script("preflight")  # as `make up` runs it
+        run = cloud.run_script("preflight")  # as `make up` runs it, before any install
         assert run.code == 0, run.stdout + run.stderr
         assert "All 15 prerequisites met." in run.stdout
         assert all(status.startswith("ok") for status in lines_of(run).values())
