@@ -49,9 +49,10 @@ destroy:
 lint: $(VENV_READY)
 	$(BIN)/ruff check .
 
-# mypy.ini holds one section per module group; the program's components are checked strictly.
+# mypy.ini holds one section per module group; the program's components and the step scripts'
+# library (scripts/gitops) are checked strictly, the step scripts themselves as typed code.
 typecheck: $(VENV_READY)
-	$(BIN)/mypy --config-file mypy.ini components/
+	$(BIN)/mypy --config-file mypy.ini components/ scripts/
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q

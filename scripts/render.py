@@ -1,162 +1,26 @@
 """Render an app's manifests with its images pinned to a digest.
 
+    python scripts/render.py --templates DIR --image NAME=REF [--image ...] --out DIR
+        [--kube-version 1.33.0]
+
 Copies every `.yaml`/`.yml` file of --templates to --out, replacing the `image:` of every
-container and init container whose image name (without tag or digest) is NAME by REF. Only the
-image values change: the file is edited in place of the old value, so comments, key order,
-quoting and indentation stay byte for byte. Every output document must parse and pass Kubernetes
-schema validation; on any failure nothing is written.
+container and init container whose image name (without tag or digest) is NAME by REF, and
+nothing else. Every output document must pass Kubernetes schema validation; on any failure
+nothing is written. Prints the output folder.
 """
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
-from envrepo import ArgumentParser, BadInput, atomic_write_dir, check_image_ref, run_main
-
-MANIFEST_SUFFIXES = (".yaml", ".yml")
-DEFAULT_KUBE_VERSION = "1.33.0"
-CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
-# Where the pod spec sits in each workload kind.
-POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "ReplicationController": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-    "PodTemplate": ("template", "spec"),
-}
-# A single-line scalar as it appears in the file: quoted, or plain up to a comment or flow end.
-SCALAR_RE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^']|'')*'|[^\s,\]}#]+(?:[ \t]+[^\s,\]}#]+)*")
+from gitops.cli import command_parser, run
+from gitops.render import DEFAULT_KUBE_VERSION, parse_image_flag, render_to
 
 
-def image_name(image: str) -> str:
-    """The repository part of an image reference: no digest, no tag."""
-    name = image.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    return name[:colon] if colon > slash else name
-
-
-def parse_image_flag(value: str) -> tuple[str, str]:
-    name, sep, ref = value.partition("=")
-    if not sep or not name or not ref:
-        raise BadInput(f"--image {value!r} must be NAME=REF")
-    check_image_ref(ref)
-    return name, ref
-
-
-def pod_specs(doc: Any) -> Iterator[Any]:
-    if not isinstance(doc, dict):
-        return
-    if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-        for item in doc["items"]:
-            yield from pod_specs(item)
-        return
-    node = doc
-    for key in POD_SPEC_PATHS.get(doc.get("kind"), ()):
-        node = node.get(key) if isinstance(node, dict) else None
-    if node is not doc and isinstance(node, dict):
-        yield node
-
-
-def image_slots(doc: Any) -> Iterator[tuple[Any, int, int]]:
-    """(container, line, column) of every container image value in a document."""
-    for spec in pod_specs(doc):
-        for list_key in CONTAINER_LISTS:
-            for container in spec.get(list_key) or []:
-                if isinstance(container, dict) and isinstance(container.get("image"), str):
-                    line, col = container.lc.value("image")
-                    yield container, line, col
-
-
-def rewrite(text: str, source: str, images: dict[str, str], used: set[str]) -> str:
-    """Replace matching image values in text; return the new text."""
-    yaml = YAML()
-    try:
-        docs = list(yaml.load_all(text))
-    except YAMLError as exc:
-        raise BadInput(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
-    lines = text.splitlines(keepends=True)
-    edits: list[tuple[int, int, str]] = []
-    for doc in docs:
-        for container, line, col in image_slots(doc):
-            name = image_name(container["image"])
-            if name in images:
-                used.add(name)
-                edits.append((line, col, images[name]))
-    # Edit from the end so earlier positions stay valid.
-    for line, col, ref in sorted(edits, reverse=True):
-        match = SCALAR_RE.match(lines[line], col)
-        if not match:
-            raise BadInput(f"{source}:{line + 1}: cannot rewrite this image value in place")
-        lines[line] = lines[line][: match.start()] + ref + lines[line][match.end():]
-    return "".join(lines)
-
-
-def validate(text: str, source: str, images: dict[str, str], kube_version: str) -> None:
-    """Parse the output, check every NAME is pinned, check each document's schema."""
-    import kubernetes_validate  # imported late: it is the slowest import of this script
-
-    for doc in YAML().load_all(text):
-        for container, line, _ in image_slots(doc):
-            name = image_name(container["image"])
-            if name in images and container["image"] != images[name]:
-                raise BadInput(f"{source}:{line + 1}: image {container['image']!r} "
-                               "could not be pinned")
-    docs = [doc for doc in YAML(typ="safe").load_all(text) if doc is not None]
-    for index, doc in enumerate(docs, start=1):
-        if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
-            raise BadInput(f"{source}: document {index} is not a Kubernetes object "
-                           "(apiVersion and kind are required)")
-        try:
-            kubernetes_validate.validate(doc, kube_version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = ".".join(str(p) for p in exc.path) or "(root)"
-            raise BadInput(f"{source}: document {index} ({doc.get('kind', '?')}): "
-                           f"{path}: {' '.join(exc.message.split())}") from None
-        except kubernetes_validate.utils.SchemaNotFoundError as exc:
-            raise BadInput(f"{source}: document {index}: no schema for {exc.kind} "
-                           f"{exc.api_version} in Kubernetes {kube_version}") from None
-        except kubernetes_validate.utils.VersionNotSupportedError as exc:
-            raise BadInput(f"--kube-version: {exc.message}") from None
-
-
-def render(templates: Path, images: dict[str, str], kube_version: str) -> dict[str, str]:
-    if not templates.is_dir():
-        raise BadInput(f"templates folder {str(templates)!r} does not exist")
-    files = sorted(p for p in templates.rglob("*") if p.is_file() and p.suffix in
-                   MANIFEST_SUFFIXES)
-    if not files:
-        raise BadInput(f"templates folder {str(templates)!r} holds no .yaml/.yml files")
-    used: set[str] = set()
-    rendered: dict[str, str] = {}
-    for path in files:
-        name = path.relative_to(templates).as_posix()
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise BadInput(f"{path}: not UTF-8 text") from None
-        rendered[name] = rewrite(text, str(path), images, used)
-    unused = sorted(set(images) - used)
-    if unused:
-        raise BadInput(f"no container uses image {unused[0]!r} in {templates}")
-    for name, text in rendered.items():
-        validate(text, name, images, kube_version)
-    return rendered
-
-
-def main(argv: list[str]) -> str:
-    parser = ArgumentParser(prog="render.py", description=__doc__)
+def main(argv: Sequence[str]) -> str:
+    parser = command_parser("render.py", __doc__)
     parser.add_argument("--templates", required=True, type=Path)
     parser.add_argument("--image", required=True, action="append", metavar="NAME=REF",
                         help="image name to pin and its digest reference (repeatable)")
@@ -165,15 +29,8 @@ def main(argv: list[str]) -> str:
                         help=f"Kubernetes schema version (default {DEFAULT_KUBE_VERSION})")
     args = parser.parse_args(argv)
     images = dict(parse_image_flag(value) for value in args.image)
-    out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BadInput(f"output folder {str(out)!r} exists and is not empty")
-    if not out.parent.is_dir():
-        raise BadInput(f"parent of output folder {str(out)!r} does not exist")
-    rendered = render(args.templates, images, args.kube_version)
-    atomic_write_dir(out, rendered)
-    return str(out)
+    return str(render_to(args.templates, images, args.out, args.kube_version))
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(lambda: main(sys.argv[1:])))
+    sys.exit(run(main, sys.argv[1:]))

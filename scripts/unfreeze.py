@@ -1,15 +1,23 @@
 """Lift an app's freeze (see freeze.py). Candidate commits recorded during the freeze are not
 deployed by this: re-run the app's delivery trigger for the newest one, or push again.
 
-    python scripts/unfreeze.py --repo URL --app APP
+    python scripts/unfreeze.py --repo URL --app APP [--branch candidate]
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-import freeze
-from envrepo import run_main
+from gitops.cli import command_parser, run
+from gitops.freeze import set_freeze
+
+
+def main(argv: Sequence[str]) -> str:
+    parser = command_parser("unfreeze.py", __doc__, "repo", "app", "branch")
+    args = parser.parse_args(argv)
+    return set_freeze(args.repo, args.app, False, None, args.branch).commit
+
 
 if __name__ == "__main__":
-    sys.exit(run_main(lambda: freeze.main(sys.argv[1:], frozen=False)))
+    sys.exit(run(main, sys.argv[1:]))

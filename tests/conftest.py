@@ -1,29 +1,64 @@
-"""Shared fixtures: real git repositories on local disk and the step scripts run as processes."""
+"""Shared fixtures: real git repositories on local disk, the library called directly, and the
+step scripts run as processes where the command-line contract or concurrency is the point.
+
+Every env repo a test writes to is checked with `git fsck --strict` when the test ends (the
+`env_repo` fixture), so a malformed tree or commit fails the test that made it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
+from gitops.cli import run
+from gitops.deploy import Cluster
+from gitops.promote import PromoteRequest, promote
+from gitops.publish import PublishRequest
+from gitops.publish import publish as publish_manifests
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-sys.path.insert(0, str(ROOT))
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
 DIGEST_C = "sha256:" + "c" * 64
 REGISTRY = "europe-west1-docker.pkg.dev/acme-delivery/apps"
+# Short push back-off for every test and every script it starts: collisions still back off,
+# with jitter, but the suite does not wait seconds for them.
+TEST_ENV = {"GITOPS_PUSH_BACKOFF": "0.005"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def short_backoff() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in TEST_ENV.items():
+            patch.setenv(key, value)
+        yield
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
                           text=True).stdout.strip()
+
+
+def fsck(repo: Path) -> None:
+    """`git fsck --strict`: every object well formed, every tree sorted the way git sorts."""
+    proc = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo,
+                          capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+    assert proc.returncode == 0, f"git fsck --strict failed in {repo}:\n{proc.stderr}"
 
 
 @dataclass
@@ -39,10 +74,30 @@ class Result:
 
 def run_script(name: str, *args: str, env: dict[str, str] | None = None,
                cwd: Path | None = None) -> Result:
+    """Run scripts/<name>.py as the builds do: a fresh process."""
     proc = subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), *args],
                           capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, **(env or {})}, timeout=300)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@cache
+def script_module(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (its `__main__` block does not run)."""
+    spec = importlib.util.spec_from_file_location(f"step_script_{name}", SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cli(name: str, *args: str) -> Result:
+    """scripts/<name>.py in this process, exactly as its `__main__` block runs it: the same
+    parsing, error mapping and output, without a new interpreter (run_script starts one)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = run(script_module(name).main, list(args))
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def assert_bad_input(result: Result, *fragments: str) -> None:
@@ -98,10 +153,10 @@ class EnvRepoOnDisk:
         log = self.path / "logs" / "refs" / "heads" / branch
         if not log.exists():
             return []
-        return [tuple(line.split()[:2]) for line in log.read_text().splitlines()]
+        return [(line.split()[0], line.split()[1]) for line in log.read_text().splitlines()]
 
     def assert_history_clean(self, branch: str) -> None:
-        """Invariant 3: every update fast-forwards, no commit is empty, history is linear."""
+        """Every update fast-forwards, no commit is empty, history is linear."""
         for old, new in self.ref_updates(branch):
             if set(old) != {"0"}:
                 subprocess.run(["git", "merge-base", "--is-ancestor", old, new],
@@ -114,10 +169,16 @@ class EnvRepoOnDisk:
                            if parents else "")
             assert tree != parent_tree, f"empty commit {commit} on {branch}"
 
+    def fsck(self) -> None:
+        fsck(self.path)
+
 
 @pytest.fixture
-def env_repo(tmp_path: Path) -> EnvRepoOnDisk:
-    return EnvRepoOnDisk(tmp_path / "env.git")
+def env_repo(tmp_path: Path) -> Iterator[EnvRepoOnDisk]:
+    """A fresh bare env repo; `git fsck --strict` must pass on it when the test ends."""
+    repo = EnvRepoOnDisk(tmp_path / "env.git")
+    yield repo
+    repo.fsck()
 
 
 DEPLOYMENT = """\
@@ -145,6 +206,7 @@ def write_manifests(folder: Path, app: str, image: str, extra: dict[str, str] | 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "deployment.yaml").write_text(DEPLOYMENT.format(app=app, image=image))
     for name, text in (extra or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
     return folder
 
@@ -154,17 +216,77 @@ def image_ref(app: str, digest: str) -> str:
 
 
 def publish(env: EnvRepoOnDisk, tmp_path: Path, app: str, digest: str, build: str = "b-1",
-            source_commit: str = "1" * 40, **env_vars: str) -> Result:
+            source_commit: str = "1" * 40) -> str:
+    """Publish a one-Deployment app with the library; the new candidate tip."""
     image = image_ref(app, digest)
     folder = write_manifests(tmp_path / f"m-{app}-{digest[7:15]}-{build}", app, image)
-    return run_script("publish", "--repo", env.url, "--app", app, "--manifests", str(folder),
-                      "--image", image, "--source-repo", f"https://github.com/acme/{app}",
-                      "--source-commit", source_commit, "--build-id", build, env=env_vars)
+    return publish_manifests(PublishRequest(
+        repo=env.url, app=app, manifests=folder, image=image,
+        source_repo=f"https://github.com/acme/{app}", source_commit=source_commit,
+        build_id=build)).commit
 
 
 def promoted(env: EnvRepoOnDisk, app: str, commit: str, build: str) -> str:
-    """Promote commit of app with promote.py; the new production tip (must succeed)."""
-    result = run_script("promote", "--repo", env.url, "--app", app, "--commit", commit,
-                        "--build-id", build)
-    assert result.code == 0, result.stderr
-    return result.last_line
+    """Promote commit of app with the library; the new production tip."""
+    return promote(PromoteRequest(repo=env.url, app=app, commit=commit, build_id=build)).commit
+
+
+KUBECONFIG_FLAG = "--kubeconfig="
+
+
+class FakeClock:
+    """A monotonic clock the scripted cluster advances while a rollout 'runs'."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class ScriptedCluster(Cluster):
+    """Records every command; answers like kubectl and gcloud would.
+
+    A rollout fails when the applied manifests contain one of `failing`; each rollout takes
+    `rollout_seconds` on `clock`.
+    """
+
+    failing: frozenset[str] = frozenset()
+    lease: dict[str, Any] | None = None
+    applied: list[dict[str, str]] = field(default_factory=list)
+    clock: FakeClock = field(default_factory=FakeClock)
+    rollout_seconds: float = 0.0
+
+    def run(self, args: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+        args = [a for a in args if not a.startswith(KUBECONFIG_FLAG)]
+        self.calls.append(args)
+        if args[0] == "gcloud":
+            return 0, "", ""
+        verb = args[1]
+        if verb == "create":
+            if self.lease is not None:
+                return 1, "", 'Error from server (AlreadyExists): leases "gitops-delivery"'
+            self.lease = json.loads(stdin or "{}")
+            self.lease["metadata"]["resourceVersion"] = "7"
+            return 0, "", ""
+        if verb == "replace":
+            self.lease = json.loads(stdin or "{}")
+            return 0, "", ""
+        if verb == "get":
+            return (0, json.dumps(self.lease), "") if self.lease else (1, "", "NotFound")
+        if verb == "delete":
+            self.lease = None
+            return 0, "", ""
+        if verb == "apply":
+            folder = Path(args[-1].split("=", 1)[1])
+            self.applied.append({p.name: p.read_text() for p in folder.rglob("*")
+                                 if p.is_file()})
+            return 0, "deployment.apps/hello configured", ""
+        if verb == "rollout":
+            self.clock.now += self.rollout_seconds
+            current = json.dumps(self.applied[-1])
+            if any(marker in current for marker in self.failing):
+                return 1, "", f"error: {args[3]} exceeded its progress deadline"
+            return 0, "", ""
+        raise AssertionError(f"unexpected command {args}")

@@ -35,10 +35,10 @@ def finish(procs: list[subprocess.Popen[str]]) -> list[str]:
 
 
 class TestNoLostUpdate:
-    """Invariant 1: N writers publishing at once all land on candidate, each as its own commit."""
+    """N writers publishing at once all land on candidate, each as its own commit."""
 
     def test_sixteen_concurrent_publishes(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        base = publish(env_repo, tmp_path, "base", DIGEST_A).last_line
+        base = publish(env_repo, tmp_path, "base", DIGEST_A)
         procs = []
         for n in range(WRITERS):
             app = f"app{n % 4}"  # several apps, and the same app several times
@@ -67,7 +67,7 @@ class TestConcurrentPromotes:
 
     def test_overlapping_promotes(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         apps = [f"svc{n}" for n in range(8)]
-        commits = {app: publish(env_repo, tmp_path, app, DIGEST_A).last_line for app in apps}
+        commits = {app: publish(env_repo, tmp_path, app, DIGEST_A) for app in apps}
         procs = [start("promote", "--repo", env_repo.url, "--app", app, "--commit",
                        commits[app], "--build-id", f"cd-{app}") for app in apps]
         tips = finish(procs)

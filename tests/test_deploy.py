@@ -1,4 +1,4 @@
-"""deploy.py: what it applies, what it waits for, when it reverts, and the Lease around it."""
+"""deploy: what it applies, what it waits for, when it reverts, and the Lease around it."""
 
 from __future__ import annotations
 
@@ -9,67 +9,33 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-import deploy
 from conftest import (
     DIGEST_A,
     DIGEST_B,
     DIGEST_C,
-    ROOT,
+    SCRIPTS,
     EnvRepoOnDisk,
+    FakeClock,
+    ScriptedCluster,
     assert_bad_input,
+    cli,
     image_ref,
     publish,
     run_script,
     write_manifests,
 )
-from envrepo import OperationFailed
+from gitops import deploy
+from gitops.deploy import DeliveryRequest, Outcome, deliver
+from gitops.errors import OperationFailed
+from gitops.publish import PublishRequest
+from gitops.publish import publish as publish_manifests
 
 CLUSTER_ARGS = ["--project=acme-delivery", "--cluster=gitops", "--location=europe-west1"]
-KUBECONFIG_FLAG = "--kubeconfig="
-
-
-class ScriptedCluster(deploy.Cluster):
-    """Records every command; answers like kubectl and gcloud would."""
-
-    def __init__(self, kubeconfig: str, failing: frozenset[str] = frozenset(),
-                 lease: dict | None = None) -> None:
-        super().__init__(kubeconfig)
-        self.failing, self.lease, self.applied = failing, lease, []
-
-    def run(self, args, stdin=None):  # type: ignore[no-untyped-def]
-        args = [a for a in args if not a.startswith(KUBECONFIG_FLAG)]
-        self.calls.append(args)
-        if args[0] == "gcloud":
-            return 0, "", ""
-        verb = args[1]
-        if verb == "create":
-            if self.lease is not None:
-                return 1, "", 'Error from server (AlreadyExists): leases "gitops-delivery"'
-            self.lease = json.loads(stdin)
-            self.lease["metadata"]["resourceVersion"] = "7"
-            return 0, "", ""
-        if verb == "replace":
-            self.lease = json.loads(stdin)
-            return 0, "", ""
-        if verb == "get":
-            return (0, json.dumps(self.lease), "") if self.lease else (1, "", "NotFound")
-        if verb == "delete":
-            self.lease = None
-            return 0, "", ""
-        if verb == "apply":
-            folder = Path(args[-1].split("=", 1)[1])
-            self.applied.append({p.name: p.read_text() for p in folder.rglob("*")
-                                 if p.is_file()})
-            return 0, "deployment.apps/hello configured", ""
-        if verb == "rollout":
-            current = json.dumps(self.applied[-1])
-            if any(marker in current for marker in self.failing):
-                return 1, "", f'error: {args[3]} exceeded its progress deadline'
-            return 0, "", ""
-        raise AssertionError(f"unexpected command {args}")
+CLUSTER = {"project": "acme-delivery", "cluster": "gitops", "location": "europe-west1"}
 
 
 WORKLOADS = """\
@@ -106,17 +72,19 @@ spec: {ports: [{port: 80}]}
 """
 
 
-def deliver(env: EnvRepoOnDisk, commit: str, cluster: ScriptedCluster | None = None,
-            *extra: str, build: str = "cd-1") -> tuple[str, ScriptedCluster]:
-    made: list[ScriptedCluster] = []
+def deliver_with(env: EnvRepoOnDisk, commit: str, cluster: ScriptedCluster | None = None,
+                 build: str = "cd-1", timeout: int = 300) -> tuple[str, ScriptedCluster]:
+    """Deliver commit of hello through a scripted cluster; (production tip, the cluster)."""
+    used = cluster or ScriptedCluster("kc")
 
     def factory(kubeconfig: str) -> ScriptedCluster:
-        made.append(cluster or ScriptedCluster(kubeconfig))
-        return made[-1]
+        used.kubeconfig = kubeconfig
+        return used
 
-    result = deploy.main(["--repo", env.url, "--app", "hello", "--commit", commit,
-                          "--build-id", build, *CLUSTER_ARGS, *extra], cluster_factory=factory)
-    return result, made[0] if made else cluster  # type: ignore[return-value]
+    result = deliver(DeliveryRequest(repo=env.url, app="hello", commit=commit, build_id=build,
+                                     timeout=timeout, **CLUSTER),
+                     cluster_factory=factory, clock=used.clock)
+    return result.commit, used
 
 
 class TestDelivery:
@@ -124,8 +92,8 @@ class TestDelivery:
 
     def test_kubectl_calls_of_a_successful_delivery(self, env_repo: EnvRepoOnDisk,
                                                     tmp_path: Path) -> None:
-        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        tip, cluster = deliver(env_repo, commit, None, "--timeout=120s")
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        tip, cluster = deliver_with(env_repo, commit, timeout=120)
         assert tip == env_repo.tip("production")
         assert env_repo.subject(tip).startswith("Promote hello:")
         calls = cluster.calls
@@ -145,16 +113,16 @@ class TestDelivery:
         assert image_ref("hello", DIGEST_A) in cluster.applied[0]["deployment.yaml"]
 
     def test_lease_holder_and_duration(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        seen: list[dict] = []
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        seen: list[dict[str, Any]] = []
 
         class Spy(ScriptedCluster):
-            def run(self, args, stdin=None):  # type: ignore[no-untyped-def]
+            def run(self, args: Any, stdin: str | None = None) -> tuple[int, str, str]:
                 if "create" in args:
-                    seen.append(json.loads(stdin))
+                    seen.append(json.loads(stdin or "{}"))
                 return super().run(args, stdin)
 
-        deliver(env_repo, commit, Spy("kc"), "--timeout=100s", build="build-42")
+        deliver_with(env_repo, commit, Spy("kc"), build="build-42", timeout=100)
         lease = seen[0]
         assert lease["metadata"] == {"name": "gitops-delivery", "namespace": "hello"}
         assert lease["spec"]["holderIdentity"] == "build-42"
@@ -164,21 +132,21 @@ class TestDelivery:
                                                tmp_path: Path) -> None:
         image = image_ref("hello", DIGEST_A)
         folder = write_manifests(tmp_path / "m", "hello", image, {"more.yaml": WORKLOADS})
-        commit = run_script("publish", "--repo", env_repo.url, "--app", "hello",
-                            "--manifests", str(folder)).last_line
-        _, cluster = deliver(env_repo, commit)
+        commit = publish_manifests(PublishRequest(repo=env_repo.url, app="hello",
+                                                  manifests=folder)).commit
+        _, cluster = deliver_with(env_repo, commit)
         waited = [c[3] for c in cluster.calls if c[1] == "rollout"]
         assert waited == ["deployment/hello", "statefulset/db", "daemonset/agent"]
 
     def test_failed_rollout_reverts_to_production_and_fails(self, env_repo: EnvRepoOnDisk,
                                                             tmp_path: Path) -> None:
-        good = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        deliver(env_repo, good)
+        good = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        deliver_with(env_repo, good)
         production = env_repo.tip("production")
-        bad = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        bad = publish(env_repo, tmp_path, "hello", DIGEST_B)
         cluster = ScriptedCluster("kc", failing=frozenset({DIGEST_B}))
         with pytest.raises(OperationFailed, match="rollout of deployment/hello failed"):
-            deliver(env_repo, bad, cluster)
+            deliver_with(env_repo, bad, cluster)
         assert env_repo.tip("production") == production
         applies = [c for c in cluster.calls if c[1] == "apply"]
         assert len(applies) == 2
@@ -186,14 +154,42 @@ class TestDelivery:
         assert DIGEST_A in cluster.applied[1]["deployment.yaml"]  # production re-applied
         assert cluster.lease is None  # released even on failure
 
+    def test_outcome_is_typed(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        cluster = ScriptedCluster("kc")
+        result = deliver(DeliveryRequest(repo=env_repo.url, app="hello", commit=commit,
+                                         build_id="cd-1", **CLUSTER),
+                         cluster_factory=lambda kubeconfig: cluster, clock=FakeClock())
+        assert result == deploy.DeployResult(env_repo.tip("production") or "", Outcome.PROMOTED)
+
     def test_failure_with_nothing_in_production_yet(self, env_repo: EnvRepoOnDisk,
                                                     tmp_path: Path) -> None:
-        bad = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        bad = publish(env_repo, tmp_path, "hello", DIGEST_B)
         cluster = ScriptedCluster("kc", failing=frozenset({DIGEST_B}))
         with pytest.raises(OperationFailed):
-            deliver(env_repo, bad, cluster)
+            deliver_with(env_repo, bad, cluster)
         assert env_repo.tip("production") is None
         assert len([c for c in cluster.calls if c[1] == "apply"]) == 1
+
+
+class TestDeadline:
+    """All rollouts share one deadline: each waits only for what remains of the timeout."""
+
+    def test_each_rollout_gets_what_remains(self, tmp_path: Path) -> None:
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A),
+                                 {"more.yaml": WORKLOADS})
+        cluster = ScriptedCluster("kc", rollout_seconds=50)
+        assert deploy.apply_and_wait(cluster, "hello", folder, 120, cluster.clock) is None
+        timeouts = [c[-1] for c in cluster.calls if c[1] == "rollout"]
+        assert timeouts == ["--timeout=120s", "--timeout=70s", "--timeout=20s"]
+
+    def test_a_spent_deadline_still_asks_for_one_second(self, tmp_path: Path) -> None:
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A),
+                                 {"more.yaml": WORKLOADS})
+        cluster = ScriptedCluster("kc", rollout_seconds=200)
+        deploy.apply_and_wait(cluster, "hello", folder, 120, cluster.clock)
+        timeouts = [c[-1] for c in cluster.calls if c[1] == "rollout"]
+        assert timeouts == ["--timeout=120s", "--timeout=1s", "--timeout=1s"]
 
 
 class TestLease:
@@ -232,20 +228,20 @@ class TestOrdering:
 
     def test_rerun_of_an_older_build_is_a_rollback(self, env_repo: EnvRepoOnDisk,
                                                    tmp_path: Path) -> None:
-        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
-        deliver(env_repo, c1)
-        deliver(env_repo, c2)
-        tip, cluster = deliver(env_repo, c1, None, build="cd-1-rerun")
+        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B)
+        deliver_with(env_repo, c1)
+        deliver_with(env_repo, c2)
+        tip, cluster = deliver_with(env_repo, c1, build="cd-1-rerun")
         assert env_repo.subject(tip).startswith("Rollback hello:")
         assert DIGEST_A in cluster.applied[0]["deployment.yaml"]
 
     def test_stale_build_is_skipped(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
-        deliver(env_repo, c2)
+        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B)
+        deliver_with(env_repo, c2)
         before = env_repo.snapshot()
-        tip, cluster = deliver(env_repo, c1, None, build="cd-1-late")
+        tip, cluster = deliver_with(env_repo, c1, build="cd-1-late")
         assert tip == env_repo.tip("production")
         assert env_repo.snapshot() == before
         assert not [c for c in cluster.calls if c[1] == "apply"]
@@ -258,7 +254,7 @@ class TestRefusals:
     def test_commit_not_on_candidate(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         publish(env_repo, tmp_path, "hello", DIGEST_A)
         before = env_repo.snapshot()
-        result = run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
+        result = cli("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                             "e" * 40, *CLUSTER_ARGS)
         assert_bad_input(result, "is not on branch 'candidate'")
         assert env_repo.snapshot() == before
@@ -270,7 +266,7 @@ class TestRefusals:
     ])
     def test_refused(self, env_repo: EnvRepoOnDisk, tmp_path: Path, args: list[str],
                      fragment: str) -> None:
-        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
         before = env_repo.snapshot()
         base = {"--repo": env_repo.url, "--app": "hello", "--commit": commit,
                 "--project": "acme-delivery", "--cluster": "gitops",
@@ -278,7 +274,7 @@ class TestRefusals:
         for arg in args:
             key, value = arg.split("=", 1)
             base[key] = value
-        result = run_script("deploy", *[f"{k}={v}" for k, v in base.items()])
+        result = cli("deploy", *[f"{k}={v}" for k, v in base.items()])
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 
@@ -314,17 +310,17 @@ def fake_cluster(tmp_path: Path) -> dict[str, str]:
 
 
 class TestOverlappingDeliveries:
-    """Invariant 2: production only holds applied trees; its tip is the last one applied."""
+    """Production only holds trees that were applied; its tip is the last one applied."""
 
     def test_overlapping_out_of_order_deliveries(self, env_repo: EnvRepoOnDisk,
                                                  tmp_path: Path,
                                                  fake_cluster: dict[str, str]) -> None:
         commits = [publish(env_repo, tmp_path, "hello", f"sha256:{n:064x}",
-                           build=f"ci-{n}").last_line for n in range(6)]
+                           build=f"ci-{n}") for n in range(6)]
         order = commits[:]
         random.Random(7).shuffle(order)
         procs = [subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "deploy.py"), "--repo", env_repo.url,
+            [sys.executable, str(SCRIPTS / "deploy.py"), "--repo", env_repo.url,
              "--app", "hello", "--commit", commit, "--build-id", f"cd-{n}"],
             env={**os.environ, **fake_cluster}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True) for n, commit in enumerate(order)]
@@ -345,8 +341,8 @@ class TestOverlappingDeliveries:
     def test_failed_rollout_leaves_cluster_and_production_agreeing(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path,
             fake_cluster: dict[str, str]) -> None:
-        good = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        bad = publish(env_repo, tmp_path, "hello", DIGEST_C).last_line
+        good = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        bad = publish(env_repo, tmp_path, "hello", DIGEST_C)
         env = {**fake_cluster, "FAKE_FAIL_MARKER": DIGEST_C}
         assert run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                           good, env=env).code == 0

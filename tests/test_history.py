@@ -11,10 +11,10 @@ from conftest import (
     DIGEST_C,
     EnvRepoOnDisk,
     assert_bad_input,
+    cli,
     image_ref,
     promoted,
     publish,
-    run_script,
 )
 
 
@@ -23,17 +23,17 @@ class TestFullCycle:
 
     def test_json_story(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         c1 = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-1",
-                     source_commit="1" * 40).last_line
+                     source_commit="1" * 40)
         publish(env_repo, tmp_path, "noise", DIGEST_A, build="ci-x")
         c2 = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-2",
-                     source_commit="2" * 40).last_line
+                     source_commit="2" * 40)
         c3 = publish(env_repo, tmp_path, "hello", DIGEST_C, build="ci-3",
-                     source_commit="3" * 40).last_line
+                     source_commit="3" * 40)
         p1 = promoted(env_repo, "hello", c1, "cd-1")
         p2 = promoted(env_repo, "hello", c2, "cd-2")
         p3 = promoted(env_repo, "hello", c1, "cd-1-rerun")
 
-        result = run_script("history", "--repo", env_repo.url, "--app", "hello", "--json")
+        result = cli("history", "--repo", env_repo.url, "--app", "hello", "--json")
         assert result.code == 0, result.stderr
         story = json.loads(result.stdout)
         assert story["app"] == "hello"
@@ -56,11 +56,11 @@ class TestFullCycle:
         assert all(a["time"] for a in story["attempts"])
 
     def test_table(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-1").last_line
-        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-2").last_line
+        c1 = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-1")
+        c2 = publish(env_repo, tmp_path, "hello", DIGEST_B, build="ci-2")
         promoted(env_repo, "hello", c2, "cd-2")
         promoted(env_repo, "hello", c1, "cd-1")
-        result = run_script("history", "--repo", env_repo.url, "--app", "hello")
+        result = cli("history", "--repo", env_repo.url, "--app", "hello")
         assert result.code == 0, result.stderr
         lines = result.stdout.splitlines()
         assert lines[0] == "hello: attempts on candidate (newest first)"
@@ -75,5 +75,5 @@ class TestFullCycle:
 
     def test_unknown_app(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         publish(env_repo, tmp_path, "hello", DIGEST_A)
-        assert_bad_input(run_script("history", "--repo", env_repo.url, "--app", "nope"),
+        assert_bad_input(cli("history", "--repo", env_repo.url, "--app", "nope"),
                          "unknown app 'nope'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ import yaml
 from google.cloud.devtools import cloudbuild_v1
 from google.protobuf import json_format
 
-from conftest import DIGEST_A, ROOT, git, run_script
+from components import pipelines
+from conftest import DIGEST_A, ROOT, cli, fsck, git
 from program_graphs import graph_of
 from pulumi_harness import Graph
 from test_program import TRIGGER, pipeline_of
@@ -105,7 +107,7 @@ class TestManifests:
 
     def test_render_pins_the_sample_app(self, tmp_path: Path) -> None:
         ref = f"europe-west1-docker.pkg.dev/acme/apps/hello@{DIGEST_A}"
-        result = run_script("render", "--templates", str(MANIFESTS[0].parent),
+        result = cli("render", "--templates", str(MANIFESTS[0].parent),
                             "--image", f"hello={ref}", "--out", str(tmp_path / "out"))
         assert result.code == 0, result.stderr
         deployment = yaml.safe_load((tmp_path / "out" / "deployment.yaml").read_text())
@@ -117,6 +119,26 @@ class TestManifests:
 class TestStepsImage:
     """The steps image's libraries are the versions the tests use (what it installs, parsed
     from its Dockerfile, is checked in test_steps_image.py)."""
+
+    def test_image_carries_the_library_and_its_tag_covers_it(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The build context is scripts/, copied whole: the entry scripts and scripts/gitops."""
+        dockerfile = (ROOT / "scripts" / "Dockerfile").read_text()
+        copies = [line.split()[1:] for line in dockerfile.splitlines()
+                  if line.startswith("COPY ")]
+        assert [".", "/gitops/scripts"] in copies
+        library = sorted((ROOT / "scripts" / "gitops").glob("*.py"))
+        hashed = {p.relative_to(ROOT / "scripts").as_posix()
+                  for p in pipelines.steps_image_files()}
+        assert library and {f"gitops/{p.name}" for p in library} <= hashed
+        copy = tmp_path / "scripts"
+        shutil.copytree(ROOT / "scripts", copy,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        monkeypatch.setattr(pipelines, "SCRIPTS", copy)
+        before = pipelines.steps_image_tag()
+        module = copy / "gitops" / "envrepo.py"
+        module.write_text(module.read_text() + "\n# changed\n")
+        assert pipelines.steps_image_tag() != before
 
     def test_script_requirements_match_the_project_pins(self) -> None:
         def pins(path: Path) -> dict[str, str]:
@@ -181,3 +203,4 @@ class TestLocalLoop:
         assert f"from candidate {first[:12]}" in production[0]
         assert f"from candidate {second[:12]}" in production[1]
         assert "hello: production (newest first)" in proc.stdout
+        fsck(env_repo)

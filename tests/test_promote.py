@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,31 +14,34 @@ from conftest import (
     DIGEST_C,
     EnvRepoOnDisk,
     assert_bad_input,
+    cli,
     git,
     image_ref,
     publish,
     run_script,
 )
+from gitops.promote import Kind, PromoteRequest, PromoteResult
+from gitops.promote import promote as promote_app
 from synthetic import add_commits
 
 
-def promote(env: EnvRepoOnDisk, app: str, commit: str, build: str = "d-1", *extra: str):
-    return run_script("promote", "--repo", env.url, "--app", app, "--commit", commit,
-                      "--build-id", build, *extra)
+def promote(env: EnvRepoOnDisk, app: str, commit: str, build: str = "d-1") -> PromoteResult:
+    return promote_app(PromoteRequest(repo=env.url, app=app, commit=commit, build_id=build))
 
 
 class TestPromote:
     """Only the app's folder moves; the subject and trailers tell what happened."""
 
     def test_promote_copies_only_that_app(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        hello = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        other = publish(env_repo, tmp_path, "other", DIGEST_A).last_line
-        assert promote(env_repo, "other", other).code == 0
+        hello = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        other = publish(env_repo, tmp_path, "other", DIGEST_A)
+        assert promote(env_repo, "other", other).kind is Kind.PROMOTE
         publish(env_repo, tmp_path, "other", DIGEST_B)  # a newer, unpromoted attempt
-        result = promote(env_repo, "hello", hello, "deliver-7")
+        result = run_script("promote", "--repo", env_repo.url, "--app", "hello", "--commit",
+                            hello, "--build-id", "deliver-7")
         assert result.code == 0, result.stderr
         tip = env_repo.tip("production")
-        assert result.last_line == tip
+        assert result.stdout == f"{tip}\n"
         files = env_repo.files(tip)
         assert sorted(files) == [".gitops/promoted/hello", ".gitops/promoted/other",
                                  "apps/hello/deployment.yaml", "apps/other/deployment.yaml"]
@@ -55,47 +59,60 @@ class TestPromote:
         ]
 
     def test_rerun_is_a_no_op(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
         first = promote(env_repo, "hello", commit)
         again = promote(env_repo, "hello", commit, "d-2")
-        assert again.code == 0, again.stderr
-        assert again.last_line == first.last_line == env_repo.tip("production")
+        assert (first.kind, again.kind) == (Kind.PROMOTE, None)
+        assert again.commit == first.commit == env_repo.tip("production")
         assert len(env_repo.log("production")) == 1
 
     def test_older_commit_is_a_rollback(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        first = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        second = publish(env_repo, tmp_path, "hello", DIGEST_B).last_line
+        first = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        second = publish(env_repo, tmp_path, "hello", DIGEST_B)
         promote(env_repo, "hello", first)
         promote(env_repo, "hello", second)
         result = promote(env_repo, "hello", first, "rerun-1")
-        assert result.code == 0, result.stderr
-        tip = result.last_line
+        assert result.kind is Kind.ROLLBACK
+        tip = result.commit
         assert env_repo.subject(tip).startswith("Rollback hello:")
         assert env_repo.message(tip).splitlines()[-2:] == [f"Promoted-From: {first}",
                                                            "Rollback: true"]
         assert image_ref("hello", DIGEST_A) in env_repo.files(tip)["apps/hello/deployment.yaml"]
         # Rolling forward again is a promote.
-        forward = promote(env_repo, "hello", second).last_line
+        forward = promote(env_repo, "hello", second).commit
         assert env_repo.subject(forward).startswith("Promote hello:")
         assert "Rollback" not in env_repo.message(forward)
         env_repo.assert_history_clean("production")
 
     def test_skipping_ahead_is_a_promote(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
-        first = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        first = publish(env_repo, tmp_path, "hello", DIGEST_A)
         publish(env_repo, tmp_path, "hello", DIGEST_B)
-        third = publish(env_repo, tmp_path, "hello", DIGEST_C).last_line
+        third = publish(env_repo, tmp_path, "hello", DIGEST_C)
         promote(env_repo, "hello", first)
-        assert env_repo.subject(promote(env_repo, "hello", third).last_line) \
+        assert env_repo.subject(promote(env_repo, "hello", third).commit) \
             .startswith("Promote hello:")
 
     def test_old_commit_deep_in_history(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         """The shallow fetch deepens as far as the commit, and the result is still right."""
-        target = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        target = publish(env_repo, tmp_path, "hello", DIGEST_A)
         add_commits(env_repo.path, "candidate", 300)
         result = promote(env_repo, "hello", target)
-        assert result.code == 0, result.stderr
-        assert env_repo.files(result.last_line, "apps/hello") == \
+        assert env_repo.files(result.commit, "apps/hello") == \
             env_repo.files(target, "apps/hello")
+
+
+@pytest.fixture(scope="module")
+def refusal_repo(tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[tuple[EnvRepoOnDisk, str]]:
+    """hello published, promoted, published again; built once for the refusals, which must
+    leave it unchanged."""
+    tmp_path = tmp_path_factory.mktemp("refusals")
+    env_repo = EnvRepoOnDisk(tmp_path / "env.git")
+    commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
+    promote(env_repo, "hello", commit)
+    publish(env_repo, tmp_path, "hello", DIGEST_B)
+    yield env_repo, commit
+    env_repo.fsck()
 
 
 class TestBadInput:
@@ -103,7 +120,7 @@ class TestBadInput:
 
     @pytest.fixture
     def published(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> str:
-        commit = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
         promote(env_repo, "hello", commit)
         publish(env_repo, tmp_path, "hello", DIGEST_B)
         return commit
@@ -119,7 +136,8 @@ class TestBadInput:
         git("push", "--quiet", "origin", "HEAD:refs/heads/feature", cwd=side)
         sneaky = git("rev-parse", "HEAD", cwd=side)
         before = env_repo.snapshot()
-        assert_bad_input(promote(env_repo, "hello", sneaky), "is not on branch 'candidate'")
+        assert_bad_input(cli("promote", "--repo", env_repo.url, "--app", "hello",
+                                    "--commit", sneaky), "is not on branch 'candidate'")
         assert env_repo.snapshot() == before
 
     @pytest.mark.parametrize("args,fragment", [
@@ -131,13 +149,14 @@ class TestBadInput:
         (["--to", "candidate"], "must be different"),
         (["--build-id", " padded"], "--build-id"),
     ])
-    def test_refused(self, env_repo: EnvRepoOnDisk, published: str, args: list[str],
+    def test_refused(self, refusal_repo: tuple[EnvRepoOnDisk, str], args: list[str],
                      fragment: str) -> None:
+        env_repo, published = refusal_repo
         before = env_repo.snapshot()
         values = {"--repo": env_repo.url, "--app": "hello", "--commit": published}
         for flag, value in zip(args[::2], args[1::2], strict=True):
             values[flag] = value
-        result = run_script("promote", *[x for pair in values.items() for x in pair])
+        result = cli("promote", *[x for pair in values.items() for x in pair])
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 
@@ -146,7 +165,8 @@ class TestBadInput:
         subprocess.run(["git", "config", "receive.denyNonFastForwards", "true"],
                        cwd=env_repo.path, check=True)
         latest = env_repo.tip("candidate")
-        assert promote(env_repo, "hello", latest).code == 0
-        assert promote(env_repo, "hello", published).code == 0  # a rollback, as a new commit
+        assert latest is not None
+        assert promote(env_repo, "hello", latest).kind is Kind.PROMOTE
+        assert promote(env_repo, "hello", published).kind is Kind.ROLLBACK  # a new commit
         env_repo.assert_history_clean("production")
         assert len(env_repo.log("production")) == 3

@@ -1,4 +1,4 @@
-"""publish.py: one commit per call, apps/APP made exactly the folder, never forced."""
+"""publish: one commit per call, apps/APP made exactly the folder, never forced."""
 
 from __future__ import annotations
 
@@ -12,13 +12,26 @@ import pytest
 from conftest import (
     DIGEST_A,
     DIGEST_B,
+    SCRIPTS,
     EnvRepoOnDisk,
     assert_bad_input,
+    cli,
     image_ref,
     publish,
     run_script,
     write_manifests,
 )
+from gitops import credentials, envrepo
+from gitops.errors import OperationFailed
+from gitops.publish import PublishRequest
+from gitops.publish import publish as publish_manifests
+from gitops.retry import RetryPolicy
+
+NO_WAIT = RetryPolicy(attempts=40, backoff=0.0)
+
+
+def request(env: EnvRepoOnDisk, folder: Path, app: str = "hello") -> PublishRequest:
+    return PublishRequest(repo=env.url, app=app, manifests=folder)
 
 
 class TestPublish:
@@ -26,10 +39,14 @@ class TestPublish:
 
     def test_first_publish_creates_the_branch(self, env_repo: EnvRepoOnDisk,
                                               tmp_path: Path) -> None:
-        result = publish(env_repo, tmp_path, "hello", DIGEST_A, build="build-1")
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
+        result = run_script("publish", "--repo", env_repo.url, "--app", "hello",
+                            "--manifests", str(folder), "--image", image_ref("hello", DIGEST_A),
+                            "--source-repo", "https://github.com/acme/hello",
+                            "--source-commit", "1" * 40, "--build-id", "build-1")
         assert result.code == 0, result.stderr
         tip = env_repo.tip("candidate")
-        assert result.last_line == tip
+        assert result.stdout == f"{tip}\n"
         assert env_repo.log("candidate") == [tip]
         assert env_repo.subject(tip) == f"Deploy hello: hello@{DIGEST_A[:19]}"
         assert env_repo.message(tip).splitlines()[2:] == [
@@ -46,34 +63,33 @@ class TestPublish:
         other = publish(env_repo, tmp_path, "other", DIGEST_A)
         folder = write_manifests(tmp_path / "hello", "hello", image_ref("hello", DIGEST_A),
                                  {"service.yaml": "apiVersion: v1\nkind: Service\n",
-                                  "old.yaml": "apiVersion: v1\nkind: ConfigMap\n"})
-        (folder / "nested").mkdir()
-        (folder / "nested" / "pdb.yml").write_text("apiVersion: policy/v1\n")
-        args = ["--repo", env_repo.url, "--app", "hello", "--manifests", str(folder)]
-        assert run_script("publish", *args).code == 0
+                                  "old.yaml": "apiVersion: v1\nkind: ConfigMap\n",
+                                  "nested/pdb.yml": "apiVersion: policy/v1\n"})
+        assert publish_manifests(request(env_repo, folder)).created
         (folder / "old.yaml").unlink()
         (folder / "service.yaml").write_text("apiVersion: v1\nkind: Service\n# changed\n")
-        second = run_script("publish", *args)
-        assert second.code == 0, second.stderr
-        files = env_repo.files(second.last_line)
+        second = publish_manifests(request(env_repo, folder)).commit
+        files = env_repo.files(second)
         assert sorted(files) == ["apps/hello/deployment.yaml", "apps/hello/nested/pdb.yml",
                                  "apps/hello/service.yaml", "apps/other/deployment.yaml"]
         assert files["apps/hello/service.yaml"].endswith("# changed")
-        assert env_repo.files(other.last_line, "apps/other") == \
-            env_repo.files(second.last_line, "apps/other")
+        assert env_repo.files(other, "apps/other") == env_repo.files(second, "apps/other")
         env_repo.assert_history_clean("candidate")
 
     def test_identical_content_makes_no_commit(self, env_repo: EnvRepoOnDisk,
                                                tmp_path: Path) -> None:
         first = publish(env_repo, tmp_path, "hello", DIGEST_A, build="b-1")
-        again = publish(env_repo, tmp_path, "hello", DIGEST_A, build="b-2")
-        assert again.code == 0, again.stderr
-        assert again.last_line == first.last_line == env_repo.tip("candidate")
-        assert len(env_repo.log("candidate")) == 1
+        folder = write_manifests(tmp_path / "again", "hello", image_ref("hello", DIGEST_A))
+        again = publish_manifests(PublishRequest(
+            repo=env_repo.url, app="hello", manifests=folder, image=image_ref("hello", DIGEST_A),
+            source_repo="https://github.com/acme/hello", source_commit="1" * 40,
+            build_id="b-2"))
+        assert (again.commit, again.created, again.attempts) == (first, False, 1)
+        assert env_repo.log("candidate") == [first]
 
     def test_other_branch(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
-        result = run_script("publish", "--repo", str(env_repo.path), "--app", "hello",
+        result = cli("publish", "--repo", str(env_repo.path), "--app", "hello",
                             "--manifests", str(folder), "--branch", "staging")
         assert result.code == 0, result.stderr
         assert env_repo.tip("staging") == result.last_line
@@ -84,70 +100,105 @@ class TestPublish:
                                                 ) -> None:
         for n in range(5):
             publish(env_repo, tmp_path, f"app{n}", DIGEST_A)
-        publish(env_repo, tmp_path, "zz", DIGEST_A)
         subprocess.run(["git", "branch", "production", "candidate"], cwd=env_repo.path,
                        check=True)
-        import envrepo
-        import publish as publish_script
-
         seen: dict[str, object] = {}
         real_push = envrepo.EnvRepo.push
 
-        def spy(self: envrepo.EnvRepo, commit: str, branch: str) -> bool:
-            seen["commits"] = self.g.rev_list("--count", "--all")
-            seen["refs"] = self.g.for_each_ref("--format=%(refname)").split()
+        def spy(self: envrepo.EnvRepo, commit: str, branch: str, base: str | None) -> bool:
+            seen["commits"] = self.output("rev-list", "--count", "--all").strip()
+            seen["refs"] = self.output("for-each-ref", "--format=%(refname)").split()
             seen["shallow"] = self.is_shallow()
-            return real_push(self, commit, branch)
+            return real_push(self, commit, branch, base)
 
         monkeypatch.setattr(envrepo.EnvRepo, "push", spy)
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_B))
-        publish_script.main(["--repo", env_repo.url, "--app", "hello",
-                             "--manifests", str(folder)])
+        publish_manifests(request(env_repo, folder))
+        # The fetched tip only: nothing of the other branch or of the older history.
         assert seen == {"commits": "1", "refs": ["refs/remotes/origin/candidate"],
                         "shallow": True}
+
+
+class TestRetries:
+    """A lost race is rebuilt on the new tip, at most the configured number of attempts; any
+    other push failure is reported at once."""
 
     def test_rejected_push_is_rebuilt_on_the_new_tip(self, env_repo: EnvRepoOnDisk,
                                                      tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-        """Another writer lands between our fetch and our push: we rebuild, never force."""
-        import envrepo
-        import publish as publish_script
-
         publish(env_repo, tmp_path, "base", DIGEST_A)
         real_push = envrepo.EnvRepo.push
         calls: list[bool] = []
 
-        def racing_push(self: envrepo.EnvRepo, commit: str, branch: str) -> bool:
-            if not calls:
-                assert publish(env_repo, tmp_path, "rival", DIGEST_B).code == 0
-            calls.append(real_push(self, commit, branch))
+        def racing_push(self: envrepo.EnvRepo, commit: str, branch: str,
+                        base: str | None) -> bool:
+            if not calls:  # another writer (a process) lands between our fetch and our push
+                rival = write_manifests(tmp_path / "rival", "rival", image_ref("rival", DIGEST_B))
+                assert run_script("publish", "--repo", env_repo.url, "--app", "rival",
+                                  "--manifests", str(rival)).code == 0
+            calls.append(real_push(self, commit, branch, base))
             return calls[-1]
 
         monkeypatch.setattr(envrepo.EnvRepo, "push", racing_push)
-        monkeypatch.setattr(envrepo, "backoff", lambda attempt: None)
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
-        tip = publish_script.main(["--repo", env_repo.url, "--app", "hello",
-                                   "--manifests", str(folder)])
+        result = publish_manifests(request(env_repo, folder), NO_WAIT)
         assert calls == [False, True]
-        assert tip == env_repo.tip("candidate")
+        assert (result.commit, result.attempts) == (env_repo.tip("candidate"), 2)
         assert [env_repo.subject(c).split(":")[0] for c in env_repo.log("candidate")] == \
             ["Deploy hello", "Deploy rival", "Deploy base"]
         env_repo.assert_history_clean("candidate")
 
-    def test_push_attempts_are_bounded(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-        import envrepo
-        import publish as publish_script
+    @pytest.mark.parametrize("attempts", [1, 3])
+    def test_push_attempts_are_exactly_the_configured_number(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            attempts: int) -> None:
+        pushes: list[str] = []
 
-        monkeypatch.setattr(envrepo.EnvRepo, "push", lambda self, commit, branch: False)
-        monkeypatch.setattr(envrepo, "backoff", lambda attempt: None)
-        monkeypatch.setenv(envrepo.MAX_ATTEMPTS_ENV, "3")
+        def always_lose(self: envrepo.EnvRepo, commit: str, branch: str,
+                        base: str | None) -> bool:
+            pushes.append(commit)
+            return False
+
+        monkeypatch.setattr(envrepo.EnvRepo, "push", always_lose)
+        monkeypatch.setenv("GITOPS_PUSH_ATTEMPTS", str(attempts))
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
         before = env_repo.snapshot()
-        with pytest.raises(envrepo.OperationFailed, match="rejected 3 times"):
-            publish_script.main(["--repo", env_repo.url, "--app", "hello",
-                                 "--manifests", str(folder)])
+        with pytest.raises(OperationFailed, match=f"rejected {attempts} times"):
+            publish_manifests(request(env_repo, folder))
+        assert len(pushes) == attempts
         assert env_repo.snapshot() == before
+
+    def test_a_refusal_is_not_retried(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        """A hook that says no is reported at once, with the remote's reason."""
+        publish(env_repo, tmp_path, "base", DIGEST_A)
+        calls = env_repo.path / "hook-calls"
+        hook = env_repo.path / "hooks" / "pre-receive"
+        hook.write_text(f"#!/bin/sh\necho call >> {calls}\necho 'candidate is protected' >&2\n"
+                        "exit 1\n")
+        hook.chmod(0o755)
+        before = env_repo.snapshot()
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_B))
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello",
+                            "--manifests", str(folder))
+        assert result.code == 1
+        assert result.stderr == ("error: push to 'candidate' refused by the remote: "
+                                 "[remote rejected] (pre-receive hook declined)\n")
+        assert calls.read_text() == "call\n"  # one attempt, not forty
+        assert env_repo.snapshot() == before
+
+    def test_a_stale_lock_is_a_refusal_not_a_race(self, env_repo: EnvRepoOnDisk,
+                                                  tmp_path: Path) -> None:
+        """A lock file nobody releases: the branch does not move, so it is not retried."""
+        publish(env_repo, tmp_path, "base", DIGEST_A)
+        lock = env_repo.path / "refs" / "heads" / "candidate.lock"
+        lock.write_text("")
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_B))
+        try:
+            with pytest.raises(OperationFailed,
+                               match=r"refused by the remote: \[remote rejected\]"):
+                publish_manifests(request(env_repo, folder), RetryPolicy(attempts=3, backoff=0))
+        finally:
+            lock.unlink()
 
 
 class TestBadInput:
@@ -173,7 +224,7 @@ class TestBadInput:
         args = {"--repo": env_repo.url, "--app": "hello", "--manifests": str(folder),
                 "--image": image_ref("hello", DIGEST_B), "--source-commit": "2" * 40,
                 "--build-id": "b-2", **override}
-        result = run_script("publish", *[item for pair in args.items() for item in pair])
+        result = cli("publish", *[item for pair in args.items() for item in pair])
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 
@@ -185,21 +236,21 @@ class TestBadInput:
                                      files: dict[str, str], fragment: str) -> None:
         before = env_repo.snapshot()
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A), files)
-        result = run_script("publish", "--repo", env_repo.url, "--app", "hello",
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello",
                             "--manifests", str(folder))
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
 
     def test_empty_folder(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         (tmp_path / "empty").mkdir()
-        result = run_script("publish", "--repo", env_repo.url, "--app", "hello",
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello",
                             "--manifests", str(tmp_path / "empty"))
         assert_bad_input(result, "holds no files")
         assert env_repo.tip("candidate") is None
 
     def test_unreachable_repo_is_an_operational_failure(self, tmp_path: Path) -> None:
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
-        result = run_script("publish", "--repo", str(tmp_path / "missing.git"), "--app",
+        result = cli("publish", "--repo", str(tmp_path / "missing.git"), "--app",
                             "hello", "--manifests", str(folder))
         assert result.code == 1
         assert result.stderr.startswith("error: cannot fetch 'candidate'")
@@ -210,6 +261,7 @@ class TestCredentials:
     """A token comes from the environment and never shows in output or git config."""
 
     TOKEN = "ghs_S3cr3tT0kenValue0123456789"
+    LINK = "projects/acme/locations/europe-west1/connections/github/repositories/gitops-env"
 
     def test_token_never_printed(self, tmp_path: Path) -> None:
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
@@ -224,61 +276,73 @@ class TestCredentials:
 
     def test_token_reaches_git_as_an_environment_header_only(
             self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import envrepo
-
         monkeypatch.setenv("GITOPS_GIT_TOKEN", self.TOKEN)
         monkeypatch.delenv("GIT_CONFIG_COUNT", raising=False)
-        import gitenv
-
-        env = gitenv.git_environment("https://github.com/acme/env.git")
+        env = credentials.git_environment("https://github.com/acme/env.git")
         config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"]
                   for i in range(int(env["GIT_CONFIG_COUNT"]))}
         assert config["http.extraHeader"] == \
-            f"Authorization: Basic {gitenv.basic_auth(self.TOKEN)}"
-        local = gitenv.git_environment("/srv/env.git")
+            f"Authorization: Basic {credentials.basic_auth(self.TOKEN)}"
+        assert env["LC_ALL"] == "C"
+        local = credentials.git_environment("/srv/env.git")
         assert "http.extraHeader" not in local.values()
         with envrepo.scratch_repo("https://github.com/acme/env.git") as scratch:
-            config = Path(scratch.repo.git_dir, "config").read_text()
-            assert self.TOKEN not in config
-            assert gitenv.basic_auth(self.TOKEN) not in config
-            assert "extraHeader" not in config
+            config_file = Path(scratch.repo.git_dir, "config").read_text()
+            assert self.TOKEN not in config_file
+            assert credentials.basic_auth(self.TOKEN) not in config_file
+            assert "extraHeader" not in config_file
 
+    def test_token_from_the_connection_repository(self, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
+        """With a linked repository named, the short-lived token comes from Cloud Build."""
+        asked: list[str] = []
 
-def test_token_from_the_connection_repository(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With a linked repository named, the short-lived token comes from Cloud Build."""
-    import gitenv
+        def fake_token(repository: str) -> str:
+            asked.append(repository)
+            return "ghs_ShortLivedInstallationToken0123456789"
 
-    link = "projects/acme/locations/europe-west1/connections/github/repositories/gitops-env"
-    asked: list[str] = []
+        monkeypatch.setattr(credentials, "connection_token", fake_token)
+        monkeypatch.delenv(credentials.TOKEN_ENV, raising=False)
+        monkeypatch.setenv(credentials.TOKEN_REPOSITORY_ENV, self.LINK)
+        assert "http.extraHeader" not in credentials.git_environment("/srv/env.git").values()
+        assert asked == []  # a local remote needs no token
+        env = credentials.git_environment("https://github.com/acme/gitops-env.git")
+        assert asked == [self.LINK]
+        assert f"Authorization: Basic {credentials.basic_auth(fake_token(self.LINK))}" in \
+            env.values()
 
-    def fake_token(repository: str) -> str:
-        asked.append(repository)
-        return "ghs_ShortLivedInstallationToken0123456789"
+        def broken(repository: str) -> str:
+            raise RuntimeError("403 Permission 'cloudbuild.repositories.accessReadWriteToken' "
+                               "denied\non resource")
 
-    monkeypatch.setattr(gitenv, "connection_token", fake_token)
-    monkeypatch.delenv(gitenv.TOKEN_ENV, raising=False)
-    monkeypatch.setenv(gitenv.TOKEN_REPOSITORY_ENV, link)
-    assert "http.extraHeader" not in gitenv.git_environment("/srv/env.git").values()
-    assert asked == []  # a local remote needs no token
-    env = gitenv.git_environment("https://github.com/acme/gitops-env.git")
-    assert asked == [link]
-    assert f"Authorization: Basic {gitenv.basic_auth(fake_token(link))}" in env.values()
+        monkeypatch.delenv(credentials.TOKEN_ENV)
+        monkeypatch.setattr(credentials, "connection_token", broken)
+        with pytest.raises(OperationFailed, match=r"cannot get a token for projects/.*"
+                                                  r"accessReadWriteToken' denied on resource"):
+            credentials.git_environment("https://github.com/acme/gitops-env.git")
 
-    def broken(repository: str) -> str:
-        raise RuntimeError("403 Permission 'cloudbuild.repositories.accessReadWriteToken' "
-                           "denied\non resource")
-
-    monkeypatch.delenv(gitenv.TOKEN_ENV)
-    monkeypatch.setattr(gitenv, "connection_token", broken)
-    with pytest.raises(gitenv.OperationFailed, match=r"cannot get a token for projects/.*"
-                                                     r"accessReadWriteToken' denied on resource"):
-        gitenv.git_environment("https://github.com/acme/gitops-env.git")
+    def test_token_failure_is_one_error_line(self, tmp_path: Path) -> None:
+        """The real client, without credentials: one `error:` line, exit 1, no traceback."""
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
+        scratch = tmp_path / "tmp"
+        scratch.mkdir()
+        result = run_script(
+            "publish", "--repo", "https://github.com/acme/gitops-env.git", "--app", "hello",
+            "--manifests", str(folder),
+            env={credentials.TOKEN_REPOSITORY_ENV: self.LINK, credentials.TOKEN_ENV: "",
+                 # No credentials anywhere: the client fails before any request is sent.
+                 "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json"),
+                 "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "TMPDIR": str(scratch)})
+        assert result.code == 1, result
+        assert result.stdout == ""
+        assert result.stderr.startswith(f"error: cannot get a token for {self.LINK}: ")
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert list(scratch.iterdir()) == []
 
 
 def test_scripts_run_from_any_directory(env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
     folder = write_manifests(tmp_path / "rel" / "m", "hello", image_ref("hello", DIGEST_A))
-    proc = subprocess.run([sys.executable, str(Path(__file__).parent.parent / "scripts" /
-                                               "publish.py"),
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "publish.py"),
                            "--repo", env_repo.url, "--app", "hello", "--manifests", "m"],
                           cwd=folder.parent, capture_output=True, text=True,
                           env=dict(os.environ))
@@ -286,39 +350,34 @@ def test_scripts_run_from_any_directory(env_repo: EnvRepoOnDisk, tmp_path: Path)
     assert proc.stdout.strip() == env_repo.tip("candidate")
 
 
-class TestPrefetch:
-    """publish.py starts its first fetch before GitPython loads; nothing is left behind."""
+class TestFirstFetch:
+    """publish starts its first fetch before GitPython loads; nothing is left behind."""
 
     @pytest.mark.parametrize("case", ["success", "bad-input", "unreachable"])
     def test_no_scratch_repository_left_behind(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
                                                case: str) -> None:
         scratch = tmp_path / "tmp"
         scratch.mkdir()
-        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A),
+                                 {"broken.yaml": "a: [\n"} if case == "bad-input" else None)
         repo = str(tmp_path / "missing.git") if case == "unreachable" else env_repo.url
-        app = "Bad_App" if case == "bad-input" else "hello"
-        result = run_script("publish", "--repo", repo, "--app", app, "--manifests", str(folder),
-                            env={"TMPDIR": str(scratch)})
+        result = run_script("publish", "--repo", repo, "--app", "hello", "--manifests",
+                            str(folder), env={"TMPDIR": str(scratch)})
         assert result.code == {"success": 0, "bad-input": 2, "unreachable": 1}[case]
         assert list(scratch.iterdir()) == []
 
-    def test_only_plain_arguments_start_a_fetch(self) -> None:
-        from prefetch import Prefetch
+    def test_the_early_fetch_is_the_first_fetch(self, env_repo: EnvRepoOnDisk,
+                                                tmp_path: Path) -> None:
+        first = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        with envrepo.scratch_repo(env_repo.url, first_fetch="candidate") as env:
+            early = env.early["candidate"]
+            assert env.fetch("candidate") == first
+            assert early.returncode == 0 and env.early == {}  # consumed, not fetched again
+            workdir = Path(env.repo.git_dir)
+        assert not workdir.exists()
 
-        assert Prefetch.start(["--app", "hello"], "candidate") is None
-        assert Prefetch.start(["--repo", "--app"], "candidate") is None
-        assert Prefetch.start(["--repo=x", "--branch", "bad branch"], "candidate") is None
-
-    def test_prefetched_result_is_the_first_fetch(self, env_repo: EnvRepoOnDisk,
-                                                  tmp_path: Path) -> None:
-        import envrepo
-        from prefetch import Prefetch
-
-        first = publish(env_repo, tmp_path, "hello", DIGEST_A).last_line
-        early = Prefetch.start(["--repo", env_repo.url], "candidate")
-        assert early is not None
-        with envrepo.scratch_repo(env_repo.url, early) as env:
-            assert env.repo.git_dir == early.workdir
-            assert env.fetch_branch("candidate") == first
-            assert early.process is None  # consumed, not fetched again
-        assert not Path(early.workdir).exists()
+    def test_an_early_fetch_of_a_missing_branch(self, env_repo: EnvRepoOnDisk,
+                                                tmp_path: Path) -> None:
+        publish(env_repo, tmp_path, "hello", DIGEST_A)
+        with envrepo.scratch_repo(env_repo.url, first_fetch="staging") as env:
+            assert env.fetch("staging") is None

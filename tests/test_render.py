@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DIGEST_A, REGISTRY, assert_bad_input, run_script
+from conftest import DIGEST_A, REGISTRY, assert_bad_input, cli
 
 REF = f"{REGISTRY}/hello@{DIGEST_A}"
 
@@ -59,7 +59,7 @@ def render(tmp_path: Path, files: dict[str, str], *images: str) -> tuple[object,
     args = ["--templates", str(templates), "--out", str(out)]
     for image in images:
         args += ["--image", image]
-    return run_script("render", *args), out
+    return cli("render", *args), out
 
 
 def images_in(text: str) -> list[str]:
@@ -181,4 +181,4 @@ class TestRefusals:
         assert [p.name for p in out.iterdir()] == ["keep.yaml"]
 
     def test_usage_error_is_one_line(self, tmp_path: Path) -> None:
-        assert_bad_input(run_script("render", "--templates", str(tmp_path)), "required")
+        assert_bad_input(cli("render", "--templates", str(tmp_path)), "required")

@@ -1,26 +1,22 @@
-"""Git's environment for the scripts, and their errors: everything that needs no GitPython.
+"""Git's environment for the commands: identity, locale, and the token for HTTPS remotes.
 
-Kept apart from envrepo.py so publish.py can start its first fetch before GitPython is imported
-(see prefetch.py); envrepo re-exports all of it.
+A plain git URL works as it is. For an HTTPS remote a token may be given in the environment
+(GITOPS_GIT_TOKEN), or fetched from a Cloud Build 2nd-gen linked repository
+(GITOPS_GIT_TOKEN_REPOSITORY); it reaches git as an HTTP header through GIT_CONFIG_* variables,
+so it is never on a command line, in a repository's config or in output.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 
-
-class BadInput(Exception):
-    """Input the caller must fix; exit 2, nothing changed."""
-
-
-class OperationFailed(Exception):
-    """The input was fine but the operation could not complete; exit 1, nothing changed."""
-
+from gitops.errors import OperationFailed, one_line
 
 TOKEN_ENV = "GITOPS_GIT_TOKEN"
-# A Cloud Build 2nd-gen repository (projects/*/locations/*/connections/*/repositories/*): the
-# scripts ask it for a short-lived read/write token when no token is given.
+# projects/*/locations/*/connections/*/repositories/*: asked for a short-lived read/write token
+# when no token is given.
 TOKEN_REPOSITORY_ENV = "GITOPS_GIT_TOKEN_REPOSITORY"
 TOKEN_USER_ENV = "GITOPS_GIT_USERNAME"
 GIT_IDENTITY = {
@@ -29,10 +25,6 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "gitops-bot",
     "GIT_COMMITTER_EMAIL": "gitops-bot@noreply.invalid",
 }
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def basic_auth(token: str) -> str:
@@ -57,15 +49,16 @@ def resolve_token() -> None:
     if repository and not os.environ.get(TOKEN_ENV):
         try:
             os.environ[TOKEN_ENV] = connection_token(repository)
-        except Exception as exc:
+        except Exception as exc:  # any client or auth error: one line, exit 1
             raise OperationFailed(f"cannot get a token for {repository}: "
                                   f"{one_line(str(exc))}") from None
 
 
 def git_environment(url: str) -> dict[str, str]:
-    """Identity and, for HTTPS remotes with a token in the environment, the auth header."""
+    """Identity, C locale (git's output is parsed) and, for HTTPS with a token, the header."""
     env = {key: os.environ.get(key, value) for key, value in GIT_IDENTITY.items()}
     env["GIT_TERMINAL_PROMPT"] = "0"
+    env["LC_ALL"] = "C"
     # A scratch repository lives for seconds: no background maintenance after a fetch.
     settings = [("maintenance.auto", "false")]
     if url.startswith("https://"):
@@ -80,18 +73,17 @@ def git_environment(url: str) -> dict[str, str]:
     return env
 
 
+def redact(text: str) -> str:
+    """Remove the token and any credentials embedded in URLs from a message."""
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        text = text.replace(token, "***")
+        text = text.replace(basic_auth(token), "***")
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+
+
 def local_path_url(url: str) -> str:
     """A relative local path made absolute (git runs elsewhere); any other URL as it is."""
     if "://" not in url and os.path.exists(url):
         return os.path.abspath(url)
     return url
-
-
-def fetch_args(url: str, branch: str, depth: int, shallow: bool) -> list[str]:
-    """`git fetch` arguments for one branch into refs/remotes/origin/ (0: whole history)."""
-    args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"]
-    if depth:
-        args.append(f"--depth={depth}")
-    elif shallow:
-        args.append("--unshallow")
-    return [*args, url, f"+refs/heads/{branch}:refs/remotes/origin/{branch}"]

@@ -1,0 +1,17 @@
+"""The env-repo engine behind the step scripts and the operator commands.
+
+`scripts/<step>.py` are thin entry points: each parses its arguments with the shared options of
+`gitops.cli`, calls one function of this package and prints the result. Everything else lives
+here, typed, and is called directly by the scripts, by other commands (deploy calls
+`gitops.promote.promote`) and by the tests, never through an argument list.
+
+Design decisions:
+- One git layer (`gitops.envrepo`): every git call goes through it. Trees and commits are made by
+  git's own plumbing (`hash-object`, `mktree`, `commit-tree`), so git, not this code, decides
+  the format and the order of tree entries.
+- Errors are read from machine-readable output only (exit codes, `push --porcelain` status
+  flags), and git runs with `LC_ALL=C`.
+- Two error kinds: `BadInput` (exit 2: the caller must fix something; nothing changed) and
+  `OperationFailed` (exit 1: the input was fine but the operation could not complete; nothing
+  changed).
+"""

@@ -1,0 +1,56 @@
+"""Create the env repo's `candidate` and `production` branches if they do not exist yet.
+
+Idempotent and safe: an existing branch is never touched, so running it again (every
+`pulumi up` may) changes nothing. A missing branch starts from a commit holding a README that
+explains the layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gitops.checks import check_branch
+from gitops.envrepo import Entry, scratch_repo
+from gitops.trailers import commit_message
+
+DEFAULT_BRANCHES = ("candidate", "production")
+README = """\
+# Env repository
+
+Written by the GitOps delivery builds; do not edit by hand.
+
+- `candidate`: every deployment attempt, one commit per app build.
+- `production`: every successful deployment (promotions and rollbacks).
+- `apps/<app>/`: the rendered manifests of one app, images pinned by digest.
+- `.gitops/`: control state the builds read (last promoted commit per app, freezes).
+"""
+
+
+@dataclass(frozen=True)
+class BranchInit:
+    branch: str
+    created: str | None  # the root commit pushed, or None when the branch existed
+
+    def describe(self) -> str:
+        return f"created {self.branch} {self.created}" if self.created else \
+            f"exists {self.branch}"
+
+
+def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRANCHES
+                  ) -> list[BranchInit]:
+    """Create each missing branch from one root commit; existing branches stay as they are."""
+    for branch in branches:
+        check_branch(branch)
+    results = []
+    with scratch_repo(repo) as env:
+        readme = Entry.file(env.write_blob(README.encode()))
+        tree = env.edit_tree(None, "README.md", readme)
+        root = env.commit(tree, None, commit_message("Initialize env repository", []))
+        for branch in branches:
+            if env.fetch(branch) is not None:
+                results.append(BranchInit(branch, None))
+            elif env.push(root, branch, None):
+                results.append(BranchInit(branch, root))
+            else:  # someone created it between our fetch and our push: theirs stands
+                results.append(BranchInit(branch, None))
+    return results

@@ -1,0 +1,139 @@
+"""An app's deployment history from git alone: attempts on `candidate` beside `production`.
+
+Each candidate attempt (time, image, source commit, build id) says whether and when it reached
+production; each production entry says whether it was a promote or a rollback. History is
+inherently as long as the branches, so this is the one place that fetches them whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gitops.checks import check_app, check_branch, short_ref
+from gitops.envrepo import EnvRepo, scratch_repo
+from gitops.errors import BadInput
+
+APPS_DIR = "apps"
+
+
+@dataclass
+class Attempt:
+    """A candidate commit for the app, and whether production took it."""
+
+    commit: str
+    time: str
+    image: str | None
+    source_repo: str | None
+    source_commit: str | None
+    build_id: str | None
+    promoted: bool = False
+    promoted_at: str | None = None
+    production_commit: str | None = None
+
+
+@dataclass(frozen=True)
+class ProductionEntry:
+    """A production commit for the app: a promote or a rollback of a candidate commit."""
+
+    commit: str
+    time: str
+    kind: str  # "promote" or "rollback"
+    promoted_from: str | None
+    image: str | None
+    source_commit: str | None
+    build_id: str | None
+
+
+@dataclass
+class History:
+    """Newest first, both lists."""
+
+    app: str
+    attempts: list[Attempt] = field(default_factory=list)
+    production: list[ProductionEntry] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.app, "attempts": [asdict(a) for a in self.attempts],
+                "production": [asdict(p) for p in self.production]}
+
+
+def app_log(env: EnvRepo, branch: str, app: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(sha, committer time, trailers) of the branch's commits for app, newest first."""
+    tip = env.tip(branch)
+    if tip is None:
+        return []
+    return [(e.sha, e.time, e.trailers) for e in env.log(tip, f"{APPS_DIR}/{app}/")
+            if e.trailers.get("App", app) == app]
+
+
+def apps_on(env: EnvRepo, *branches: str) -> list[str]:
+    """Names of the apps with manifests at the fetched tip of any of the branches."""
+    names: set[str] = set()
+    for branch in branches:
+        entry = env.lookup(env.tip(branch), APPS_DIR)
+        if entry is not None and entry.is_tree:
+            names.update(env.tree_entries(entry.sha))
+    return sorted(names)
+
+
+def collect(env: EnvRepo, app: str, source: str, target: str) -> History:
+    """The app's history from the fetched branches."""
+    attempts = [
+        Attempt(commit=sha, time=when, image=t.get("Image"), source_repo=t.get("Source-Repo"),
+                source_commit=t.get("Source-Commit"), build_id=t.get("Build-Id"))
+        for sha, when, t in app_log(env, source, app)
+    ]
+    production = [
+        ProductionEntry(commit=sha, time=when,
+                        kind="rollback" if t.get("Rollback") == "true" else "promote",
+                        promoted_from=t.get("Promoted-From"), image=t.get("Image"),
+                        source_commit=t.get("Source-Commit"), build_id=t.get("Build-Id"))
+        for sha, when, t in app_log(env, target, app)
+    ]
+    by_commit = {attempt.commit: attempt for attempt in attempts}
+    for entry in reversed(production):  # oldest first: the first arrival wins
+        attempt = by_commit.get(entry.promoted_from or "")
+        if attempt is not None and not attempt.promoted:
+            attempt.promoted, attempt.promoted_at = True, entry.time
+            attempt.production_commit = entry.commit
+    return History(app=app, attempts=attempts, production=production)
+
+
+def history(repo: str, app: str, source: str = "candidate",
+            target: str = "production") -> History:
+    """Fetch both branches whole and tell the app's story; BadInput for an unknown app."""
+    check_app(app)
+    check_branch(source)
+    check_branch(target)
+    with scratch_repo(repo) as env:
+        env.fetch_whole(source, target)
+        story = collect(env, app, source, target)
+    if not story.attempts and not story.production:
+        raise BadInput(f"unknown app {app!r}: no commits for {APPS_DIR}/{app}/ on "
+                       f"{source} or {target}")
+    return story
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+
+
+def image_cell(image: str | None) -> str:
+    return short_ref(image) if image else "-"
+
+
+def render_text(story: History, source: str, target: str) -> str:
+    attempts = [["WHEN", "COMMIT", "IMAGE", "SOURCE", "BUILD", "REACHED " + target.upper()]]
+    for a in story.attempts:
+        reached = f"yes, {a.promoted_at}" if a.promoted else "no"
+        attempts.append([a.time, a.commit[:12], image_cell(a.image),
+                         (a.source_commit or "-")[:12], a.build_id or "-", reached])
+    production = [["WHEN", "COMMIT", "KIND", "FROM " + source.upper(), "IMAGE", "BUILD"]]
+    for p in story.production:
+        production.append([p.time, p.commit[:12], p.kind, (p.promoted_from or "-")[:12],
+                           image_cell(p.image), p.build_id or "-"])
+    return (f"{story.app}: attempts on {source} (newest first)\n{table(attempts)}\n\n"
+            f"{story.app}: {target} (newest first)\n{table(production)}")

@@ -1,0 +1,129 @@
+"""Publish one app's rendered manifests to a branch of the env repo (default `candidate`).
+
+`apps/APP/` on the branch becomes exactly the given folder: files removed from the folder are
+removed from the branch. One commit per call, with provenance trailers; identical content makes
+no commit and returns the current tip. A rejected push is rebuilt on the new tip and retried.
+
+Publish is on every app build's critical path, so its first fetch runs while GitPython loads
+and the manifests are checked and stored as git objects (`gitops.envrepo.scratch_repo`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops.checks import (
+    check_app,
+    check_branch,
+    check_image_ref,
+    check_sha,
+    check_trailer_value,
+    short_ref,
+)
+from gitops.envrepo import Entry, scratch_repo
+from gitops.errors import BadInput
+from gitops.retry import RetryPolicy, retry_push
+from gitops.trailers import commit_message
+
+APPS_DIR = "apps"
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    repo: str
+    app: str
+    manifests: Path
+    branch: str = "candidate"
+    source_repo: str | None = None
+    source_commit: str | None = None
+    image: str | None = None
+    build_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    commit: str  # the branch tip afterwards
+    created: bool  # False: the branch already held exactly these manifests
+    attempts: int  # pushes tried (1 unless another writer got there first)
+
+
+def check_folder(folder: Path) -> list[Path]:
+    """The folder must exist and hold only .yaml/.yml files."""
+    if not folder.is_dir():
+        raise BadInput(f"manifests folder {str(folder)!r} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not files:
+        raise BadInput(f"manifests folder {str(folder)!r} holds no files")
+    for path in files:
+        if path.suffix not in MANIFEST_SUFFIXES:
+            raise BadInput(f"{path}: not a .yaml/.yml manifest")
+    return files
+
+
+def check_yaml(files: list[Path]) -> None:
+    """Every file must parse as YAML."""
+    import yaml  # here, not at the top: this runs while the first fetch is under way
+
+    for path in files:
+        try:
+            list(yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+
+
+def check_request(request: PublishRequest) -> None:
+    check_app(request.app)
+    check_branch(request.branch)
+    if request.image is not None:
+        check_image_ref(request.image)
+    if request.source_commit is not None:
+        check_sha(request.source_commit, "--source-commit")
+    if request.source_repo is not None:
+        check_trailer_value("--source-repo", request.source_repo)
+    if request.build_id is not None:
+        check_trailer_value("--build-id", request.build_id)
+
+
+def message_for(request: PublishRequest) -> str:
+    what = short_ref(request.image) if request.image else "manifests"
+    return commit_message(f"Deploy {request.app}: {what}", [
+        ("App", request.app),
+        ("Image", request.image),
+        ("Source-Repo", request.source_repo),
+        ("Source-Commit", request.source_commit),
+        ("Build-Id", request.build_id),
+    ])
+
+
+def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> PublishResult:
+    """Make `apps/APP/` on the branch exactly the manifests folder, in one commit."""
+    check_request(request)
+    policy = policy or RetryPolicy.from_env()
+    files = check_folder(request.manifests)
+    message = message_for(request)
+    prefix = f"{APPS_DIR}/{request.app}"
+
+    with scratch_repo(request.repo, first_fetch=request.branch) as env:
+        check_yaml(files)  # bad input stops us before anything is pushed
+        app_tree = env.write_folder(request.manifests.resolve())
+        if app_tree is None:
+            raise BadInput(f"manifests folder {str(request.manifests)!r} holds no files")
+        app_entry = Entry.tree(app_tree)
+        attempts: list[bool] = []  # per attempt: whether it made a commit
+
+        def attempt() -> str | None:
+            tip = env.fetch(request.branch)  # the first time: the fetch started early
+            base = env.root_tree(tip)
+            tree = env.edit_tree(base, prefix, app_entry)
+            if tip is not None and tree == base:
+                attempts.append(False)
+                return tip  # identical content: no commit
+            attempts.append(True)
+            commit = env.commit(tree, tip, message)
+            return commit if env.push(commit, request.branch, tip) else None
+
+        landed = retry_push(attempt, policy)
+        return PublishResult(commit=landed.value, created=attempts[-1],
+                             attempts=landed.attempts)

@@ -1,0 +1,28 @@
+"""Commit messages: a one-line subject and git trailers that machines read.
+
+Trailer keys: `App`, `Image`, `Source-Repo`, `Source-Commit`, `Build-Id`, and on production
+`Promoted-From` and `Rollback`. Git itself parses them back (`%(trailers)` in `gitops.envrepo`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+TRAILER_KEY = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+
+
+def commit_message(subject: str, trailers: Sequence[tuple[str, str | None]]) -> str:
+    """Subject, blank line, one `Key: value` line per trailer whose value is set."""
+    lines = [f"{key}: {value}" for key, value in trailers if value]
+    return f"{subject}\n\n" + "\n".join(lines) + "\n" if lines else f"{subject}\n"
+
+
+def parse_trailer_lines(text: str) -> dict[str, str]:
+    """`Key: value` lines, as git prints them for `%(trailers:only,unfold)`, as a dict."""
+    trailers: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and TRAILER_KEY.fullmatch(key):
+            trailers[key] = value.strip()
+    return trailers
