@@ -169,13 +169,11 @@ class TestCommandsNotRunHere:
 
 @pytest.fixture(scope="module")
 def env_repo_with_history(tmp_path_factory: pytest.TempPathFactory) -> EnvRepoOnDisk:
-    """hello delivered twice, so `--to -1` has somewhere to go."""
+    """hello delivered twice, so `--target -1` has somewhere to go."""
     tmp = tmp_path_factory.mktemp("docs-env")
     env = EnvRepoOnDisk(tmp / "env.git")
     for digest, build in ((DIGEST_A, "b-1"), (DIGEST_B, "b-2")):
-        result = publish(env, tmp, "hello", digest, build=build)
-        assert result.code == 0, result.stderr
-        promoted(env, "hello", result.last_line, build)
+        promoted(env, "hello", publish(env, tmp, "hello", digest, build=build), build)
     return env
 
 
