@@ -216,6 +216,7 @@ class TestCommandsRunHere:
                                       f"{done.stderr[-1500:]}")
         assert len(last) == count
         assert "Traceback" not in done.stderr
+        assert not re.search(r"\w+Warning\b", done.stderr), done.stderr  # no Python warnings
         if document == "docs/operations.md":
             assert "dry run, nothing started" in done.stdout
             assert "hello" in done.stdout
