@@ -123,7 +123,7 @@ branches = EnvBranches("env-branches", EnvBranchesArgs(
 # Per app: a namespace the delivery identity may change, and nothing else.
 namespaces = AppNamespaces("apps", AppNamespacesArgs(
     kubeconfig=cluster.kubeconfig,
-    apps=[app.name for app in config.apps],
+    apps=config.apps,
     delivery_email=identities.accounts["delivery"].email,
 ))
 

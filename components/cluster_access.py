@@ -8,6 +8,25 @@ Design decisions:
 - GKE maps a Google service account to the Kubernetes user named by its email.
 - The Role includes Leases: the delivery build takes one per app to serialize overlapping
   deliveries.
+- The Role covers the namespaced kinds a typical app holds, with only the verbs delivery uses:
+  `kubectl apply` (get, create, patch), pruning (get, delete) and, for Deployments,
+  StatefulSets and DaemonSets, `kubectl rollout status` (list, watch). No `list` or `watch` on
+  Secrets. Custom resource kinds come from the app's `customResources` config, one rule per
+  group with the apply and prune verbs; config cannot name a group the API server serves
+  itself, so it can never widen the built-in kinds.
+- Kubernetes' escalation rules decide what stays out: creating a Role or RoleBinding needs
+  either every permission it grants or the `escalate`/`bind` verbs, so a delivery identity
+  allowed to write RBAC could hand any app ServiceAccount whatever it holds (or, with `bind`,
+  any ClusterRole). Roles and RoleBindings an app's pods need are declared in this program,
+  reviewed through the preview build. Also left out: `pods/exec`, `pods/attach`,
+  `pods/portforward`, `serviceaccounts/token`, `impersonate`, `deletecollection`.
+- What the Role grants is still, in effect, everything the app's namespace holds: whoever can
+  create a Deployment can mount any Secret of the namespace and run as any ServiceAccount in
+  it (with Workload Identity, act as the Google account it maps to), and a Secret of type
+  `kubernetes.io/service-account-token` mints a token for one. Granting Secrets and
+  ServiceAccounts therefore adds nothing beyond the workload kinds; the boundary is the
+  namespace, which is why every app has its own and the delivery identity nothing elsewhere
+  (docs/architecture.md).
 - Pull-request previews get no Kubernetes write verb, not even for a dry run: Kubernetes
   authorizes a dry-run create or patch exactly like the real one, so "dry-run verbs" for
   Namespace, Role and RoleBinding would let pull-request code create namespaces and RBAC for
@@ -25,34 +44,49 @@ Design decisions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-CHANGE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+from components.config import AppConfig, CustomResources
+
+APPLIED = ["get", "create", "patch", "delete"]  # kubectl apply (get, create, patch), prune
+ROLLED_OUT = [*APPLIED, "list", "watch"]  # ... and kubectl rollout status (watches the object)
 READ = ["get", "list", "watch"]
 Rule = k8s.rbac.v1.PolicyRuleArgs
 DELIVERY_RULES: list[k8s.rbac.v1.PolicyRuleArgs] = [
-    Rule(api_groups=["apps"],
-         resources=["deployments", "statefulsets", "daemonsets", "replicasets"], verbs=CHANGE),
+    Rule(api_groups=["apps"], resources=["deployments", "statefulsets", "daemonsets"],
+         verbs=ROLLED_OUT),
     Rule(api_groups=[""],
-         resources=["services", "configmaps", "serviceaccounts", "persistentvolumeclaims"],
-         verbs=CHANGE),
-    Rule(api_groups=[""], resources=["pods", "pods/log", "events"], verbs=READ),
-    Rule(api_groups=["batch"], resources=["jobs", "cronjobs"], verbs=CHANGE),
-    Rule(api_groups=["autoscaling"], resources=["horizontalpodautoscalers"], verbs=CHANGE),
-    Rule(api_groups=["policy"], resources=["poddisruptionbudgets"], verbs=CHANGE),
+         resources=["configmaps", "secrets", "serviceaccounts", "services",
+                    "persistentvolumeclaims"],
+         verbs=APPLIED),
+    Rule(api_groups=["batch"], resources=["jobs", "cronjobs"], verbs=APPLIED),
+    Rule(api_groups=["autoscaling"], resources=["horizontalpodautoscalers"], verbs=APPLIED),
+    Rule(api_groups=["policy"], resources=["poddisruptionbudgets"], verbs=APPLIED),
     Rule(api_groups=["networking.k8s.io"], resources=["ingresses", "networkpolicies"],
-         verbs=CHANGE),
-    Rule(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=CHANGE),
+         verbs=APPLIED),
+    # Read-only, for diagnosing a rollout: what the workloads made and why pods fail.
+    Rule(api_groups=["apps"], resources=["replicasets"], verbs=READ),
+    Rule(api_groups=[""], resources=["pods", "pods/log", "events"], verbs=READ),
+    Rule(api_groups=["coordination.k8s.io"], resources=["leases"],
+         verbs=["get", "create", "update", "delete"]),
 ]
+
+
+def delivery_rules(custom: Sequence[CustomResources]) -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """The built-in rules, then one rule per custom resource group the app holds."""
+    return [*DELIVERY_RULES,
+            *(Rule(api_groups=[entry.group], resources=list(entry.resources), verbs=APPLIED)
+              for entry in custom)]
 
 
 @dataclass
 class AppNamespacesArgs:
     kubeconfig: pulumi.Input[str]
-    apps: list[str]
+    apps: Sequence[AppConfig]
     delivery_email: pulumi.Input[str]
 
 
@@ -66,7 +100,8 @@ class AppNamespaces(pulumi.ComponentResource):
                                      opts=pulumi.ResourceOptions(parent=self))
         in_cluster = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.namespaces: dict[str, k8s.core.v1.Namespace] = {}
-        for app in args.apps:
+        for config in args.apps:
+            app = config.name
             namespace = k8s.core.v1.Namespace(
                 f"ns-{app}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -79,7 +114,7 @@ class AppNamespaces(pulumi.ComponentResource):
             role = k8s.rbac.v1.Role(
                 f"deployer-{app}",
                 metadata=in_namespace,
-                rules=DELIVERY_RULES,
+                rules=delivery_rules(config.custom_resources),
                 opts=in_cluster,
             )
             k8s.rbac.v1.RoleBinding(

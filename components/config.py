@@ -45,6 +45,22 @@ ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]{4,28}[a-z0-9])$")
 REGISTRY_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Repository names GitHub and Cloud Source Repositories both accept.
 REPO_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
+# Custom resource API groups: DNS subdomains with at least one dot (the API server's rule for a
+# CustomResourceDefinition's group); resource names: lowercase plural names.
+LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+API_GROUP = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})+$")
+RESOURCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# API groups the API server serves itself: the delivery Role's built-in kinds are fixed in the
+# program, never widened by config (this is what keeps config from granting RBAC, admission or
+# certificate kinds). CRD groups of the Kubernetes project, such as the Gateway API's
+# gateway.networking.k8s.io, are custom resources and allowed.
+BUILT_IN_GROUPS = frozenset({
+    "admissionregistration.k8s.io", "apiextensions.k8s.io", "apiregistration.k8s.io",
+    "authentication.k8s.io", "authorization.k8s.io", "certificates.k8s.io",
+    "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io", "networking.k8s.io",
+    "node.k8s.io", "rbac.authorization.k8s.io", "resource.k8s.io", "scheduling.k8s.io",
+    "storage.k8s.io", "storagemigration.k8s.io", "metrics.k8s.io",
+})
 # Cloud Build trigger names: 1-64 letters, digits and hyphens, alphanumeric at both ends.
 TRIGGER_NAME_MAX = 64
 TRIGGER_PREFIXES = ("ci-", "deliver-")  # trigger names are <prefix><app>
@@ -68,9 +84,19 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class CustomResources:
+    """Custom resource kinds an app's manifests hold: their API group and resource names (the
+    plural names of their CustomResourceDefinitions)."""
+
+    group: str
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AppConfig:
     name: str
     repo: str  # GitHub repository name under github_owner, or CSR repository name
+    custom_resources: tuple[CustomResources, ...] = ()
 
 
 DEFAULT_APPS = (AppConfig("hello", "hello"),)
@@ -152,8 +178,14 @@ SETTINGS: tuple[Setting, ...] = (
             "connection's token (to create the env branches). Fixed in config so that a run by "
             "anyone else (a preview build, a colleague) plans no change."),
     Setting("gitops:apps", '["hello"]', "Apps to deliver: names, or objects "
-            '{"name": ..., "repo": ...} when the app repository has another name. A name is a '
-            "DNS label of at most 56 characters (trigger names deliver-<app> stay within 64)."),
+            '{"name": ..., "repo": ..., "customResources": [...]} when the app repository has '
+            "another name or the app holds custom resources. A name is a DNS label of at most "
+            "56 characters (trigger names deliver-<app> stay within 64). customResources lists "
+            'the custom resource kinds its manifests hold, as {"group": "monitoring.googleapis'
+            '.com", "resources": ["podmonitorings"]}: the delivery Role in the app\'s namespace '
+            "may then apply and prune them (get, create, patch, delete). Groups the API server "
+            "serves itself (rbac.authorization.k8s.io, ...) are refused: the Role's built-in "
+            "kinds are fixed (docs/architecture.md)."),
     Setting("gitops:sourceProvider", "github", "Where the repositories live: github (linked "
             "through a Cloud Build 2nd-gen connection) or csr (Cloud Source Repositories)."),
     Setting("gitops:githubAppInstallationId", "(required for github)", "Installation id of the "
@@ -335,11 +367,51 @@ def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
                          f"digits, '.', '_', '-', at most 100, not starting with '.'): "
                          f"pulumi config set --path '{path}.repo' {name}")
             continue
-        apps.append(AppConfig(name=name, repo=repo))
+        custom = parse_custom_resources(item.get("customResources") if isinstance(item, dict)
+                                        else None, f"{path}.customResources", problems)
+        apps.append(AppConfig(name=name, repo=repo, custom_resources=custom))
     names = [app.name for app in apps]
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.add(f"config {key} names app {duplicate!r} twice: each app once")
     return tuple(apps) or default
+
+
+def parse_custom_resources(raw: Any, path: str, problems: Problems
+                           ) -> tuple[CustomResources, ...]:
+    """An app's customResources: [{group, resources}], each checked (see CustomResources)."""
+    if raw is None:
+        return ()
+    example = "monitoring.googleapis.com"
+    if not isinstance(raw, list):
+        problems.add(f"config {path} must be a list of {{group, resources}}: pulumi config set "
+                     f"--path '{path}[0].group' {example}")
+        return ()
+    found = []
+    for index, entry in enumerate(raw):
+        where = f"{path}[{index}]"
+        group = entry.get("group") if isinstance(entry, dict) else None
+        resources = entry.get("resources") if isinstance(entry, dict) else None
+        if not isinstance(group, str) or not API_GROUP.match(group):
+            problems.add(f"config {where}.group {group!r} is not a custom resource API group "
+                         f"(a DNS subdomain with at least one dot, as in a "
+                         f"CustomResourceDefinition): pulumi config set --path '{where}.group' "
+                         f"{example}")
+            continue
+        if group in BUILT_IN_GROUPS or group.endswith(".apiserver.k8s.io"):
+            problems.add(f"config {where}.group {group!r} is served by Kubernetes itself: the "
+                         f"delivery Role's built-in kinds are fixed by the program "
+                         f"(docs/architecture.md), customResources names custom resource "
+                         f"groups only: pulumi config set --path '{where}.group' {example}")
+            continue
+        if not isinstance(resources, list) or not resources or not all(
+                isinstance(r, str) and RESOURCE_NAME.match(r) for r in resources):
+            problems.add(f"config {where}.resources {resources!r} must list resource names "
+                         f"(the plural names of the CRDs, lowercase; no '*', no "
+                         f"subresources): pulumi config set --path '{where}.resources[0]' "
+                         f"podmonitorings")
+            continue
+        found.append(CustomResources(group, tuple(resources)))
+    return tuple(found)
 
 
 def parse_config(values: Mapping[str, Any]) -> StackConfig:

@@ -1,17 +1,18 @@
 """Run the whole GitOps loop on this machine, through the real pipeline YAML.
 
-    python examples/local_loop.py [--workdir DIR]
+    python examples/local_loop.py [--app hello|shop|all] [--workdir DIR]
 
-Makes local git repositories from examples/hello-app (an app repo and an env repo with its
-`candidate` and `production` branches), then:
+Makes local git repositories from the sample apps (examples/hello-app, one image; examples/shop,
+a frontend and a backend image and a kustomize overlay), one app repo each and an env repo with
+its `candidate` and `production` branches, then for each app:
 
-1. runs the app pipeline (`examples/hello-app/cloudbuild.yaml`) as Cloud Build would: the
-   substitutions resolved the same way (`$$` escapes a `$`), the script steps run as written;
-   the Docker steps are simulated (no Docker engine needed): tests run with pytest and the image
-   gets a local digest, the sha256 of the app's files;
+1. runs the app pipeline (its `cloudbuild.yaml`) as Cloud Build would: the substitutions
+   resolved the same way (`$$` escapes a `$`), the script steps run as written; the Docker steps
+   are simulated (no Docker engine needed): each image's tests run with pytest in its build
+   context and each image gets a local digest, the sha256 of its context's files;
 2. runs the delivery pipeline (`pipelines/delivery.yaml`) for the new candidate commit: with a
-   kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for real; without one
-   it validates only and says so;
+   kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for real, pruning what
+   the new commit no longer holds; without one it validates only and says so;
 3. does it again for a second release, then re-runs the first delivery: a rollback;
 4. prints `history.py` for the app.
 
@@ -37,13 +38,39 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from components.delivery_timing import DeliveryTiming  # noqa: E402 - needs ROOT on sys.path
 
-APP_DIR = ROOT / "examples" / "hello-app"
 SCRIPTS = ROOT / "scripts"
-APP = "hello"
 REGISTRY = "europe-west1-docker.pkg.dev/local-project/apps"
 SUBSTITUTION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 IDENTITY = {"GIT_AUTHOR_NAME": "Local Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
             "GIT_COMMITTER_NAME": "Local Dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
+# `docker image inspect --format '...' REF:TAG > FILE`: where a push step writes a digest.
+INSPECT = re.compile(r"docker image inspect --format '[^']*'\s+(\S+):\S+\s*>\s*(\S+)")
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    if old not in text:
+        raise SystemExit(f"error: {path} no longer holds {old!r}; update local_loop.py")
+    path.write_text(text.replace(old, new))
+
+
+def hello_v2(checkout: Path) -> None:
+    edit(checkout / "app.py", '"Hello World!\\n"', '"Hello World, v2!\\n"')
+    edit(checkout / "test_app.py", "Hello World!", "Hello World, v2!")
+
+
+def shop_v2(checkout: Path) -> None:
+    """A new backend image and a new setting: the ConfigMap gets a new name (kustomize's
+    content hash), so delivering it prunes the old one."""
+    edit(checkout / "backend" / "app.py", '"price": 1200', '"price": 1300')
+    edit(checkout / "kubernetes" / "base" / "kustomization.yaml", "SHOP_CURRENCY=EUR",
+         "SHOP_CURRENCY=CHF")
+
+
+SAMPLE_APPS = {  # app name -> (sample app repository, the change of its second release)
+    "hello": (ROOT / "examples" / "hello-app", hello_v2),
+    "shop": (ROOT / "examples" / "shop", shop_v2),
+}
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -72,6 +99,7 @@ class LocalCloudBuild:
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir, self.env, self.builds = workdir, env, 0
+        self.contexts: dict[str, Path] = {}  # image name -> the folder it was built from
 
     def run(self, config_path: Path, source: Path, substitutions: dict[str, str]) -> None:
         config: dict[str, Any] = yaml.safe_load(config_path.read_text())
@@ -119,39 +147,46 @@ class LocalCloudBuild:
 
     def docker(self, step_id: str, args: list[str], values: dict[str, str],
                workspace: Path) -> None:
-        if "--target=test" in args:
-            print("simulated (no Docker engine): running the test stage's tests with pytest")
-            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
-                                     "no:cacheprovider", "test_app.py"], cwd=workspace,
-                                    text=True, capture_output=True)
-            sys.stdout.write(result.stdout[-400:])
-            if result.returncode != 0:
-                raise SystemExit(f"error: step {step_id}: app tests failed")
-        elif "--target=runtime" in args:
-            print("simulated (no Docker engine): runtime image build")
-        else:
+        if args[:1] == ["build"]:
+            context = workspace / args[-1]
+            tags = [a.removeprefix("--tag=") for a in args if a.startswith("--tag=")]
+            for tag in tags:  # remembered for the push step's digest
+                self.contexts[tag.rsplit(":", 1)[0]] = context
+            if "--target=test" in args:
+                print(f"simulated (no Docker engine): the test stage's tests in {args[-1]}/, "
+                      "with pytest")
+                result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                                         "no:cacheprovider", "test_app.py"], cwd=context,
+                                        text=True, capture_output=True)
+                sys.stdout.write(result.stdout[-400:])
+                if result.returncode != 0:
+                    raise SystemExit(f"error: step {step_id}: app tests failed")
+            else:
+                print(f"simulated (no Docker engine): image build of {args[-1]}/")
+            return
+        script = " ".join(args)
+        for image, target in INSPECT.findall(script):
             digest = hashlib.sha256()
-            for path in sorted(p for p in workspace.rglob("*") if p.is_file()):
-                digest.update(path.relative_to(workspace).as_posix().encode())
+            context = self.contexts[image]
+            for path in sorted(p for p in context.rglob("*") if p.is_file()):
+                digest.update(path.relative_to(context).as_posix().encode())
                 digest.update(path.read_bytes())
-            ref = f"{values['_REGISTRY']}/{values['_APP']}@sha256:{digest.hexdigest()}"
-            (workspace / "image-ref").write_text(ref + "\n")
+            ref = f"{image}@sha256:{digest.hexdigest()}"
+            Path(target.replace("/workspace/", f"{workspace}/")).write_text(ref + "\n")
             print(f"simulated (no Docker engine): pushed, local digest {ref}")
 
 
-def setup(workdir: Path) -> tuple[Path, Path, Path]:
-    app_repo, env_repo, checkout = workdir / "app.git", workdir / "env.git", workdir / "app"
-    for bare in (app_repo, env_repo):
-        git("init", "--quiet", "--bare", str(bare), cwd=workdir)
-    shutil.copytree(APP_DIR, checkout, ignore=shutil.ignore_patterns("__pycache__",
-                                                                      ".pytest_cache"))
+def make_app_repo(workdir: Path, app: str, source: Path) -> tuple[Path, Path]:
+    """A bare app repository holding the sample app, and a checkout of it."""
+    app_repo, checkout = workdir / f"{app}.git", workdir / app
+    git("init", "--quiet", "--bare", str(app_repo), cwd=workdir)
+    shutil.copytree(source, checkout, ignore=shutil.ignore_patterns("__pycache__",
+                                                                     ".pytest_cache"))
     git("init", "--quiet", "--initial-branch=main", cwd=checkout)
     git("add", "-A", cwd=checkout)
-    git("commit", "--quiet", "-m", "Hello app", cwd=checkout)
+    git("commit", "--quiet", "-m", f"{app} app", cwd=checkout)
     git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
-    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--repo",
-                    env_repo.as_uri()], check=True)
-    return app_repo, env_repo, checkout
+    return app_repo, checkout
 
 
 def kubeconfig() -> str | None:
@@ -159,14 +194,55 @@ def kubeconfig() -> str | None:
     return path if Path(path).is_file() else None
 
 
+def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) -> None:
+    """Two releases of app through both pipelines, then a rollback to the first; its history."""
+    source, second_release = SAMPLE_APPS[app]
+    app_repo, checkout = make_app_repo(workdir, app, source)
+    steps_image = f"{REGISTRY}/gitops-steps:local"
+    trigger = {"_APP": app, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
+               "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "", "_STEPS_IMAGE": steps_image}
+    delivery = {"_APP": app, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
+                "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
+                **DeliveryTiming.from_setting("300s").substitutions(),
+                "_STEPS_IMAGE": steps_image}
+    candidates = []
+    for release in (1, 2):
+        if release == 2:
+            second_release(checkout)
+            git("commit", "--quiet", "-am", f"{app} v2", cwd=checkout)
+            git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
+        commit = git("rev-parse", "HEAD", cwd=checkout)
+        banner(f"{app} release {release}: app pipeline for {commit[:12]}")
+        cloud_build.run(source / "cloudbuild.yaml", checkout,
+                        {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
+        candidate = git("rev-parse", "refs/heads/candidate", cwd=env_repo)
+        candidates.append(candidate)
+        banner(f"{app} release {release}: delivery pipeline for candidate {candidate[:12]}")
+        cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+                        {**delivery, "COMMIT_SHA": candidate, "SHORT_SHA": candidate[:7]})
+
+    banner(f"{app} rollback: re-running the delivery build of candidate {candidates[0][:12]}")
+    cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+                    {**delivery, "COMMIT_SHA": candidates[0], "SHORT_SHA": candidates[0][:7]})
+
+    banner(f"{app} history")
+    subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo", env_repo.as_uri(),
+                    "--app", app], check=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", choices=[*SAMPLE_APPS, "all"], default="all",
+                        help="which sample app to run (default: all)")
     parser.add_argument("--workdir", type=Path, help="where to make the repositories "
                         "(default: a new temporary folder, kept)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-loop-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    app_repo, env_repo, checkout = setup(workdir)
+    env_repo = workdir / "env.git"
+    git("init", "--quiet", "--bare", str(env_repo), cwd=workdir)
+    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--repo",
+                    env_repo.as_uri()], check=True)
     env = {key: value for key, value in os.environ.items()
            if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY")}
     cluster = kubeconfig()
@@ -177,41 +253,8 @@ def main() -> int:
         env["GITOPS_NO_CLUSTER"] = "1"
         print("no kubeconfig: the delivery pipeline validates manifests only, NOT applying")
     cloud_build = LocalCloudBuild(workdir, env)
-    trigger = {"_APP": APP, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
-               "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
-               "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local"}
-    delivery = {"_APP": APP, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
-                "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
-                **DeliveryTiming.from_setting("300s").substitutions(),
-                "_STEPS_IMAGE": trigger["_STEPS_IMAGE"]}
-
-    candidates = []
-    for release in (1, 2):
-        if release == 2:
-            app_py = checkout / "app.py"
-            app_py.write_text(app_py.read_text().replace('"Hello World!\\n"',
-                                                         '"Hello World, v2!\\n"'))
-            (checkout / "test_app.py").write_text((checkout / "test_app.py").read_text()
-                                                  .replace("Hello World!", "Hello World, v2!"))
-            git("commit", "--quiet", "-am", "Say v2", cwd=checkout)
-            git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
-        commit = git("rev-parse", "HEAD", cwd=checkout)
-        banner(f"release {release}: app pipeline for {commit[:12]}")
-        cloud_build.run(APP_DIR / "cloudbuild.yaml", checkout,
-                        {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
-        candidate = git("rev-parse", "refs/heads/candidate", cwd=env_repo)
-        candidates.append(candidate)
-        banner(f"release {release}: delivery pipeline for candidate {candidate[:12]}")
-        cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
-                        {**delivery, "COMMIT_SHA": candidate, "SHORT_SHA": candidate[:7]})
-
-    banner(f"rollback: re-running the delivery build of candidate {candidates[0][:12]}")
-    cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
-                    {**delivery, "COMMIT_SHA": candidates[0], "SHORT_SHA": candidates[0][:7]})
-
-    banner("history")
-    subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo", env_repo.as_uri(),
-                    "--app", APP], check=True)
+    for app in SAMPLE_APPS if args.app == "all" else [args.app]:
+        loop(app, cloud_build, workdir, env_repo)
     print(f"\nrepositories kept in {workdir}")
     return 0
 

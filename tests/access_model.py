@@ -7,7 +7,8 @@ Operations are derived, in this one module, from what the builds really run:
   pulls, every image it pushes, the logging option, secrets it reads, the state a preview opens;
 - the step scripts each step runs, read with `ast` (with every local module they import): the
   kubectl subcommands, gcloud commands, Google API methods and git pushes they contain;
-- the example app's manifests (the kinds `kubectl apply` touches) and the delivery Lease;
+- the sample apps' manifests (every kind `kubectl apply` and pruning touch, kustomize overlays
+  hydrated as CI hydrates them) and the delivery Lease;
 - the local commands `pulumi up` runs as the deployer (the steps-image build, the env branches).
 The tables below only translate what is found into permissions (a kubectl subcommand into
 Kubernetes verbs, a gcloud command or API method into an IAM permission); a subcommand, command
@@ -26,6 +27,7 @@ import ast
 import json
 import re
 import shlex
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -34,10 +36,10 @@ from typing import Any
 
 import yaml
 
-from pulumi_harness import ROOT, Graph, Resource
+from pulumi_harness import ROOT, SAMPLE_APPS, Graph, Resource
+from pulumi_harness import pipeline_of as harness_pipeline_of
 
 SCRIPTS = ROOT / "scripts"
-EXAMPLE_APP = ROOT / "examples" / "hello-app"
 ROLE_DATA = Path(__file__).with_name("data") / "gcp-roles.json"
 SCRIPT_IN_STEP = re.compile(r"/gitops/scripts/([a-z_]+)\.py")
 
@@ -53,15 +55,19 @@ PUSH = ("artifactregistry.repositories.downloadArtifacts",
         "artifactregistry.repositories.uploadArtifacts",
         "artifactregistry.tags.create", "artifactregistry.tags.update")
 
-# kubectl subcommand -> (what it acts on, Kubernetes verbs). "manifests": every kind in the
-# app's manifests; "workloads": those with a rollout; "lease": the delivery Lease.
-KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
-    "apply": ("manifests", ("get", "create", "patch")),  # client-side apply
-    "rollout": ("workloads", ("get", "list", "watch")),  # rollout status watches the workload
-    "create": ("lease", ("create",)),
-    "get": ("lease", ("get",)),
-    "replace": ("lease", ("update",)),
-    "delete": ("lease", ("delete",)),
+# (kubectl subcommand, its first argument) -> (what it acts on, Kubernetes verbs). The argument
+# is the literal the code passes ("lease", "status"), or "*" when it is a flag or computed (the
+# type of an object being pruned). "manifests": every kind in the apps' manifests; "workloads":
+# those with a rollout; "lease": the delivery Lease.
+KUBECTL: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
+    ("apply", "*"): ("manifests", ("get", "create", "patch")),  # client-side apply
+    ("rollout", "status"): ("workloads", ("get", "list", "watch")),  # watches the workload
+    ("create", "*"): ("lease", ("create",)),
+    ("get", "lease"): ("lease", ("get",)),
+    ("replace", "*"): ("lease", ("update",)),
+    ("delete", "lease"): ("lease", ("delete",)),
+    ("get", "*"): ("manifests", ("get",)),  # prune: whether the delivery applied the object
+    ("delete", "*"): ("manifests", ("delete",)),  # prune
 }
 KUBECTL_FLAGS: dict[str, tuple[str, ...]] = {  # flags that need more verbs on the manifests
     "--prune": ("list", "delete"),
@@ -73,7 +79,8 @@ KINDS = {
     "Deployment": ("apps", "deployments"), "StatefulSet": ("apps", "statefulsets"),
     "DaemonSet": ("apps", "daemonsets"), "Service": ("", "services"),
     "ConfigMap": ("", "configmaps"), "ServiceAccount": ("", "serviceaccounts"),
-    "PersistentVolumeClaim": ("", "persistentvolumeclaims"), "Job": ("batch", "jobs"),
+    "PersistentVolumeClaim": ("", "persistentvolumeclaims"), "Secret": ("", "secrets"),
+    "Job": ("batch", "jobs"),
     "CronJob": ("batch", "cronjobs"),
     "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
@@ -81,6 +88,8 @@ KINDS = {
     "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
     "Lease": ("coordination.k8s.io", "leases"),
 }
+# (API group, kind) -> resource, for custom resource kinds (from their CRDs).
+CUSTOM_KINDS = {("monitoring.googleapis.com", "PodMonitoring"): "podmonitorings"}
 # gcloud command -> IAM permission on the project (GKE clusters have no IAM of their own).
 GCLOUD = {("container", "clusters", "get-credentials"): "container.clusters.get"}
 # Google API client method -> (IAM permission, what it acts on).
@@ -190,7 +199,7 @@ def missing(operations: Iterable[Operation], granted: list[Grant]) -> list[Opera
 class ScriptCalls:
     """What a step script and every local module it imports contain."""
 
-    kubectl: set[str]
+    kubectl: set[tuple[str, str]]  # (subcommand, first argument or "*")
     kubectl_flags: set[str]
     gcloud: set[tuple[str, ...]]
     api_methods: set[str]
@@ -262,7 +271,10 @@ def script_calls(script: Path) -> ScriptCalls:
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else \
                     node.func.id if isinstance(node.func, ast.Name) else ""
                 if name == "kubectl" and strings(node.args[:1]):
-                    calls.kubectl.add(strings(node.args[:1])[0])
+                    target = strings(node.args[1:2])
+                    calls.kubectl.add((strings(node.args[:1])[0],
+                                       target[0] if target and not target[0].startswith("-")
+                                       else "*"))
                     calls.kubectl_flags |= {c.split("=")[0] for c in constants(node.args)
                                             if c.split("=")[0] in KUBECTL_FLAGS}
                 elif name in API_METHODS:
@@ -274,7 +286,8 @@ def script_calls(script: Path) -> ScriptCalls:
             elif isinstance(node, ast.List | ast.Tuple):
                 words = strings(node.elts)
                 if words[:1] == ["kubectl"] and len(words) > 1:
-                    calls.kubectl.add(next(w for w in words[1:] if not w.startswith("-")))
+                    plain = [w for w in words[1:] if not w.startswith("-")]
+                    calls.kubectl.add((plain[0], plain[1] if len(plain) > 1 else "*"))
                 elif words[:1] == ["gcloud"]:
                     calls.gcloud.add(tuple(w for w in words[1:4] if not w.startswith("-")))
                 elif words[:1] in (["push"], ["git", "push"]):
@@ -287,8 +300,8 @@ def unknown_script_calls() -> list[str]:
     problems = []
     for script in sorted(SCRIPTS.glob("*.py")):
         calls = script_calls(script)
-        problems += [f"{script.name}: kubectl {sub}" for sub in calls.kubectl
-                     if sub not in KUBECTL]
+        problems += [f"{script.name}: kubectl {' '.join(call)}" for call in calls.kubectl
+                     if call not in KUBECTL]
         problems += [f"{script.name}: gcloud {' '.join(cmd)}" for cmd in calls.gcloud
                      if cmd not in GCLOUD]
     return sorted(set(problems))
@@ -298,14 +311,9 @@ def unknown_script_calls() -> list[str]:
 
 
 def pipeline_of(trigger: Resource) -> dict[str, Any]:
-    """The build config a trigger runs: inline (provider field names), or its file."""
-    if "build" in trigger.inputs:
-        build: dict[str, Any] = trigger.inputs["build"]
-        return build
-    filename = trigger.inputs["filename"]
-    source = EXAMPLE_APP / filename if filename == "cloudbuild.yaml" else ROOT / filename
-    loaded: dict[str, Any] = yaml.safe_load(source.read_text())
-    return loaded
+    """The build config a trigger runs: inline (provider field names), or its file (a CI
+    trigger runs its sample app's `cloudbuild.yaml`)."""
+    return harness_pipeline_of(trigger)
 
 
 def substitute(text: str, subs: dict[str, str]) -> str:
@@ -530,30 +538,59 @@ def deployer_commands(graph: Graph, config: Any) -> list[Operation]:
     return ops
 
 
-def manifest_kinds() -> list[str]:
-    kinds = []
-    for path in sorted((EXAMPLE_APP / "kubernetes").glob("*.y*ml")):
-        kinds += [doc["kind"] for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return kinds
+@cache
+def sample_documents(app_dir: Path) -> tuple[dict[str, Any], ...]:
+    """What a sample app delivers: its manifests, or each overlay as `kubectl kustomize` (the
+    CI's hydrate step) builds it."""
+    folder = app_dir / "kubernetes"
+    overlays = sorted(p for p in (folder / "overlays").glob("*") if p.is_dir())
+    texts = [subprocess.run(["kubectl", "kustomize", str(o)], capture_output=True, text=True,
+                            check=True).stdout for o in overlays] if overlays else \
+        [p.read_text() for p in sorted(folder.glob("*.y*ml"))]
+    return tuple(doc for text in texts for doc in yaml.safe_load_all(text) if doc)
 
 
-def kube_operations(member: str, script: str, app: str, why: str) -> list[KubeOperation]:
-    """Kubernetes verbs the script's kubectl calls need in the app's namespace."""
+def manifest_kinds() -> list[tuple[str, str]]:
+    """(API group, kind) of every object the sample apps deliver, in order, once each."""
+    found: list[tuple[str, str]] = []
+    for app_dir in SAMPLE_APPS.values():
+        for doc in sample_documents(app_dir):
+            version = str(doc["apiVersion"])
+            kind = (version.split("/")[0] if "/" in version else "", str(doc["kind"]))
+            if kind not in found:
+                found.append(kind)
+    return found
+
+
+def resource_of(group: str, kind: str) -> str:
+    if kind in KINDS and KINDS[kind][0] == group:
+        return KINDS[kind][1]
+    if (group, kind) in CUSTOM_KINDS:
+        return CUSTOM_KINDS[(group, kind)]
+    raise KeyError(f"kind {kind} of group {group!r}: add it to KINDS or CUSTOM_KINDS")
+
+
+def kube_operations(member: str, script: str, app: str, why: str,
+                    kinds: list[tuple[str, str]] | None = None) -> list[KubeOperation]:
+    """Kubernetes verbs the script's kubectl calls need in the app's namespace, for the sample
+    apps' kinds (or the given ones)."""
     calls = script_calls(SCRIPTS / f"{script}.py")
     user = member.split(":", 1)[1]
-    kinds = manifest_kinds()
-    targets = {"manifests": kinds, "workloads": [k for k in kinds if k in ROLLOUT_KINDS],
-               "lease": ["Lease"]}
+    kinds = manifest_kinds() if kinds is None else kinds
+    targets = {"manifests": kinds,
+               "workloads": [k for k in kinds if k[0] == "apps" and k[1] in ROLLOUT_KINDS],
+               "lease": [("coordination.k8s.io", "Lease")]}
     out = []
-    for sub in sorted(calls.kubectl):
-        target, verbs = KUBECTL[sub]
+    for call in sorted(calls.kubectl):
+        target, verbs = KUBECTL[call]
         if target == "manifests":
             verbs = tuple(sorted({*verbs, *(v for flag in calls.kubectl_flags
                                             for v in KUBECTL_FLAGS[flag])}))
-        for kind in targets[target]:
-            group, resource = KINDS[kind]
+        for group, kind in targets[target]:
+            resource = resource_of(group, kind)
             out += [KubeOperation(user, app, group, resource, verb,
-                                  f"{why}: {script}.py kubectl {sub} ({kind})") for verb in verbs]
+                                  f"{why}: {script}.py kubectl {' '.join(call)} ({kind})")
+                    for verb in verbs]
     return out
 
 

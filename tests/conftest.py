@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -230,6 +231,25 @@ def publish(env: EnvRepoOnDisk, tmp_path: Path, app: str, digest: str, build: st
 def promoted(env: EnvRepoOnDisk, app: str, commit: str, build: str) -> str:
     """Promote commit of app with the library; the new production tip."""
     return promote(PromoteRequest(repo=env.url, app=app, commit=commit, build_id=build)).commit
+
+
+FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
+
+
+@pytest.fixture
+def fake_cluster(tmp_path: Path) -> dict[str, str]:
+    """A kubectl on PATH whose cluster state is shared by every process of the test
+    (tests/fake_kubectl.py; its `kustomize` is the real kubectl's)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
+    kubectl.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_CLUSTER_DIR": str(tmp_path / "cluster"),
+            "GITOPS_KUBECONFIG": str(tmp_path / "kubeconfig"),
+            "GITOPS_LEASE_POLL": "0.2",
+            "FAKE_REAL_KUBECTL": shutil.which("kubectl") or ""}
 
 
 KUBECONFIG_FLAG = "--kubeconfig="

@@ -3,7 +3,7 @@
 the objects applied (tests/fake_api.py: apply never deletes; get and delete by type and name)
 and the manifests applied last. State lives in $FAKE_CLUSTER_DIR, so concurrent processes share
 one cluster. A rollout fails when the manifests applied last contain $FAKE_FAIL_MARKER. Every
-call is appended to calls.log.
+call is appended to calls.log. `kustomize` (a local build) runs $FAKE_REAL_KUBECTL.
 """
 
 import fcntl
@@ -42,6 +42,11 @@ def tree_hash(folder: Path) -> str:
 
 def main() -> int:
     args = [a for a in sys.argv[1:] if not a.startswith("--kubeconfig=")]
+    if args[:1] == ["kustomize"]:  # a local build, no cluster: the real kubectl's
+        real = os.environ.get("FAKE_REAL_KUBECTL")
+        if not real:
+            sys.exit("fake kubectl: kustomize needs a real kubectl on PATH")
+        os.execv(real, ["kubectl", *args])
     STATE.mkdir(parents=True, exist_ok=True)
     with open(STATE / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one kubectl at a time, like one API server

@@ -186,8 +186,11 @@ CONFIGS = {
     "github": base_config(),
     "csr": base_config(**{"gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,
                           "gitops:githubTokenSecret": None, "gitops:githubOwner": None}),
-    "three-apps": base_config(**{"gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"},
-                                                 "billing"]}),
+    "three-apps": base_config(**{"gitops:apps": [
+        "hello",
+        {"name": "shop", "repo": "shop-svc", "customResources": [
+            {"group": "monitoring.googleapis.com", "resources": ["podmonitorings"]}]},
+        "billing"]}),
     "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
     "pulumi-cloud": base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
                                    "gitops:pulumiTokenSecret": "pulumi-token"}),
@@ -200,13 +203,23 @@ def program_graph(kind: str, stack: str = "dev") -> Graph:
     return run_program(CONFIGS[kind], stack=stack)
 
 
+# The sample app repositories by the app name a stack gives them. A CI trigger runs its app's
+# `cloudbuild.yaml`: the sample's of that name, or hello's (the one-image template) for others.
+SAMPLE_APPS = {"hello": ROOT / "examples" / "hello-app", "shop": ROOT / "examples" / "shop"}
+
+
+def sample_app(app: str) -> Path:
+    return SAMPLE_APPS.get(app, SAMPLE_APPS["hello"])
+
+
 def pipeline_of(trigger: Resource) -> dict[str, Any]:
     """The build config a trigger runs: inline, or the file it names in its repository."""
     if "build" in trigger.inputs:
         build: dict[str, Any] = trigger.inputs["build"]
         return build
     filename = trigger.inputs["filename"]
-    source = ROOT / ("examples/hello-app" if filename == "cloudbuild.yaml" else "") / filename
+    app = trigger.inputs.get("substitutions", {}).get("_APP", "")
+    source = (sample_app(app) if filename == "cloudbuild.yaml" else ROOT) / filename
     loaded: dict[str, Any] = yaml.safe_load(source.read_text())
     return loaded
 

@@ -17,6 +17,7 @@ from access_model import (
     KubeOperation,
     Operation,
     grants,
+    kube_operations,
     manifest_kinds,
     missing,
     operations,
@@ -121,14 +122,79 @@ class TestDerivation:
                                      f"{step.get('id')} runs in {image}") in derived.operations
 
     def test_delivery_kubectl_verbs_cover_every_kind_of_the_app(self) -> None:
+        """Both sample apps' kinds (the shop's kustomize overlays hydrated), each with the verbs
+        of apply, rollout status and pruning."""
         derived = operations(program_graph("github"), config_of("github"))
         found = {(k.resource, k.verb) for k in derived.kube}
-        assert set(manifest_kinds()) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+        assert set(manifest_kinds()) == {
+            ("apps", "Deployment"), ("", "Service"), ("autoscaling", "HorizontalPodAutoscaler"),
+            ("", "ConfigMap"), ("", "ServiceAccount"), ("policy", "PodDisruptionBudget"),
+            ("networking.k8s.io", "Ingress"), ("networking.k8s.io", "NetworkPolicy")}
         for needed in [("deployments", "patch"), ("deployments", "create"),
-                       ("horizontalpodautoscalers", "patch"),
+                       ("horizontalpodautoscalers", "patch"), ("configmaps", "create"),
                        ("deployments", "watch"), ("services", "patch"), ("leases", "create"),
-                       ("leases", "update"), ("leases", "delete"), ("leases", "get")]:
+                       ("leases", "update"), ("leases", "delete"), ("leases", "get"),
+                       ("configmaps", "delete"), ("poddisruptionbudgets", "get"),
+                       ("networkpolicies", "delete"), ("ingresses", "patch")]:
             assert needed in found, needed
+
+
+# The namespaced kinds a typical app holds (the delivery Role covers them all).
+TYPICAL_KINDS = [
+    ("", "ConfigMap"), ("", "Secret"), ("", "ServiceAccount"), ("", "Service"),
+    ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("batch", "Job"),
+    ("batch", "CronJob"), ("networking.k8s.io", "Ingress"),
+    ("autoscaling", "HorizontalPodAutoscaler"), ("policy", "PodDisruptionBudget"),
+    ("networking.k8s.io", "NetworkPolicy"), ("", "PersistentVolumeClaim")]
+
+
+class TestDeliveryRole:
+    """The delivery Role lets deploy.py apply, watch and prune what apps hold, in the app's own
+    namespace, and grants nothing that would let it escalate (docs/architecture.md)."""
+
+    def test_typical_kinds_and_the_app_s_custom_resources(self) -> None:
+        graph = program_graph("three-apps")
+        kube = [op for app in ("hello", "shop", "billing")
+                for op in kube_operations(DELIVERY, "deploy", app, "typical app",
+                                          TYPICAL_KINDS)]
+        assert {op.verb for op in kube if op.resource != "leases"} == {
+            "get", "create", "patch", "delete", "list", "watch"}
+        assert [op for op in kube if not rbac_allows(graph, op)] == []
+        custom = [("monitoring.googleapis.com", "PodMonitoring")]
+        shop, hello = ([op for op in kube_operations(DELIVERY, "deploy", app, "config", custom)
+                        if op.resource == "podmonitorings"] for app in ("shop", "hello"))
+        assert {op.verb for op in shop} == {"get", "create", "patch", "delete"}
+        assert all(rbac_allows(graph, op) for op in shop)
+        assert hello and not any(rbac_allows(graph, op) for op in hello)
+
+    @pytest.mark.parametrize("group,resource,verb", [
+        ("rbac.authorization.k8s.io", "roles", "create"),
+        ("rbac.authorization.k8s.io", "rolebindings", "create"),
+        ("rbac.authorization.k8s.io", "roles", "escalate"),
+        ("rbac.authorization.k8s.io", "clusterroles", "bind"),
+        ("", "pods/exec", "create"), ("", "pods/attach", "create"),
+        ("", "pods/portforward", "create"), ("", "serviceaccounts/token", "create"),
+        ("", "serviceaccounts", "impersonate"), ("", "secrets", "list"),
+        ("", "secrets", "watch"), ("", "namespaces", "create"), ("", "pods", "create"),
+        ("", "configmaps", "deletecollection"),
+    ])
+    def test_nothing_to_escalate_with(self, group: str, resource: str, verb: str) -> None:
+        graph = program_graph("three-apps")
+        for app in ("hello", "shop", "billing"):
+            assert not rbac_allows(graph, KubeOperation(DELIVERY.split(":")[1], app, group,
+                                                        resource, verb, "escalation"))
+
+    def test_prune_verb_removed_from_the_role_fails(self) -> None:
+        graph = copy.deepcopy(program_graph("github"))
+        for role in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role"):
+            for rule in role.inputs["rules"]:
+                if "configmaps" in rule["resources"]:
+                    rule["verbs"] = [v for v in rule["verbs"] if v != "delete"]
+        kube = operations(graph, config_of("github")).kube
+        denied = {(k.resource, k.verb) for k in kube if not rbac_allows(graph, k)}
+        assert ("configmaps", "delete") in denied
+        assert {resource for resource, _ in denied} <= {
+            "configmaps", "secrets", "serviceaccounts", "services", "persistentvolumeclaims"}
 
 
 class TestEveryOperationIsGranted:

@@ -280,9 +280,6 @@ class TestRefusals:
         assert env_repo.snapshot() == before
 
 
-FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
-
-
 def app_tree_hash(env: EnvRepoOnDisk, commit: str | None, app: str = "hello") -> str:
     """The fake cluster's hash of apps/<app>/ at commit (relative names and raw bytes)."""
     digest = hashlib.sha256()
@@ -294,20 +291,6 @@ def app_tree_hash(env: EnvRepoOnDisk, commit: str | None, app: str = "hello") ->
                               capture_output=True, check=True).stdout
         digest.update(name.removeprefix(prefix).encode() + data)
     return digest.hexdigest()
-
-
-@pytest.fixture
-def fake_cluster(tmp_path: Path) -> dict[str, str]:
-    """A kubectl on PATH whose cluster state is shared by every process of the test."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    kubectl = bin_dir / "kubectl"
-    kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
-    kubectl.chmod(0o755)
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "FAKE_CLUSTER_DIR": str(tmp_path / "cluster"),
-            "GITOPS_KUBECONFIG": str(tmp_path / "kubeconfig"),
-            "GITOPS_LEASE_POLL": "0.2"}
 
 
 class TestOverlappingDeliveries:

@@ -22,8 +22,7 @@ from program_graphs import graph_of
 from pulumi_harness import Graph
 from test_program import TRIGGER, pipeline_of
 
-BUILD_CONFIGS = sorted([*ROOT.glob("pipelines/*.yaml"),
-                        ROOT / "examples" / "hello-app" / "cloudbuild.yaml"])
+BUILD_CONFIGS = sorted([*ROOT.glob("pipelines/*.yaml"), *ROOT.glob("examples/*/cloudbuild.yaml")])
 MANIFESTS = sorted((ROOT / "examples" / "hello-app" / "kubernetes").glob("*.yaml"))
 USER_SUBSTITUTION = re.compile(r"\$\{(_[A-Z0-9_]+)\}|\$(_[A-Z0-9_]+)")
 BUILT_IN = re.compile(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)\}|(?<!\$)\$([A-Z][A-Z0-9_]*)")
@@ -44,7 +43,7 @@ def strict_build(config: dict[str, Any]) -> cloudbuild_v1.Build:
 class TestBuildConfigs:
     """Every Cloud Build YAML is a valid Build message, with its logging option set."""
 
-    @pytest.mark.parametrize("path", BUILD_CONFIGS, ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", BUILD_CONFIGS, ids=lambda p: p.relative_to(ROOT).as_posix())
     def test_parses_strictly(self, path: Path) -> None:
         build = strict_build(yaml.safe_load(path.read_text()))
         assert build.steps
@@ -63,8 +62,7 @@ class TestBuildConfigs:
         assert inline["options"] == source["options"]
 
     def test_no_package_install_in_app_or_delivery_builds(self) -> None:
-        for path in (ROOT / "examples/hello-app/cloudbuild.yaml",
-                     ROOT / "pipelines/delivery.yaml"):
+        for path in (*ROOT.glob("examples/*/cloudbuild.yaml"), ROOT / "pipelines/delivery.yaml"):
             steps = yaml.safe_load(path.read_text())["steps"]
             assert "pip install" not in yaml.safe_dump(steps), path
 

@@ -529,6 +529,19 @@ BAD_CONFIGS = [
      "characters, Cloud Build allows 64", "pulumi config set --path 'gitops:apps[0].name'"),
     ({"gitops:apps": [{"name": "shop", "repo": ".shop"}]}, "gitops:apps[0].repo '.shop' is not "
      "a repository name", "pulumi config set --path 'gitops:apps[0].repo' shop"),
+    ({"gitops:apps": [{"name": "shop", "customResources": [
+        {"group": "rbac.authorization.k8s.io", "resources": ["roles"]}]}]},
+     "gitops:apps[0].customResources[0].group 'rbac.authorization.k8s.io' is served by "
+     "Kubernetes itself", "pulumi config set --path 'gitops:apps[0].customResources[0].group'"),
+    ({"gitops:apps": [{"name": "shop", "customResources": [{"group": "monitoring",
+                                                             "resources": ["podmonitorings"]}]}]},
+     "customResources[0].group 'monitoring' is not a custom resource API group", ""),
+    ({"gitops:apps": [{"name": "shop", "customResources": [
+        {"group": "monitoring.googleapis.com", "resources": ["*"]}]}]},
+     "customResources[0].resources ['*'] must list resource names",
+     "pulumi config set --path 'gitops:apps[0].customResources[0].resources[0]'"),
+    ({"gitops:apps": [{"name": "shop", "customResources": {"group": "ray.io"}}]},
+     "config gitops:apps[0].customResources must be a list", ""),
     ({"gitops:envRepo": "env repo"}, "config gitops:envRepo 'env repo' is not a repository",
      "pulumi config set gitops:envRepo gitops-env"),
     ({"gitops:infraRepo": "hello"}, "repository 'hello' is named twice", ""),

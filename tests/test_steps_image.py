@@ -32,7 +32,7 @@ from dockerfile_model import Image, copy_sources, image, simple_commands
 DOCKERFILE = ROOT / "scripts" / "Dockerfile"
 SCRIPTS = ROOT / "scripts"
 PIPELINE_FILES = [*sorted((ROOT / "pipelines").glob("*.yaml")),
-                  ROOT / "examples" / "hello-app" / "cloudbuild.yaml"]
+                  *sorted(ROOT.glob("examples/*/cloudbuild.yaml"))]
 IMAGE_DIR_IN_BUILD = "/gitops/scripts"
 
 # What the base images ship, from their own Dockerfiles: google-cloud-cli's `-slim` variant
