@@ -236,20 +236,25 @@ def promoted(env: EnvRepoOnDisk, app: str, commit: str, build: str) -> str:
 FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
 
 
-@pytest.fixture
-def fake_cluster(tmp_path: Path) -> dict[str, str]:
-    """A kubectl on PATH whose cluster state is shared by every process of the test
-    (tests/fake_kubectl.py; its `kustomize` is the real kubectl's)."""
-    bin_dir = tmp_path / "bin"
+def fake_cluster_env(folder: Path) -> dict[str, str]:
+    """The environment that puts a fake kubectl (tests/fake_kubectl.py) first on PATH, its
+    cluster state in folder/cluster; its `kustomize` is the real kubectl's."""
+    bin_dir = folder / "bin"
     bin_dir.mkdir()
     kubectl = bin_dir / "kubectl"
     kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
     kubectl.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "FAKE_CLUSTER_DIR": str(tmp_path / "cluster"),
-            "GITOPS_KUBECONFIG": str(tmp_path / "kubeconfig"),
+            "FAKE_CLUSTER_DIR": str(folder / "cluster"),
+            "GITOPS_KUBECONFIG": str(folder / "kubeconfig"),
             "GITOPS_LEASE_POLL": "0.2",
             "FAKE_REAL_KUBECTL": shutil.which("kubectl") or ""}
+
+
+@pytest.fixture
+def fake_cluster(tmp_path: Path) -> dict[str, str]:
+    """A kubectl on PATH whose cluster state is shared by every process of the test."""
+    return fake_cluster_env(tmp_path)
 
 
 KUBECONFIG_FLAG = "--kubeconfig="

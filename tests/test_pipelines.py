@@ -185,7 +185,7 @@ class TestLocalLoop:
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
         env["HOME"] = str(tmp_path / "home")  # no ~/.kube/config: validate-only delivery
         proc = subprocess.run([sys.executable, str(ROOT / "examples" / "local_loop.py"),
-                               "--workdir", str(tmp_path / "loop")], env=env,
+                               "--app", "hello", "--workdir", str(tmp_path / "loop")], env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr + proc.stdout
         assert "validates manifests only, NOT applying" in proc.stdout
