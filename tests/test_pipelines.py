@@ -174,6 +174,10 @@ class TestPipelineReport:
         images = {re.sub(r"\$\{_STEPS_IMAGE\}", "steps", s["name"]) for s in app["steps"]}
         row = f"| app CI/CD | {critical_path(app)} | {len(images)} |"
         assert row in readme
+        shop = yaml.safe_load((ROOT / "examples/shop/cloudbuild.yaml").read_text())
+        shop_images = {re.sub(r"\$\{_STEPS_IMAGE\}", "steps", s["name"]) for s in shop["steps"]}
+        assert f"| app CI/CD, two images (shop) | {critical_path(shop)} | {len(shop_images)} |" \
+            in readme
         assert f"| delivery | {critical_path(delivery)} | " \
                f"{len({s['name'] for s in delivery['steps']})} |" in readme
 
