@@ -51,8 +51,9 @@ def printed(group: str, kind: str, name: str) -> str:
 class Objects:
     """One namespace's objects, kept in a plain dict (so a process can store it as JSON)."""
 
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: dict[str, Any], unserved: frozenset[str] = frozenset()) -> None:
         self.state = state  # printed name -> object
+        self.unserved = unserved  # types the API server does not serve (a CRD removed)
 
     def names(self) -> set[str]:
         return set(self.state)
@@ -85,6 +86,8 @@ class Objects:
         return None
 
     def get(self, resource_type: str, name: str, flags: set[str]) -> tuple[int, str, str]:
+        if resource_type in self.unserved:
+            return 1, "", f'error: the server doesn\'t have a resource type "{resource_type}"'
         key = self.resolve(resource_type, name)
         if key is None:
             if "--ignore-not-found" in flags:

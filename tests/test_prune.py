@@ -17,6 +17,7 @@ from conftest import (
     image_ref,
     write_manifests,
 )
+from fake_api import Objects
 from gitops.deploy import DeliveryRequest, DeployResult, deliver
 from gitops.errors import OperationFailed
 from gitops.prune import ObjectRef, objects, removed
@@ -27,6 +28,9 @@ MANIFEST = {
     "configmap": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n",
     "service": ("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n"
                 "  selector:\n    app: hello\n  ports:\n    - port: 80\n"),
+    "podmonitoring.monitoring.googleapis.com": (
+        "apiVersion: monitoring.googleapis.com/v1\nkind: PodMonitoring\nmetadata:\n"
+        "  name: {name}\nspec:\n  endpoints:\n    - port: 8080\n"),
     "poddisruptionbudget.policy": (
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {name}\n"
         "spec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: hello\n"),
@@ -162,6 +166,20 @@ class TestOnlyWhatTheAppApplied:
         deletes = [c for c in cluster.calls if c[1] == "delete" and c[2] != "lease"]
         assert deletes == [["kubectl", "delete", "configmap", "a", "--namespace=hello",
                             "--ignore-not-found", "--wait=false"]]
+
+
+class TestGoneTypes:
+    """A custom resource whose CRD was removed cannot exist: nothing to delete, no failure."""
+
+    def test_type_no_longer_served(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        cluster = ScriptedCluster("kc")
+        deliver_on(env_repo, cluster, release(env_repo, tmp_path, DIGEST_A, "configmap/a",
+                                              "podmonitoring.monitoring.googleapis.com/hello"))
+        cluster.objects["hello"] = Objects(cluster.namespace("hello").state,
+                                           frozenset({"podmonitoring.monitoring.googleapis.com"}))
+        result = deliver_on(env_repo, cluster, release(env_repo, tmp_path, DIGEST_B))
+        assert [str(r) for r in result.pruned] == ["configmap/a"]
+        assert env_repo.subject(result.commit).startswith("Promote hello:")
 
 
 class TestInventory:

@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 FIELD_MANAGER = "gitops-delivery"
+# kubectl's answer when the API server serves no such type (a custom resource whose CRD is gone):
+# no object of it can exist, so there is nothing to delete.
+NO_SUCH_TYPE = "the server doesn't have a resource type"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -128,6 +131,9 @@ def prune(cluster: Kubectl, namespace: str, stale: Sequence[ObjectRef], why: str
         where = (ref.resource_type, ref.name, f"--namespace={namespace}")
         code, out, err = cluster.kubectl("get", *where, "--output=json",
                                          "--show-managed-fields", "--ignore-not-found")
+        if code != 0 and NO_SUCH_TYPE in err:
+            log(f"  {ref} already gone: the cluster serves no {ref.resource_type} any more")
+            continue
         if code != 0:
             return result(f"prune: cannot read {ref}: {' '.join(err.split())}")
         if not out.strip():
