@@ -132,6 +132,27 @@ class TestDeliveryRollbackRevert:
         assert live(cluster) == {DEPLOYMENT, "configmap/b", "service/hello"}
 
 
+    def test_production_refusing_the_record_reverts_too(self, env_repo: EnvRepoOnDisk,
+                                                        tmp_path: Path) -> None:
+        """Applied and pruned, but production cannot record it: the namespace goes back to
+        what production records, so the next delivery's prune set is right."""
+        cluster = ScriptedCluster("kc")
+        c1 = release(env_repo, tmp_path, DIGEST_A, "configmap/a", "configmap/b")
+        deliver_on(env_repo, cluster, c1)
+        production = env_repo.tip("production")
+        hook = env_repo.path / "hooks" / "pre-receive"
+        hook.write_text("#!/bin/sh\ngrep -q refs/heads/production && "
+                        "{ echo 'production is protected' >&2; exit 1; }\nexit 0\n")
+        hook.chmod(0o755)
+        c2 = release(env_repo, tmp_path, DIGEST_B, "configmap/a", "configmap/c")
+        with pytest.raises(OperationFailed):
+            deliver_on(env_repo, cluster, c2)
+        assert env_repo.tip("production") == production
+        assert cluster.deleted == ["configmap/b", "configmap/c"]
+        assert live(cluster) == {DEPLOYMENT, "configmap/a", "configmap/b"}
+        assert DIGEST_A in cluster.applied[-1]["deployment.yaml"]
+
+
 class TestOnlyWhatTheAppApplied:
     """An object the app did not create is never deleted, whatever Git says."""
 

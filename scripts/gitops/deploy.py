@@ -12,7 +12,9 @@ run one at a time and production's tip is always what the cluster last applied s
 4. success: `gitops.promote.promote` records the commit on production (Promote, or Rollback for
    an older commit that production held before); failure: what production holds for the app
    is re-applied and what the commit added is deleted, so the namespace holds exactly
-   production's objects again, and the build fails.
+   production's objects again, and the build fails. Recording on production failing (its
+   push retries exhausted) is a failure too: the namespace must not hold what production does
+   not record.
 
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
@@ -312,12 +314,16 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             production = production_folder(env, target, app, Path(work) / "production")
             log(f"applying {app} at {commit[:12]}")
             failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
+            pruned: tuple[ObjectRef, ...] = ()
             if failure is None:
                 stale = removed(objects(production, app), objects(candidate, app))
                 pruning = prune(cluster, app, stale, f"not in {commit[:12]}", log)
-                if pruning.failure is None:
-                    return promoted(Outcome.PROMOTED, pruning.deleted)
-                failure = pruning.failure
+                failure, pruned = pruning.failure, pruning.deleted
+            if failure is None:
+                try:
+                    return promoted(Outcome.PROMOTED, pruned)
+                except OperationFailed as error:  # production did not move: neither may we
+                    failure = str(error)
             revert(cluster, app, target, production, candidate, request.timeout, clock)
             raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
         finally:
