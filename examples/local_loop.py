@@ -29,6 +29,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +97,17 @@ def banner(text: str) -> None:
 
 
 class LocalCloudBuild:
-    """Runs Cloud Build configs locally: script steps for real, Docker steps simulated."""
+    """Runs Cloud Build configs locally: script steps for real, Docker steps simulated.
+
+    Steps run as Cloud Build runs them: each starts when the steps in its `waitFor` finished
+    (`["-"]`: at once; no `waitFor`: after every step before it), independent ones in parallel.
+    A step's output is printed when it finishes.
+    """
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir, self.env, self.builds = workdir, env, 0
         self.contexts: dict[str, Path] = {}  # image name -> the folder it was built from
+        self.output = threading.Lock()
 
     def run(self, config_path: Path, source: Path, substitutions: dict[str, str]) -> None:
         config: dict[str, Any] = yaml.safe_load(config_path.read_text())
@@ -112,21 +120,36 @@ class LocalCloudBuild:
         for item in config.get("options", {}).get("env", []):
             key, _, value = substitute(item, values).partition("=")
             env[key] = value
-        for step in config["steps"]:
-            self.step(step, values, workspace, env)
+        started: dict[str, Future[None]] = {}
+        with ThreadPoolExecutor(max_workers=len(config["steps"])) as pool:
+            for step in config["steps"]:
+                waits = step.get("waitFor")
+                needs = [] if waits == ["-"] else \
+                    [started[w] for w in waits] if waits is not None else list(started.values())
+                started[step["id"]] = pool.submit(self.after, needs, step, values, workspace,
+                                                  env)
+        for future in started.values():
+            future.result()  # the first failed step's SystemExit names it
+
+    def after(self, needs: list[Future[None]], step: dict[str, Any], values: dict[str, str],
+              workspace: Path, env: dict[str, str]) -> None:
+        for need in needs:
+            need.result()  # a failed step fails the steps that wait for it
+        output = self.step(step, values, workspace, env)
+        with self.output:
+            print(f"--- step {step['id']} ({substitute(step['name'], values)})\n{output}",
+                  end="", flush=True)
 
     def step(self, step: dict[str, Any], values: dict[str, str], workspace: Path,
-             env: dict[str, str]) -> None:
+             env: dict[str, str]) -> str:
         name = substitute(step["name"], values)
         args = [substitute(arg, values) for arg in step.get("args", [])]
         step_env = dict(env)
         for item in step.get("env", []):
             key, _, value = substitute(item, values).partition("=")
             step_env[key] = value
-        print(f"--- step {step['id']} ({name})", flush=True)
         if name.startswith("gcr.io/cloud-builders/docker"):
-            self.docker(step["id"], args, values, workspace)
-            return
+            return self.docker(step["id"], args, workspace)
         if name != values.get("_STEPS_IMAGE"):
             raise SystemExit(f"error: step {step['id']} runs {name}, which this loop cannot run")
         # Inside the steps image the scripts live at /gitops/scripts and the source at /workspace.
@@ -135,45 +158,45 @@ class LocalCloudBuild:
         command = [sys.executable, *mapped] if entrypoint == "python" else ["bash", *mapped]
         result = subprocess.run(command, cwd=workspace, env=step_env, text=True,
                                 capture_output=True)
-        sys.stdout.write(result.stdout)
-        sys.stderr.write(result.stderr)
         if result.returncode != 0:
-            raise SystemExit(f"error: step {step['id']} failed with exit {result.returncode}")
+            raise SystemExit(f"{result.stdout}{result.stderr}error: step {step['id']} failed "
+                             f"with exit {result.returncode}")
+        sys.stderr.write(result.stderr)
+        return result.stdout
 
     def local_paths(self, arg: str, workspace: Path) -> str:
         arg = arg.replace("/gitops/scripts/", f"{SCRIPTS}/")
         arg = arg.replace("/workspace/", f"{workspace}/")
         return arg.replace("python /", f"{sys.executable} /")
 
-    def docker(self, step_id: str, args: list[str], values: dict[str, str],
-               workspace: Path) -> None:
+    def docker(self, step_id: str, args: list[str], workspace: Path) -> str:
         if args[:1] == ["build"]:
             context = workspace / args[-1]
             tags = [a.removeprefix("--tag=") for a in args if a.startswith("--tag=")]
             for tag in tags:  # remembered for the push step's digest
                 self.contexts[tag.rsplit(":", 1)[0]] = context
-            if "--target=test" in args:
-                print(f"simulated (no Docker engine): the test stage's tests in {args[-1]}/, "
-                      "with pytest")
-                result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
-                                         "no:cacheprovider", "test_app.py"], cwd=context,
-                                        text=True, capture_output=True)
-                sys.stdout.write(result.stdout[-400:])
-                if result.returncode != 0:
-                    raise SystemExit(f"error: step {step_id}: app tests failed")
-            else:
-                print(f"simulated (no Docker engine): image build of {args[-1]}/")
-            return
-        script = " ".join(args)
-        for image, target in INSPECT.findall(script):
+            if "--target=test" not in args:
+                return f"simulated (no Docker engine): image build of {args[-1]}/\n"
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                                     "no:cacheprovider", "test_app.py"], cwd=context,
+                                    text=True, capture_output=True,
+                                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+            if result.returncode != 0:
+                raise SystemExit(f"{result.stdout}error: step {step_id}: app tests failed")
+            return (f"simulated (no Docker engine): the test stage's tests in {args[-1]}/, "
+                    f"with pytest\n{result.stdout[-400:]}")
+        lines = []
+        for image, target in INSPECT.findall(" ".join(args)):
             digest = hashlib.sha256()
             context = self.contexts[image]
-            for path in sorted(p for p in context.rglob("*") if p.is_file()):
+            for path in sorted(p for p in context.rglob("*") if p.is_file()
+                               and not {"__pycache__", ".pytest_cache"} & set(p.parts)):
                 digest.update(path.relative_to(context).as_posix().encode())
                 digest.update(path.read_bytes())
             ref = f"{image}@sha256:{digest.hexdigest()}"
             Path(target.replace("/workspace/", f"{workspace}/")).write_text(ref + "\n")
-            print(f"simulated (no Docker engine): pushed, local digest {ref}")
+            lines.append(f"simulated (no Docker engine): pushed, local digest {ref}\n")
+        return "".join(lines)
 
 
 def make_app_repo(workdir: Path, app: str, source: Path) -> tuple[Path, Path]:
