@@ -59,7 +59,7 @@ def render(tmp_path: Path, files: dict[str, str], *images: str) -> tuple[object,
     args = ["--templates", str(templates), "--out", str(out)]
     for image in images:
         args += ["--image", image]
-    return cli("render", *args), out
+    return cli("render", "--app", "hello", *args), out
 
 
 def images_in(text: str) -> list[str]:
@@ -108,7 +108,7 @@ class TestPinning:
         assert changed == [
             ("          image: hello:1.0   # replaced too",
              f"          image: {REF}   # replaced too"),
-            ('          image: "hello"', f"          image: {REF}"),
+            ('          image: "hello"', f'          image: "{REF}"'),  # still quoted
         ]
 
     def test_tagged_and_digested_templates_match_by_name(self, tmp_path: Path) -> None:
