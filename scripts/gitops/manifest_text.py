@@ -116,12 +116,19 @@ def apply_edits(text: str, edits: Iterable[tuple[Site, str]]) -> str:
     return "".join(out)
 
 
-def scalar_text(value: str, site: Site) -> str:
-    """value written in the style of the scalar it replaces (an alias becomes plain)."""
+def scalar_text(value: str, site: Site, text: str) -> str:
+    """value written in the style of the scalar it replaces (an alias becomes plain).
+
+    A block scalar (`|`, `>`) becomes a double-quoted one followed by the line breaks that
+    ended the block. `value` is an image reference: no quote, space or escape in it.
+    """
     if site.style == "'":
         return f"'{value}'"
-    if site.style in ('"', "|", ">"):
-        return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
+    if site.style == '"':
+        return f'"{value}"'
+    if site.style in ("|", ">"):
+        original = text[site.start:site.end]
+        return json.dumps(value) + original[len(original.rstrip()):]
     return value
 
 

@@ -186,7 +186,7 @@ class Checker:
             pin = True in flags
             if site.style != "*":
                 if pin:
-                    edits.append((site, scalar_text(ref, site)))
+                    edits.append((site, scalar_text(ref, site, text)))
             elif pin and not at_anchor:
                 edits.append((site, ref))
             elif not pin and at_anchor:
@@ -298,7 +298,13 @@ def template_files(templates: Path) -> tuple[dict[str, bytes], list[str]]:
     files: dict[str, bytes] = {}
     notices: list[str] = []
     root = templates.resolve()
-    for path in sorted(templates.rglob("*")):
+    paths = sorted(templates.rglob("*"))
+    overlays = [p.relative_to(templates).as_posix() for p in paths
+                if p.is_dir() and kustomize.kustomization_in(p)]
+    if overlays:
+        raise BadInput(f"the templates folder holds kustomizations ({', '.join(overlays[:5])}): "
+                       "choose the one to render with --overlay PATH")
+    for path in paths:
         name = path.relative_to(templates).as_posix()
         if path.is_symlink():
             target = path.resolve()
@@ -307,9 +313,6 @@ def template_files(templates: Path) -> tuple[dict[str, bytes], list[str]]:
             if target.is_dir():
                 raise BadInput(f"{name} is a symlink to a folder: move or copy its files")
         if path.is_dir():
-            if kustomize.kustomization_in(path):
-                raise BadInput(f"{name} holds a kustomization: choose the overlay to render "
-                               f"with --overlay {name}")
             continue
         if not path.is_file():
             raise BadInput(f"{name} is not a regular file")
