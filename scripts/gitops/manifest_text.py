@@ -270,9 +270,34 @@ def _compose(text: str, source: str) -> Iterator[tuple[Node | None, dict[tuple[i
                 raise BadInput(f"{source}: nested deeper than {MAX_DEPTH} levels")
 
 
+def expanded_size(root: Node) -> int:
+    """How many nodes the document has once aliases are expanded, counted without expanding
+    them (each node's size is computed once): a billion laughs is refused at once."""
+    sizes: dict[int, int] = {}
+    todo: list[tuple[Node, bool]] = [(root, False)]
+    while todo:
+        node, children_done = todo.pop()
+        if id(node) in sizes:
+            continue
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if children_done or not children:
+            sizes[id(node)] = min(MAX_NODES + 1, 1 + sum(sizes[id(c)] for c in children))
+        else:
+            todo.append((node, True))
+            todo += [(c, False) for c in children if id(c) not in sizes]
+    return sizes[id(root)]
+
+
 def _uses(root: Node, aliases: dict[tuple[int, int], Site], anchored: set[int], text: str,
           source: str, number: int) -> list[Use]:
     """Every use of a scalar under an `image` key or of an anchored scalar, aliases expanded."""
+    if (anchored or aliases) and expanded_size(root) > MAX_NODES:
+        raise BadInput(f"{source}: document {number}: more than {MAX_NODES:,} values "
+                       "once aliases are expanded (excessive aliasing)")
     uses: list[Use] = []
     visits = 0
     checked: set[int] = set()
