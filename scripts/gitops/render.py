@@ -253,7 +253,8 @@ class Checker:
             if custom is None and self.custom.knows_group(api):
                 raise BadInput(f"{label}: the CRDs given (--crds) serve no {kind} {api}")
             if custom is None:
-                self.unchecked.setdefault((api, kind), []).append(where.split(":")[0])
+                file = where.rsplit(": document", 1)[0]
+                self.unchecked.setdefault((api, kind), []).append(file)
                 self.namespace(metadata, label)
                 return
             if self.app and custom.scope == "Cluster":
@@ -363,7 +364,8 @@ def render(request: RenderRequest) -> tuple[dict[str, bytes], list[str], bool]:
             raise BadInput(f"{label} holds no objects")
         checker.prehydrated = True
         where = label
-    rendered = {name: checker.file(name, raw) for name, raw in sources.items()}
+    prefix = "" if overlay is None else f"{where}: "
+    rendered = {name: checker.file(prefix + name, raw) for name, raw in sources.items()}
     unused = sorted(set(request.images) - checker.used)
     if unused:
         raise BadInput(f"no container uses image {unused[0]!r} in {where}")
