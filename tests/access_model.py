@@ -62,6 +62,7 @@ KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
     "get": ("lease", ("get",)),
     "replace": ("lease", ("update",)),
     "delete": ("lease", ("delete",)),
+    "kustomize": ("nothing", ()),  # render builds overlays locally: no cluster call
 }
 KUBECTL_FLAGS: dict[str, tuple[str, ...]] = {  # flags that need more verbs on the manifests
     "--prune": ("list", "delete"),
@@ -543,7 +544,7 @@ def kube_operations(member: str, script: str, app: str, why: str) -> list[KubeOp
     user = member.split(":", 1)[1]
     kinds = manifest_kinds()
     targets = {"manifests": kinds, "workloads": [k for k in kinds if k in ROLLOUT_KINDS],
-               "lease": ["Lease"]}
+               "lease": ["Lease"], "nothing": []}
     out = []
     for sub in sorted(calls.kubectl):
         target, verbs = KUBECTL[sub]

@@ -24,6 +24,7 @@ from importlib.resources import files
 from typing import Any
 
 import jsonschema
+import kubernetes_validate
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
@@ -124,7 +125,7 @@ def parse_version(text: str) -> Version | None:
 def supported_versions() -> dict[Version, str]:
     """(major, minor) -> the folder of kubernetes-validate's strict schemas for it."""
     found = {}
-    for entry in (files("kubernetes_validate") / "kubernetes-json-schema").iterdir():
+    for entry in (files(kubernetes_validate) / "kubernetes-json-schema").iterdir():
         name = entry.name.removesuffix("-local-strict")
         version = parse_version(name) if name != entry.name else None
         if version:
@@ -157,7 +158,7 @@ class KubeSchemas:
     def __init__(self, kube_version: str) -> None:
         self.version = schema_version(kube_version)
         self.label = f"{self.version[0]}.{self.version[1]}"
-        folder = files("kubernetes_validate") / "kubernetes-json-schema" / \
+        folder = files(kubernetes_validate) / "kubernetes-json-schema" / \
             supported_versions()[self.version]
         definitions = json.loads((folder / "_definitions.json").read_text())
         self.kinds: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> definition
