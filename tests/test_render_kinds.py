@@ -238,3 +238,14 @@ class TestWhatDeliveryCannotApply:
                  for api, kind in KubeSchemas(version).kinds}
         removed = {(split_api_version(api)[0], kind) for api, kind in REMOVED}
         assert CLUSTER_SCOPED - known <= removed
+
+
+class TestSecretsStayOutOfLogs:
+    """A schema error in a Secret names the field and the rule, never the value."""
+
+    def test_secret_values_stay_out_of_the_error(self, tmp_path: Path) -> None:
+        secret = ("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\n"
+                  "stringData:\n  password: 81726354\n")
+        result, _ = run(tmp_path, {"pod.yaml": pod(), "secret.yaml": secret})
+        assert_bad_input(result, "(Secret db): stringData.password", "'type' rule")
+        assert "81726354" not in result.stderr

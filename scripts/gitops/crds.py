@@ -106,7 +106,8 @@ def problem(kind: CustomKind, data: dict[str, Any]) -> Problem | None:
     error = best_match(kind.validator.iter_errors(data))
     if error is None:
         return None
-    return Problem(".".join(str(p) for p in error.absolute_path) or "(root)", error.message)
+    return Problem(".".join(str(p) for p in error.absolute_path) or "(root)", error.message,
+                   str(error.validator))
 
 
 def translate(schema: Any, root: bool = False) -> Any:

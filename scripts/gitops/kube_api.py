@@ -149,7 +149,8 @@ def schema_version(kube_version: str) -> Version:
 @dataclass(frozen=True)
 class Problem:
     path: str
-    message: str
+    message: str  # may quote the offending value
+    rule: str  # the schema keyword that failed (`type`, `additionalProperties`, ...)
 
 
 class KubeSchemas:
@@ -202,7 +203,8 @@ class KubeSchemas:
         error = best_match(validator.iter_errors(data))
         if error is None:
             return None
-        return Problem(".".join(str(p) for p in error.absolute_path) or "(root)", error.message)
+        return Problem(".".join(str(p) for p in error.absolute_path) or "(root)", error.message,
+                       str(error.validator))
 
 
 @cache

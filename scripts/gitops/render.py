@@ -265,6 +265,8 @@ class Checker:
             problem = custom_problem(custom, data)
         if problem:
             message = one_line(problem.message)
+            if kind == "Secret":  # schema messages quote values: a Secret's stay out of logs
+                message = f"fails the schema's {problem.rule!r} rule (value not shown)"
             if len(message) > MESSAGE_LIMIT:
                 message = message[:MESSAGE_LIMIT] + "..."
             raise BadInput(f"{label}: {problem.path}: {message}")
