@@ -59,6 +59,7 @@ test: lint typecheck
 
 bench: $(VENV_READY)
 	$(BIN)/python benchmarks/env_repo_latency.py
+	$(BIN)/python benchmarks/render_latency.py
 
 loop: $(VENV_READY)
 	$(BIN)/python examples/local_loop.py

@@ -8,8 +8,10 @@ machine slows both alike:
 - fresh process: `python scripts/render.py ...` as a build step runs it, imports included.
 
 Target (printed with the figures): the in-process time per file of this checkout stays within
-2x of the baseline's. The baseline defaults to the last revision before render was rewritten
-for faithful pinning, kustomize and custom resources; any revision the repository holds works.
+2x of the baseline's. The same files built as one kustomization (`kubectl kustomize`, then the
+same checks) are timed too, for information: the baseline cannot build them. The baseline
+defaults to the last revision before render was rewritten for faithful pinning, kustomize and
+custom resources; any revision the repository holds works.
 
 Usage: python benchmarks/render_latency.py [--baseline REV] [--files 40] [--runs 7]
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,14 +136,20 @@ def main() -> int:
         scratch = Path(tmp)
         templates = scratch / "templates"
         manifests(templates, args.files)
+        kustomized = scratch / "kustomized"
+        shutil.copytree(templates, kustomized)
+        (kustomized / "kustomization.yaml").write_text(
+            "resources:\n" + "".join(f"  - {p.name}\n" for p in sorted(templates.iterdir())))
         versions = {"baseline": baseline_scripts(args.baseline, scratch / "baseline"),
-                    "this checkout": ROOT / "scripts"}
-        argvs = {name: arguments(path, templates) for name, path in versions.items()}
+                    "this checkout": ROOT / "scripts",
+                    "this checkout, as a kustomization": ROOT / "scripts"}
+        argvs = {name: arguments(path, kustomized if "kustomization" in name else templates)
+                 for name, path in versions.items()}
         warm: dict[str, list[float]] = {name: [] for name in versions}
         cold: dict[str, list[float]] = {name: [] for name in versions}
         for run in range(3):  # interleaved
             for name, scripts in versions.items():
-                out = scratch / f"out-{run}-{name.replace(' ', '-')}"
+                out = scratch / f"out-{run}-{name.replace(' ', '-').replace(',', '')}"
                 warm[name].append(in_process(scripts, argvs[name], out, args.runs))
                 cold[name].append(fresh_process(scripts, argvs[name], out.with_suffix(".c")))
     per_file = {name: statistics.median(v) * 1000 / args.files for name, v in warm.items()}
