@@ -148,6 +148,12 @@ class TestKnownTracebacks:
         result, _ = render_one("a.yaml", text.encode())
         assert_bad_input(result, fragment)
 
+    def test_line_breaks_in_names_stay_on_one_line(self) -> None:
+        text = ('apiVersion: v1\nkind: Pod\nmetadata: {name: "a\\nb"}\n'
+                'spec: {containers: [{name: a, image: hello, colour: red}]}\n')
+        result, _ = render_one("a.yaml", text.encode())
+        assert_bad_input(result, "(Pod a b)", "colour")
+
     def test_deep_json(self) -> None:
         result, _ = render_one("a.json", ("[" * 5000 + "]" * 5000).encode())
         assert_bad_input(result, "a.json", "nested")

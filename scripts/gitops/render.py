@@ -381,7 +381,12 @@ def render_to(request: RenderRequest) -> RenderResult:
         raise BadInput(f"output folder {str(out)!r} exists and is not empty")
     if not out.parent.is_dir():
         raise BadInput(f"parent of output folder {str(out)!r} does not exist")
-    files, notices, kustomized = render(request)
+    try:
+        files, notices, kustomized = render(request)
+    except BadInput as exc:  # names and paths come from the input: one line whatever they hold
+        raise BadInput(one_line(str(exc))) from None
+    except RecursionError:
+        raise BadInput("the manifests are nested too deeply") from None
     atomic_write_dir(out, files)
     return RenderResult(out, tuple(files), tuple(notices), kustomized)
 
