@@ -35,11 +35,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from gitops import events
 from gitops.checks import check_app, check_branch, check_sha, check_trailer_value
 from gitops.cli import log
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed
-from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.promote import Kind, PromoteRequest, promote, promoted_from
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
@@ -201,6 +202,7 @@ class Outcome(Enum):
     VALIDATED = "validated"  # no cluster: validated only, then recorded on the target
     STALE = "stale"  # a newer delivery already won: nothing applied
     FROZEN = "frozen"  # the app is frozen: nothing applied
+    FAILED = "failed"  # the rollout failed, production's manifests re-applied (then raised)
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,7 @@ class DeliveryRequest:
 class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
     outcome: Outcome
+    rollback: bool = False  # the target recorded it as a Rollback
 
 
 def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> str | None:
@@ -272,11 +275,24 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
 
+    def told(kind: events.Kind, result: DeployResult, summary: str,
+             detail: str = "") -> DeployResult:
+        """Announce the outcome as an event (which never fails the delivery), pass it on."""
+        events.announce(kind, env, app, commit, target, request.build_id, result.commit,
+                        summary, detail)
+        return result
+
     def promoted(outcome: Outcome) -> DeployResult:
         result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                         source=source, target=target,
                                         build_id=request.build_id))
-        return DeployResult(result.commit, outcome)
+        rollback = result.kind is Kind.ROLLBACK
+        return told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
+                    DeployResult(result.commit, outcome, rollback),
+                    f"{app}: {'rolled back to' if rollback else 'promoted'} {commit[:12]} "
+                    f"on {target}",
+                    "validated only, not applied (no cluster)"
+                    if outcome is Outcome.VALIDATED else "")
 
     with scratch_repo(request.repo) as env, tempfile.TemporaryDirectory() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
@@ -288,14 +304,18 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if note is not None:
             log(f"{app} is frozen ({note.strip() or 'no reason given'}): "
                 f"{commit[:12]} is recorded on {source} but not deployed")
-            return DeployResult(env.tip(target) or commit, Outcome.FROZEN)
+            return told(events.Kind.HELD_BY_FREEZE,
+                        DeployResult(env.tip(target) or commit, Outcome.FROZEN),
+                        f"{app} is frozen: {commit[:12]} is recorded, not deployed",
+                        note.strip())
         candidate = Path(work) / "candidate"
         env.materialize(entry.sha, candidate)
 
         if no_cluster:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
-                return skipped
+                return told(events.Kind.SKIPPED_STALE, skipped,
+                            f"{app}: {commit[:12]} skipped, a newer delivery already won")
             validate_only(candidate)
             log(f"NO CLUSTER: {app} manifests at {commit[:12]} validated only, NOT applied "
                 f"({NO_CLUSTER_ENV}=1); promoting to simulate a successful delivery")
@@ -310,31 +330,38 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         try:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
-                return skipped
+                return told(events.Kind.SKIPPED_STALE, skipped,
+                            f"{app}: {commit[:12]} skipped, a newer delivery already won")
             log(f"applying {app} at {commit[:12]}")
             failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
             if failure is None:
                 return promoted(Outcome.PROMOTED)
-            revert(env, cluster, app, target, Path(work) / "production", request.timeout,
-                   clock)
+            reverted = revert(env, cluster, app, target, Path(work) / "production",
+                              request.timeout, clock)
+            told(events.Kind.FAILED_AND_REVERTED,
+                 DeployResult(env.tip(target) or "", Outcome.FAILED),
+                 f"{app}: {commit[:12]} failed on {target}, production's version re-applied",
+                 failure + (f"; revert: {reverted}" if reverted else ""))
             raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
         finally:
             release_lease(cluster, app, request.build_id)
 
 
 def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
-           timeout: int, clock: Clock = time.monotonic) -> None:
-    """Re-apply what production holds for app, so cluster and production agree again."""
+           timeout: int, clock: Clock = time.monotonic) -> str | None:
+    """Re-apply what production holds for app, so cluster and production agree again; the
+    revert's own failure, or None."""
     tip = env.fetch(target)
     entry = env.lookup(tip, f"{APPS_DIR}/{app}")
     if entry is None or tip is None:
         log(f"revert: {target} holds nothing for {app} yet; nothing to re-apply")
-        return
+        return None
     env.materialize(entry.sha, folder)
     log(f"revert: re-applying {app} from {target} {tip[:12]}")
     failure = apply_and_wait(cluster, app, folder, timeout, clock)
     if failure:
         log(f"revert: {failure}")
+    return failure
 
 
 def seconds(value: str, flag: str) -> int:
