@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gitops.cli import command_parser, run
-from gitops.deploy import seconds
 from gitops.drift import (
     ReconcileRequest,
     failures,
@@ -30,6 +29,13 @@ from gitops.drift import (
     render_text,
 )
 from gitops.errors import BadInput, OperationFailed
+
+
+def seconds(value: str, flag: str) -> int:
+    """Whole seconds written like `300s` (as deploy.py takes them)."""
+    if not re.fullmatch(r"[0-9]+s", value) or int(value[:-1]) < 1:
+        raise BadInput(f"{flag} {value!r} must be whole seconds like 300s")
+    return int(value[:-1])
 
 
 def app_list(value: str) -> frozenset[str]:

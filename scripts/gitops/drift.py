@@ -35,20 +35,15 @@ from typing import Any
 from gitops import events
 from gitops.checks import check_app, check_branch, check_trailer_value
 from gitops.cli import log
-from gitops.deploy import (
-    APPS_DIR,
-    KUBECONFIG_ENV,
-    Cluster,
-    acquire_lease,
-    apply_and_wait,
-    release_lease,
-)
+from gitops.cluster import Cluster, acquire_lease, apply_and_wait, release_lease
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.events import DriftedObject, ObjectState
 from gitops.history import apps_on
 from gitops.status import freeze_note
 
+APPS_DIR = "apps"
+KUBECONFIG_ENV = "GITOPS_KUBECONFIG"  # as gitops.deploy reads it
 DIFFER_ENV = "KUBECTL_EXTERNAL_DIFF"
 APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # What delivery may change in an app's namespace (components/cluster_access.py DELIVERY_RULES):
