@@ -180,7 +180,8 @@ schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
     trigger_id=triggers.reconcile.trigger_id,
     reconcile_account=identities.resource_name("reconcile"),
     deployer=config.deployer,
-    api_dependencies=apis.depends_on("cloudscheduler", "iam"),
+    api_dependencies=apis.depends_on("cloudscheduler", "iam", "cloudresourcemanager"),
+    iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
 pulumi.export("registry_url", registry.url)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from components.propagation import wait_for_grants
+
 RUN_BUILDS = "cloudbuild.builds.create"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -39,6 +41,7 @@ class ReconcileScheduleArgs:
     reconcile_account: pulumi.Input[str]  # projects/P/serviceAccounts/EMAIL
     deployer: str
     api_dependencies: list[pulumi.Resource]
+    iam_propagation_seconds: int = 120
 
 
 def run_body(project: str, trigger_id: str) -> str:
@@ -97,11 +100,14 @@ class ReconcileSchedule(pulumi.ComponentResource):
         ]
         self.job: gcp.cloudscheduler.Job | None = None
         if args.schedule != "off":
+            # The job's first run must not meet grants that have not propagated yet.
+            ready = wait_for_grants("scheduler-grants-propagation", self.grants,
+                                    args.iam_propagation_seconds, parent=self)
             endpoint = pulumi.Output.concat(
                 "https://cloudbuild.googleapis.com/v1/projects/", args.project, "/locations/",
                 args.region, "/triggers/", args.trigger_id, ":run")
             self.job = gcp.cloudscheduler.Job(
-                f"reconcile-{args.environment}",
+                f"reconcile-{args.environment}-schedule",
                 project=args.project,
                 region=args.region,
                 name=f"reconcile-{args.environment}",
@@ -118,7 +124,7 @@ class ReconcileSchedule(pulumi.ComponentResource):
                         service_account_email=self.account.email, scope=CLOUD_PLATFORM),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                    *args.api_dependencies, *self.grants]),
+                    *args.api_dependencies, *self.grants, ready]),
             )
         self.register_outputs({"scheduler": self.account.email,
                                "job": self.job.name if self.job else None})
