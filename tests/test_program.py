@@ -343,7 +343,8 @@ class TestLeastPrivilege:
     def test_delivery_may_change_its_app_namespaces_only(self, three_apps: Graph) -> None:
         email = account_emails(three_apps)["delivery-builds"]
         bindings = [b for b in three_apps.of_type(
-            "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding") if b.name.startswith("deployer-")]
+            "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+            if b.name.startswith("deployer-")]
         roles = [r for r in three_apps.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
                  if r.name.startswith("deployer-")]
         assert not [r for r in three_apps.resources if "ClusterRole" in r.typ]
