@@ -11,9 +11,11 @@ from components.cluster import GkeCluster, GkeClusterArgs
 from components.cluster_access import AppNamespaces, AppNamespacesArgs
 from components.config import ConfigError, load_config
 from components.env_branches import EnvBranches, EnvBranchesArgs
+from components.events import DeliveryEvents, DeliveryEventsArgs
 from components.identities import BuildIdentities, BuildIdentitiesArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.propagation import IamPropagation, IamPropagationArgs
+from components.reconcile_schedule import ReconcileSchedule, ReconcileScheduleArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
 from components.state_access import StateAccess, StateAccessArgs
@@ -31,7 +33,8 @@ except ConfigError as error:
 state_api = "secretmanager.googleapis.com" if config.pulumi_cloud else "cloudkms.googleapis.com"
 apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
                                            source_provider=config.source_provider,
-                                           extra=(state_api,)))
+                                           extra=(state_api, "pubsub.googleapis.com",
+                                                  "cloudscheduler.googleapis.com")))
 
 # One identity per build kind; the deployer (from config) may attach them to triggers.
 identities = BuildIdentities("identities", BuildIdentitiesArgs(
@@ -81,6 +84,7 @@ registry = ImageRegistry("registry", ImageRegistryArgs(
     writers={"ci": identities.member("ci")},
     readers={"delivery": identities.member("delivery"),
              "preview": identities.member("preview"),
+             "reconcile": identities.member("reconcile"),
              "nodes": cluster.node_account.member},
     api_dependencies=apis.depends_on("artifactregistry"),
 ))
@@ -93,6 +97,7 @@ repositories = SourceRepositories("repos", SourceRepositoriesArgs(
     readers={
         "ci": ([f"app-{app.name}" for app in config.apps], identities.member("ci")),
         "preview": (["infra"], identities.member("preview")),
+        "reconcile": (["env"], identities.member("reconcile")),
     },
     api_dependencies=apis.depends_on("cloudbuild", "secretmanager" if config.github
                                      else "sourcerepo"),
@@ -105,10 +110,18 @@ state_access = StateAccess("state-access", StateAccessArgs(
     api_dependencies=apis.depends_on(state_api.split(".")[0], "storage"),
 ))
 
+# One JSON event per delivery outcome, on a topic with a schema; delivery and reconcile publish.
+events = DeliveryEvents("events", DeliveryEventsArgs(
+    project=config.project,
+    topic_name=config.events_topic,
+    publishers={kind: identities.member(kind) for kind in ("delivery", "reconcile")},
+    api_dependencies=apis.depends_on("pubsub"),
+))
+
 # Every grant above propagates before anything acts on it.
 grants = IamPropagation("iam-propagation", IamPropagationArgs(
     grants=[*identities.grants, cluster.node_role, *registry.grants, *repositories.grants,
-            *state_access.grants],
+            *state_access.grants, *events.grants],
     seconds=config.iam_propagation_seconds,
 ))
 
@@ -125,6 +138,8 @@ namespaces = AppNamespaces("apps", AppNamespacesArgs(
     kubeconfig=cluster.kubeconfig,
     apps=config.apps,
     delivery_email=identities.accounts["delivery"].email,
+    reconcile_email=identities.accounts["reconcile"].email,
+    heal_apps=config.heal_apps,
 ))
 
 # The image the build steps run in, built from scripts/ and tagged by its content hash.
@@ -153,6 +168,20 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     cluster_name=cluster.cluster.name,
     cluster_location=cluster.cluster.location,
     api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready],
+    events_topic=events.topic_path,
+))
+
+# Cloud Scheduler runs the reconcile trigger, as an identity that may do nothing else.
+schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
+    project=config.project,
+    region=config.region,
+    schedule=config.reconcile_schedule,
+    environment="production",
+    trigger_id=triggers.reconcile.trigger_id,
+    reconcile_account=identities.resource_name("reconcile"),
+    deployer=config.deployer,
+    api_dependencies=apis.depends_on("cloudscheduler", "iam", "cloudresourcemanager"),
+    iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
 pulumi.export("registry_url", registry.url)
@@ -163,6 +192,8 @@ pulumi.export("app_repo_urls", {app: ref.url for app, ref in repositories.apps.i
 pulumi.export("ci_trigger_ids", {app: t.trigger_id for app, t in triggers.ci.items()})
 pulumi.export("delivery_trigger_ids", {app: t.trigger_id for app, t in triggers.delivery.items()})
 pulumi.export("preview_trigger_id", triggers.preview.trigger_id)
+pulumi.export("reconcile_trigger_id", triggers.reconcile.trigger_id)
+pulumi.export("events_topic", events.topic_path)
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", cluster.cluster.location)
 pulumi.export("service_accounts", {k: a.email for k, a in identities.accounts.items()})

@@ -10,10 +10,10 @@ Design decisions:
   deliveries.
 - The Role covers the namespaced kinds a typical app holds, with only the verbs delivery uses:
   `kubectl apply` (get, create, patch), pruning (get, delete) and, for Deployments,
-  StatefulSets and DaemonSets, `kubectl rollout status` (list, watch). No `list` or `watch` on
-  Secrets. Custom resource kinds come from the app's `customResources` config, one rule per
-  group with the apply and prune verbs; config cannot name a group the API server serves
-  itself, so it can never widen the built-in kinds.
+  StatefulSets and DaemonSets, `kubectl rollout status` (list, watch). No identity may list or
+  watch Secrets (a list returns every value). Custom resource kinds come from the app's
+  `customResources` config, one rule per group with the apply and prune verbs; config cannot
+  name a group the API server serves itself, so it can never widen the built-in kinds.
 - Kubernetes' escalation rules decide what stays out: creating a Role or RoleBinding needs
   either every permission it grants or the `escalate`/`bind` verbs, so a delivery identity
   allowed to write RBAC could hand any app ServiceAccount whatever it holds (or, with `bind`,
@@ -38,6 +38,11 @@ Design decisions:
   must not make `pulumi refresh` drop these objects from the state. When the cluster is really
   gone (deleted by hand, interrupted destroy), the operator sets
   PULUMI_K8S_DELETE_UNREACHABLE=true for that one `refresh`/`destroy` (docs/operations.md).
+- The reconcile identity gets its own Role per app. Its comparison is a server-side dry-run
+  apply, which Kubernetes authorizes like the real request (patch, and create for an object
+  that is missing), so it holds get, list, patch and create on the app's kinds even where it
+  may not heal (Secrets without list); deleting, Leases and the rest of delivery's rules, plus
+  listing the app's kinds to find leftovers, come only with self-heal for that app.
 - Nested arguments use pulumi-kubernetes' typed `...Args` classes, so a misspelled key or a
   missing verb list fails before anything reaches the cluster.
 """
@@ -53,34 +58,49 @@ import pulumi_kubernetes as k8s
 from components.config import AppConfig, CustomResources
 
 APPLIED = ["get", "create", "patch", "delete"]  # kubectl apply (get, create, patch), prune
-ROLLED_OUT = [*APPLIED, "list", "watch"]  # ... and kubectl rollout status (watches the object)
+COMPARE = ["get", "list", "patch", "create"]  # a server-side dry-run apply, and listing
 READ = ["get", "list", "watch"]
 Rule = k8s.rbac.v1.PolicyRuleArgs
+# The namespaced kinds apps hold, by API group; Secrets apart (no identity lists them).
+APP_RESOURCES: dict[str, list[str]] = {
+    "apps": ["deployments", "statefulsets", "daemonsets"],
+    "": ["configmaps", "serviceaccounts", "services", "persistentvolumeclaims"],
+    "batch": ["jobs", "cronjobs"],
+    "autoscaling": ["horizontalpodautoscalers"],
+    "policy": ["poddisruptionbudgets"],
+    "networking.k8s.io": ["ingresses", "networkpolicies"],
+}
+
+
+def app_rules(verbs: list[str]) -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    return [Rule(api_groups=[group], resources=resources, verbs=verbs)
+            for group, resources in APP_RESOURCES.items()]
+
+
 DELIVERY_RULES: list[k8s.rbac.v1.PolicyRuleArgs] = [
-    Rule(api_groups=["apps"], resources=["deployments", "statefulsets", "daemonsets"],
-         verbs=ROLLED_OUT),
-    Rule(api_groups=[""],
-         resources=["configmaps", "secrets", "serviceaccounts", "services",
-                    "persistentvolumeclaims"],
-         verbs=APPLIED),
-    Rule(api_groups=["batch"], resources=["jobs", "cronjobs"], verbs=APPLIED),
-    Rule(api_groups=["autoscaling"], resources=["horizontalpodautoscalers"], verbs=APPLIED),
-    Rule(api_groups=["policy"], resources=["poddisruptionbudgets"], verbs=APPLIED),
-    Rule(api_groups=["networking.k8s.io"], resources=["ingresses", "networkpolicies"],
-         verbs=APPLIED),
+    *app_rules(APPLIED),
+    Rule(api_groups=[""], resources=["secrets"], verbs=APPLIED),
+    # kubectl rollout status watches the workload.
+    Rule(api_groups=["apps"], resources=APP_RESOURCES["apps"], verbs=["list", "watch"]),
     # Read-only, for diagnosing a rollout: what the workloads made and why pods fail.
     Rule(api_groups=["apps"], resources=["replicasets"], verbs=READ),
     Rule(api_groups=[""], resources=["pods", "pods/log", "events"], verbs=READ),
     Rule(api_groups=["coordination.k8s.io"], resources=["leases"],
          verbs=["get", "create", "update", "delete"]),
 ]
+RECONCILE_RULES: list[k8s.rbac.v1.PolicyRuleArgs] = [
+    *app_rules(COMPARE),
+    Rule(api_groups=[""], resources=["secrets"], verbs=["get", "patch", "create"]),
+]
+# Healing also lists the app's kinds, to delete what production no longer holds.
+HEAL_RULES: list[k8s.rbac.v1.PolicyRuleArgs] = [*DELIVERY_RULES, *app_rules(["list"])]
 
 
-def delivery_rules(custom: Sequence[CustomResources]) -> list[k8s.rbac.v1.PolicyRuleArgs]:
-    """The built-in rules, then one rule per custom resource group the app holds."""
-    return [*DELIVERY_RULES,
-            *(Rule(api_groups=[entry.group], resources=list(entry.resources), verbs=APPLIED)
-              for entry in custom)]
+def custom_rules(custom: Sequence[CustomResources],
+                 verbs: list[str]) -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """One rule per custom resource group the app holds."""
+    return [Rule(api_groups=[entry.group], resources=list(entry.resources), verbs=verbs)
+            for entry in custom]
 
 
 @dataclass
@@ -88,6 +108,8 @@ class AppNamespacesArgs:
     kubeconfig: pulumi.Input[str]
     apps: Sequence[AppConfig]
     delivery_email: pulumi.Input[str]
+    reconcile_email: pulumi.Input[str] | None = None
+    heal_apps: tuple[str, ...] = ()  # apps the reconcile identity may heal
 
 
 class AppNamespaces(pulumi.ComponentResource):
@@ -114,7 +136,7 @@ class AppNamespaces(pulumi.ComponentResource):
             role = k8s.rbac.v1.Role(
                 f"deployer-{app}",
                 metadata=in_namespace,
-                rules=delivery_rules(config.custom_resources),
+                rules=[*DELIVERY_RULES, *custom_rules(config.custom_resources, APPLIED)],
                 opts=in_cluster,
             )
             k8s.rbac.v1.RoleBinding(
@@ -126,4 +148,29 @@ class AppNamespaces(pulumi.ComponentResource):
                                                   kind="User", name=args.delivery_email)],
                 opts=in_cluster,
             )
+            if args.reconcile_email is not None:
+                self._reconciler(config, namespace, args.reconcile_email,
+                                 app in args.heal_apps, in_cluster)
         self.register_outputs({"namespaces": list(self.namespaces)})
+
+    def _reconciler(self, config: AppConfig, namespace: k8s.core.v1.Namespace,
+                    email: pulumi.Input[str], heal: bool,
+                    in_cluster: pulumi.ResourceOptions) -> None:
+        """The reconcile identity's Role and binding in the app's namespace."""
+        app = config.name
+        metadata = k8s.meta.v1.ObjectMetaArgs(name="gitops-reconciler",
+                                              namespace=namespace.metadata.name)
+        role = k8s.rbac.v1.Role(f"reconciler-{app}", metadata=metadata,
+                                rules=[*(HEAL_RULES if heal else RECONCILE_RULES),
+                                       *custom_rules(config.custom_resources,
+                                                     [*APPLIED, "list"] if heal else COMPARE)],
+                                opts=in_cluster)
+        k8s.rbac.v1.RoleBinding(
+            f"reconciler-{app}",
+            metadata=metadata,
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io",
+                                             kind="Role", name=role.metadata.name),
+            subjects=[k8s.rbac.v1.SubjectArgs(api_group="rbac.authorization.k8s.io",
+                                              kind="User", name=email)],
+            opts=in_cluster,
+        )

@@ -115,6 +115,7 @@ class LocalCloudBuild:
         workspace = self.workdir / f"workspace-{self.builds}"
         shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
         values = {"PROJECT_ID": "local-project", "BUILD_ID": f"local-build-{self.builds}",
+                  "LOCATION": "europe-west1",
                   **substitutions}
         env = dict(self.env)
         for item in config.get("options", {}).get("env", []):
@@ -227,7 +228,10 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) 
     delivery = {"_APP": app, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
                 "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
                 **DeliveryTiming.from_setting("300s").substitutions(),
-                "_STEPS_IMAGE": steps_image}
+                "_STEPS_IMAGE": steps_image,
+                # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
+                "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", ""),
+                "_ENVIRONMENT": "production"}
     candidates = []
     for release in (1, 2):
         if release == 2:

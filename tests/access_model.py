@@ -55,20 +55,28 @@ PUSH = ("artifactregistry.repositories.downloadArtifacts",
         "artifactregistry.repositories.uploadArtifacts",
         "artifactregistry.tags.create", "artifactregistry.tags.update")
 
-# (kubectl subcommand, its first argument) -> (what it acts on, Kubernetes verbs). The argument
-# is the literal the code passes ("lease", "status"), or "*" when it is a flag or computed (the
-# type of an object being pruned). "manifests": every kind in the apps' manifests; "workloads":
-# those with a rollout; "lease": the delivery Lease.
-KUBECTL: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
-    ("apply", "*"): ("manifests", ("get", "create", "patch")),  # client-side apply
-    ("rollout", "status"): ("workloads", ("get", "list", "watch")),  # watches the workload
-    ("create", "*"): ("lease", ("create",)),
-    ("get", "lease"): ("lease", ("get",)),
-    ("replace", "*"): ("lease", ("update",)),
-    ("delete", "lease"): ("lease", ("delete",)),
-    ("get", "*"): ("manifests", ("get",)),  # prune: whether the delivery applied the object
-    ("delete", "*"): ("manifests", ("delete",)),  # prune
+# kubectl subcommand -> (what it acts on, Kubernetes verbs). "manifests": every kind in the
+# app's manifests; "workloads": those with a rollout; "lease": the delivery Lease.
+# A `get` or `delete` whose first argument is the constant "lease" acts on the Lease; a `get`
+# with `--show-managed-fields` reads one object (prune); any other acts on the app's objects
+# (drift lists them, a heal and prune delete them).
+KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
+    "apply": ("manifests", ("get", "create", "patch")),  # client-side apply
+    "rollout": ("workloads", ("get", "list", "watch")),  # rollout status watches the workload
+    "create": ("lease", ("create",)),
+    "get lease": ("lease", ("get",)),
+    "replace": ("lease", ("update",)),
+    "delete lease": ("lease", ("delete",)),
+    # A server-side dry-run apply: authorized as the real patch, or create when missing.
+    "diff": ("manifests", ("get", "patch", "create")),
+    "get": ("manifests", ("get", "list")),
+    # Prune reads one object with its managedFields: was it the delivery that applied it?
+    "get one": ("manifests", ("get",)),
+    "delete": ("manifests", ("delete",)),
+    "kustomize": ("nothing", ()),  # render builds overlays locally: no cluster call
 }
+# What a reconcile run does in the namespace of an app it may not heal: compare only.
+COMPARE_ONLY = {"diff", "get"}
 KUBECTL_FLAGS: dict[str, tuple[str, ...]] = {  # flags that need more verbs on the manifests
     "--prune": ("list", "delete"),
     "--server-side": ("patch",),
@@ -95,6 +103,7 @@ GCLOUD = {("container", "clusters", "get-credentials"): "container.clusters.get"
 # Google API client method -> (IAM permission, what it acts on).
 API_METHODS = {
     "fetch_read_write_token": ("cloudbuild.repositories.accessReadWriteToken", "token-repo"),
+    "fetch_read_token": ("cloudbuild.repositories.accessReadToken", "token-repo"),
     "run_build_trigger": ("cloudbuild.builds.create", "project"),
 }
 
@@ -138,7 +147,13 @@ def role_permissions() -> dict[str, frozenset[str]]:
     return {role: frozenset(perms) for role, perms in data["roles"].items()}
 
 
+# Custom roles the program defines (projects/P/roles/X), read from the graph by grants().
+CUSTOM_ROLES: dict[str, frozenset[str]] = {}
+
+
 def permissions_of(role: str) -> frozenset[str]:
+    if role in CUSTOM_ROLES:
+        return CUSTOM_ROLES[role]
     roles = role_permissions()
     if role not in roles:
         raise KeyError(f"{role} is not in {ROLE_DATA.name}: vendor it with "
@@ -167,6 +182,8 @@ def grant_resource(resource: Resource) -> str:
         "gcp:secretmanager/secretIamMember:SecretIamMember":
             lambda: f"projects/{project}/secrets/{i['secretId']}",
         "gcp:serviceaccount/iAMMember:IAMMember": lambda: i["serviceAccountId"],
+        "gcp:pubsub/topicIAMMember:TopicIAMMember":
+            lambda: f"projects/{project}/topics/{i['topic'].rsplit('/', 1)[-1]}",
     }
     if resource.typ not in paths:
         raise KeyError(f"the access model does not know grants of type {resource.typ}")
@@ -174,6 +191,8 @@ def grant_resource(resource: Resource) -> str:
 
 
 def grants(graph: Graph) -> list[Grant]:
+    for role in graph.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"):
+        CUSTOM_ROLES[role.outputs["name"]] = frozenset(role.inputs["permissions"])
     return [Grant(r.inputs["member"], r.inputs["role"], grant_resource(r), r.name)
             for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
 
@@ -199,12 +218,13 @@ def missing(operations: Iterable[Operation], granted: list[Grant]) -> list[Opera
 class ScriptCalls:
     """What a step script and every local module it imports contain."""
 
-    kubectl: set[tuple[str, str]]  # (subcommand, first argument or "*")
+    kubectl: set[str]
     kubectl_flags: set[str]
     gcloud: set[tuple[str, ...]]
     api_methods: set[str]
     pushes: bool
     fetches: bool
+    publishes_events: bool = False  # imports the Pub/Sub publisher
 
 
 def local_module(name: str) -> Path | None:
@@ -271,10 +291,10 @@ def script_calls(script: Path) -> ScriptCalls:
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else \
                     node.func.id if isinstance(node.func, ast.Name) else ""
                 if name == "kubectl" and strings(node.args[:1]):
-                    target = strings(node.args[1:2])
-                    calls.kubectl.add((strings(node.args[:1])[0],
-                                       target[0] if target and not target[0].startswith("-")
-                                       else "*"))
+                    sub = strings(node.args[:1])[0]
+                    one = sub == "get" and "--show-managed-fields" in constants(node.args)
+                    calls.kubectl.add(f"{sub} lease" if strings(node.args[:2])[1:] == ["lease"]
+                                      else "get one" if one else sub)
                     calls.kubectl_flags |= {c.split("=")[0] for c in constants(node.args)
                                             if c.split("=")[0] in KUBECTL_FLAGS}
                 elif name in API_METHODS:
@@ -286,12 +306,13 @@ def script_calls(script: Path) -> ScriptCalls:
             elif isinstance(node, ast.List | ast.Tuple):
                 words = strings(node.elts)
                 if words[:1] == ["kubectl"] and len(words) > 1:
-                    plain = [w for w in words[1:] if not w.startswith("-")]
-                    calls.kubectl.add((plain[0], plain[1] if len(plain) > 1 else "*"))
+                    calls.kubectl.add(next(w for w in words[1:] if not w.startswith("-")))
                 elif words[:1] == ["gcloud"]:
                     calls.gcloud.add(tuple(w for w in words[1:4] if not w.startswith("-")))
                 elif words[:1] in (["push"], ["git", "push"]):
                     calls.pushes = True
+            elif isinstance(node, ast.ImportFrom) and node.module == "google.cloud.pubsub_v1":
+                calls.publishes_events = True
     return calls
 
 
@@ -300,8 +321,8 @@ def unknown_script_calls() -> list[str]:
     problems = []
     for script in sorted(SCRIPTS.glob("*.py")):
         calls = script_calls(script)
-        problems += [f"{script.name}: kubectl {' '.join(call)}" for call in calls.kubectl
-                     if call not in KUBECTL]
+        problems += [f"{script.name}: kubectl {sub}" for sub in calls.kubectl
+                     if sub not in KUBECTL]
         problems += [f"{script.name}: gcloud {' '.join(cmd)}" for cmd in calls.gcloud
                      if cmd not in GCLOUD]
     return sorted(set(problems))
@@ -412,12 +433,18 @@ def script_operations(member: str, script: str, env: dict[str, str], project: st
         ops.append(Operation(member, GCLOUD[command], f"projects/{project}",
                              f"{why} runs gcloud {' '.join(command)}"))
     token_repo = env.get("GITOPS_GIT_TOKEN_REPOSITORY", "")
-    for method in calls.api_methods:
+    unused = "fetch_read_write_token" if env.get("GITOPS_GIT_READ_ONLY") == "1" \
+        else "fetch_read_token"  # the step's environment picks the token it asks for
+    for method in calls.api_methods - {unused}:
         permission, target = API_METHODS[method]
         if target == "token-repo" and not token_repo:
             continue  # no linked repository named: the script uses git's own credentials
         resource = token_repo if target == "token-repo" else f"projects/{project}"
         ops.append(Operation(member, permission, resource, f"{why} calls {method}"))
+    topic = env.get("GITOPS_EVENTS_TOPIC", "")
+    if calls.publishes_events and topic:
+        ops.append(Operation(member, "pubsub.topics.publish", topic,
+                             f"{why} publishes delivery events"))
     csr = csr_repository(env.get("_REPO", ""))
     if csr and calls.fetches:
         ops.append(Operation(member, "source.repos.get", csr, f"{why} fetches {csr}"))
@@ -460,16 +487,50 @@ def operations(graph: Graph, config: Any) -> Derived:
             ops.append(Operation(member, "source.repos.get",
                                  f"projects/{source['projectId']}/repos/{source['repoName']}",
                                  f"{why}: fetch the source"))
+        manual = csr_repository((trigger.inputs.get("sourceToBuild") or {}).get("uri", ""))
+        if manual:  # a manual trigger on CSR: the build's identity fetches the source
+            ops.append(Operation(member, "source.repos.get", manual, f"{why}: fetch the source"))
         for script, env in scripts:
             ops += script_operations(member, script, env, subs["PROJECT_ID"], why)
-            kube += kube_operations(member, script, subs.get("_APP", ""), why)
+            if "_APP" in subs:
+                kube += kube_operations(member, script, subs["_APP"], why)
+            else:  # a reconcile run: every app, healing only those allowed to
+                heal = set(filter(None, subs.get("_HEAL_APPS", "").split(",")))
+                for app in config.apps:
+                    kube += kube_operations(member, script, app.name, why,
+                                            None if app.name in heal else COMPARE_ONLY)
         # The deployer creates the trigger, which runs as the trigger's account.
         ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs",
                              trigger.inputs["serviceAccount"], f"create {why}"))
     ops += deployer_commands(graph, config)
+    ops += scheduler_operations(graph, config)
     ops += node_operations(graph, ops)
     ops += connection_operations(graph)
     return Derived(ops, kube)
+
+
+def scheduler_operations(graph: Graph, config: Any) -> list[Operation]:
+    """A Cloud Scheduler job POSTs to a trigger's :run endpoint with its account's OAuth token:
+    the account starts a build (cloudbuild.builds.create) that runs as the trigger's account
+    (actAs); the deployer attaches the account to the job (actAs)."""
+    ops = []
+    for job in graph.of_type("gcp:cloudscheduler/job:Job"):
+        target = job.inputs["httpTarget"]
+        email = target["oauthToken"]["serviceAccountEmail"]
+        member = f"serviceAccount:{email}"
+        match = re.fullmatch(r"https://cloudbuild\.googleapis\.com/v1/projects/([^/]+)/"
+                             r"locations/([^/]+)/triggers/([^/:]+):run", target["uri"])
+        assert match, target["uri"]
+        trigger = next(t for t in graph.of_type("gcp:cloudbuild/trigger:Trigger")
+                       if t.outputs.get("triggerId") == match[3])
+        why = f"scheduler job {job.name} runs trigger {trigger.name}"
+        ops += [Operation(member, "cloudbuild.builds.create", f"projects/{match[1]}", why),
+                Operation(member, "iam.serviceAccounts.actAs",
+                          trigger.inputs["serviceAccount"], why),
+                Operation(deployer_member(config), "iam.serviceAccounts.actAs",
+                          f"projects/{job.inputs['project']}/serviceAccounts/{email}",
+                          f"create scheduler job {job.name}")]
+    return ops
 
 
 def connection_operations(graph: Graph) -> list[Operation]:
@@ -540,8 +601,8 @@ def deployer_commands(graph: Graph, config: Any) -> list[Operation]:
 
 @cache
 def sample_documents(app_dir: Path) -> tuple[dict[str, Any], ...]:
-    """What a sample app delivers: its manifests, or each overlay as `kubectl kustomize` (the
-    CI's hydrate step) builds it."""
+    """What a sample app delivers: its manifests, or each overlay as `kubectl kustomize` (what
+    render runs in CI) builds it."""
     folder = app_dir / "kubernetes"
     overlays = sorted(p for p in (folder / "overlays").glob("*") if p.is_dir())
     texts = [subprocess.run(["kubectl", "kustomize", str(o)], capture_output=True, text=True,
@@ -571,26 +632,26 @@ def resource_of(group: str, kind: str) -> str:
 
 
 def kube_operations(member: str, script: str, app: str, why: str,
+                    only: set[str] | None = None,
                     kinds: list[tuple[str, str]] | None = None) -> list[KubeOperation]:
-    """Kubernetes verbs the script's kubectl calls need in the app's namespace, for the sample
-    apps' kinds (or the given ones)."""
+    """Kubernetes verbs the script's kubectl calls need in the app's namespace (only: just
+    these subcommands), for the sample apps' kinds (or the given ones)."""
     calls = script_calls(SCRIPTS / f"{script}.py")
     user = member.split(":", 1)[1]
     kinds = manifest_kinds() if kinds is None else kinds
     targets = {"manifests": kinds,
                "workloads": [k for k in kinds if k[0] == "apps" and k[1] in ROLLOUT_KINDS],
-               "lease": [("coordination.k8s.io", "Lease")]}
+               "lease": [("coordination.k8s.io", "Lease")], "nothing": []}
     out = []
-    for call in sorted(calls.kubectl):
-        target, verbs = KUBECTL[call]
+    for sub in sorted(calls.kubectl if only is None else calls.kubectl & only):
+        target, verbs = KUBECTL[sub]
         if target == "manifests":
             verbs = tuple(sorted({*verbs, *(v for flag in calls.kubectl_flags
                                             for v in KUBECTL_FLAGS[flag])}))
         for group, kind in targets[target]:
             resource = resource_of(group, kind)
             out += [KubeOperation(user, app, group, resource, verb,
-                                  f"{why}: {script}.py kubectl {' '.join(call)} ({kind})")
-                    for verb in verbs]
+                                  f"{why}: {script}.py kubectl {sub} ({kind})") for verb in verbs]
     return out
 
 

@@ -156,12 +156,13 @@ class TestDeliveryRole:
         graph = program_graph("three-apps")
         kube = [op for app in ("hello", "shop", "billing")
                 for op in kube_operations(DELIVERY, "deploy", app, "typical app",
-                                          TYPICAL_KINDS)]
+                                          kinds=TYPICAL_KINDS)]
         assert {op.verb for op in kube if op.resource != "leases"} == {
             "get", "create", "patch", "delete", "list", "watch"}
         assert [op for op in kube if not rbac_allows(graph, op)] == []
         custom = [("monitoring.googleapis.com", "PodMonitoring")]
-        shop, hello = ([op for op in kube_operations(DELIVERY, "deploy", app, "config", custom)
+        shop, hello = ([op for op in kube_operations(DELIVERY, "deploy", app, "config",
+                                                     kinds=custom)
                         if op.resource == "podmonitorings"] for app in ("shop", "hello"))
         assert {op.verb for op in shop} == {"get", "create", "patch", "delete"}
         assert all(rbac_allows(graph, op) for op in shop)

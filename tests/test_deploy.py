@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import fake_kubectl
 from conftest import (
     DIGEST_A,
     DIGEST_B,
@@ -343,5 +344,4 @@ class TestOverlappingDeliveries:
         assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1] == applied[0]
         # The object bad added is deleted again: the namespace holds production's objects.
         assert (cluster / "deleted.log").read_text().split() == ["configmap/extra"]
-        live = json.loads((cluster / "objects" / "hello.json").read_text())
-        assert set(live) == {"deployment.apps/hello"}
+        assert fake_kubectl.live(cluster, "hello") == {"deployment.apps/hello"}

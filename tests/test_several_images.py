@@ -19,7 +19,8 @@ from conftest import (
     promoted,
     write_manifests,
 )
-from gitops import rollback
+from gitops import events, rollback
+from gitops.envrepo import scratch_repo
 from gitops.history import history
 from gitops.status import status
 
@@ -117,6 +118,16 @@ class TestShown:
         assert data[0]["production"]["images"] == [frontend(DIGEST_C), backend(DIGEST_D)]
         row = cli("status", "--repo", env_repo.url).stdout.splitlines()[1]
         assert f"shop-frontend@{DIGEST_C[:19]},shop-backend@{DIGEST_D[:19]}" in row
+
+
+class TestEvents:
+    """A delivery event of a two-image commit names both images."""
+
+    def test_event_images(self, env_repo: EnvRepoOnDisk, shop: dict[str, str]) -> None:
+        with scratch_repo(env_repo.url) as env:
+            env.fetch_whole("production")
+            trailers = env.trailers(shop["p1"])
+        assert events.images_of(trailers) == (frontend(DIGEST_A), backend(DIGEST_B))
 
 
 class TestRollbackByAnyImage:

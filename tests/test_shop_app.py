@@ -1,9 +1,9 @@
 """The shop sample app: two images, a kustomize base with two overlays, delivered end to end.
 
-The local loop runs its pipeline YAML (both images tested, built and pinned; the production
-overlay hydrated) and its deliveries against the fake cluster, so pruning is real: the second
-release renames the kustomize-generated ConfigMap, and delivering it, then rolling back, deletes
-exactly the ConfigMap the other tree no longer holds.
+The local loop runs its pipeline YAML (both images tested, built and pinned; render hydrates
+the production overlay) and its deliveries against the fake cluster, so pruning is real: the
+second release renames the kustomize-generated ConfigMap, and delivering it, then rolling back,
+deletes exactly the ConfigMap the other tree no longer holds.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import fake_kubectl
 from conftest import ROOT, fake_cluster_env, fsck, git
 from dockerfile_model import image
 from pulumi_harness import pipeline_of, program_graph
@@ -35,7 +36,7 @@ IMAGES = ("frontend", "backend")
 
 @cache
 def overlay(name: str) -> tuple[dict[str, Any], ...]:
-    """The overlay as `kubectl kustomize` (the pipeline's hydrate step) builds it."""
+    """The overlay as `kubectl kustomize` (which render runs in the pipeline) builds it."""
     out = subprocess.run(["kubectl", "kustomize", str(SHOP / "kubernetes" / "overlays" / name)],
                          capture_output=True, text=True, check=True).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
@@ -132,11 +133,10 @@ class TestPipeline:
         used, _ = used_substitutions(build)
         assert used == set(trigger.inputs["substitutions"])
 
-    def test_tests_builds_and_hydrate_run_in_parallel(self) -> None:
+    def test_tests_and_builds_run_in_parallel(self) -> None:
         build = yaml.safe_load((SHOP / "cloudbuild.yaml").read_text())
         first = [s["id"] for s in build["steps"] if s.get("waitFor") == ["-"]]
-        assert first == ["test-frontend", "test-backend", "build-frontend", "build-backend",
-                         "hydrate"]
+        assert first == ["test-frontend", "test-backend", "build-frontend", "build-backend"]
         assert critical_path(build) == 4
 
 
@@ -203,8 +203,8 @@ class TestShopLoop:
         assert config[0] != config[1]
         deleted = (shop_loop.cluster / "deleted.log").read_text().split()
         assert deleted == config  # release 2 drops the first; the rollback drops the second
-        live = json.loads((shop_loop.cluster / "objects" / "shop.json").read_text())
-        assert set(live) == {printed(d) for d in tree_objects(repo, "production")}
+        assert fake_kubectl.live(shop_loop.cluster, "shop") == {
+            printed(d) for d in tree_objects(repo, "production")}
         applies = [json.loads(line) for line in
                    (shop_loop.cluster / "calls.log").read_text().splitlines()
                    if line.startswith('["apply"')]
