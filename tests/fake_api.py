@@ -17,13 +17,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 DEFAULT_MANAGER = "kubectl-client-side-apply"
 
 
 def file_objects(path: Path) -> list[dict[str, Any]]:
     """The objects of one manifest file, `kind: List` items included."""
+    import yaml  # here, not at the top: the fake kubectl's Lease calls stay fast
+
     if path.suffix == ".json":
         docs: list[Any] = [json.loads(path.read_text())]
     elif path.suffix in (".yaml", ".yml"):

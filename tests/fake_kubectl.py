@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-import fake_api
+import fake_api  # its YAML parser loads only when an object is read
 
 # In-process callers (tests) set STATE themselves before calling main(argv).
 STATE = Path(os.environ["FAKE_CLUSTER_DIR"]) if "FAKE_CLUSTER_DIR" in os.environ else None
