@@ -136,7 +136,7 @@ class TestResourceGraph:
         assert set(out) == {"registry_url", "steps_image", "env_repo_url", "infra_repo_url",
                             "app_repo_urls", "ci_trigger_ids", "delivery_trigger_ids",
                             "preview_trigger_id", "cluster_name", "cluster_location",
-                            "service_accounts", "kubeconfig"}
+                            "service_accounts", "kubeconfig", "environments"}
         assert sorted(out["ci_trigger_ids"]) == sorted(apps_of(graph))
         triggers = {t.name: t.outputs["triggerId"] for t in graph.of_type(TRIGGER)}
         assert out["preview_trigger_id"] == triggers["preview"]
