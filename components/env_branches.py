@@ -28,10 +28,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from components.environments import EnvironmentConfig, environments_json
-
 import pulumi
 import pulumi_command as command
+
+from components.environments import EnvironmentConfig, environments_json
 
 # Relative to the project folder, where Pulumi runs local commands.
 PYTHON = ".venv/bin/python"

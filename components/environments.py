@@ -222,8 +222,8 @@ def parse_one(item: Any, path: str, problems: Problems, default_cluster: str,
         problems.add(f"config {path}.rolloutTimeout must be seconds like 300s, not "
                      f"{timeout!r}: {fix_env(path + '.rolloutTimeout', '300s')}")
     else:
-        from components.delivery_timing import DeliveryTiming
         from components.config import ConfigError
+        from components.delivery_timing import DeliveryTiming
 
         try:
             DeliveryTiming.from_setting(timeout)

@@ -84,8 +84,10 @@ class BuildIdentities(pulumi.ComponentResource):
         self.accounts: dict[str, gcp.serviceaccount.Account] = {}
         self.grants: list[pulumi.CustomResource] = []
         self.act_as: dict[str, gcp.serviceaccount.IAMMember] = {}
-        kinds = [(kind, f"gitops-{kind}", description, PROJECT_ROLES[kind], None)
-                 for kind, description in BUILD_KINDS.items() if kind != "delivery"]
+        # (kind, account id, description, project roles, cluster its cluster grant names)
+        kinds: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
+            (kind, f"gitops-{kind}", description, PROJECT_ROLES[kind], None)
+            for kind, description in BUILD_KINDS.items() if kind != "delivery"]
         for delivery in args.deliveries:
             description = BUILD_KINDS["delivery"] if delivery.environment == "default" else \
                 f"Applies environment {delivery.environment}'s candidate manifests to GKE " \

@@ -1,7 +1,7 @@
 """Lift an app's freeze (see freeze.py). Candidate commits recorded during the freeze are not
 deployed by this: re-run the app's delivery trigger for the newest one, or push again.
 
-    python scripts/unfreeze.py --repo URL --app APP [--branch candidate]
+    python scripts/unfreeze.py --repo URL --app APP [--environment NAME] [--branch candidate]
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import sys
 from collections.abc import Sequence
 
 from gitops.cli import command_parser, run
+from gitops.environments import for_command
 from gitops.freeze import set_freeze
 
 
 def main(argv: Sequence[str]) -> str:
-    parser = command_parser("unfreeze.py", __doc__, "repo", "app", "branch")
+    parser = command_parser("unfreeze.py", __doc__, "repo", "app", "environment", "branch")
     args = parser.parse_args(argv)
-    return set_freeze(args.repo, args.app, False, None, args.branch).commit
+    branch = for_command(args.repo, args.environment, args.branch).candidate
+    return set_freeze(args.repo, args.app, False, None, branch).commit
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gitops.checks import check_branch
+from gitops.environments import ENVIRONMENTS_BRANCH, Environment, record
 from gitops.envrepo import Entry, scratch_repo
 from gitops.trailers import commit_message
 
@@ -36,9 +37,15 @@ class BranchInit:
             f"exists {self.branch}"
 
 
-def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRANCHES
-                  ) -> list[BranchInit]:
-    """Create each missing branch from one root commit; existing branches stay as they are."""
+def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRANCHES,
+                  environments: list[Environment] | None = None) -> list[BranchInit]:
+    """Create each missing branch from one root commit; existing branches stay as they are.
+
+    With environments: every environment's two branches, and the environments recorded on
+    their own branch (a new commit there only when they changed).
+    """
+    if environments:
+        branches = [b for env in environments for b in (env.candidate, env.production)]
     for branch in branches:
         check_branch(branch)
     results = []
@@ -53,4 +60,8 @@ def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRA
                 results.append(BranchInit(branch, root))
             else:  # someone created it between our fetch and our push: theirs stands
                 results.append(BranchInit(branch, None))
+        if environments:
+            before = env.fetch(ENVIRONMENTS_BRANCH)
+            after = record(env, environments)
+            results.append(BranchInit(ENVIRONMENTS_BRANCH, after if after != before else None))
     return results

@@ -10,6 +10,13 @@ run one at a time and production's tip is always what the cluster last applied s
    an older commit that production held before); failure: what production holds for the app
    is re-applied, so cluster and production agree again, and the build fails.
 
+With environments (docs/environments.md) each environment's delivery uses its own branches and
+namespace; after a promotion (not a rollback) the same release is published to the next
+environment's candidate branch (`gitops.chain`), still under the Lease, so releases reach the
+next environment in the order this one promoted them. In a gated environment the build first
+reads who approved it (`gitops.approval`) and the production commit records it
+(`Approved-By:`).
+
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
 the source branch) is not deployed: the build says so and succeeds.
@@ -35,11 +42,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from gitops.approval import ApprovalReader, CloudBuildApprovals
+from gitops.chain import ChainRequest, publish_to_next
 from gitops.checks import check_app, check_branch, check_sha, check_trailer_value
 from gitops.cli import log
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed
-from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.promote import Kind, PromoteRequest, promote, promoted_from
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
@@ -216,12 +225,23 @@ class DeliveryRequest:
     project: str | None = None
     cluster: str | None = None
     location: str | None = None
+    namespace: str | None = None  # default: the app's name
+    environment: str = "default"
+    next_environment: str | None = None  # where a promotion goes on (None: last environment)
+    next_candidate: str | None = None  # that environment's candidate branch
+    region: str | None = None  # of this build (reading its approval)
+    record_approval: bool = False  # gated environment: record who approved this build
+
+    @property
+    def app_namespace(self) -> str:
+        return self.namespace or self.app
 
 
 @dataclass(frozen=True)
 class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
     outcome: Outcome
+    next_commit: str | None = None  # the next environment's candidate tip, when it got one
 
 
 def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> str | None:
@@ -259,24 +279,53 @@ def check_request(request: DeliveryRequest) -> None:
     check_branch(request.source)
     check_branch(request.target)
     check_trailer_value("--build-id", request.build_id)
+    check_app(request.app_namespace)
+    check_app(request.environment)
+    if bool(request.next_environment) != bool(request.next_candidate):
+        raise BadInput("--next-environment and --next-candidate go together")
+    if request.next_environment and request.next_candidate:
+        check_app(request.next_environment)
+        check_branch(request.next_candidate)
+        if request.next_candidate in (request.source, request.target):
+            raise BadInput("--next-candidate must be the next environment's own branch")
+    if request.record_approval and not (request.project and request.region):
+        raise BadInput("--project and --region are required to read this build's approval")
 
 
 def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] = Cluster,
-            clock: Clock = time.monotonic) -> DeployResult:
+            clock: Clock = time.monotonic,
+            approvals: ApprovalReader | None = None) -> DeployResult:
     """Apply, verify and promote one candidate commit of one app (see the module docstring)."""
     check_request(request)
     app, commit, source, target = request.app, request.commit, request.source, request.target
+    namespace = request.app_namespace
     no_cluster = os.environ.get(NO_CLUSTER_ENV) == "1"
     kubeconfig = os.environ.get(KUBECONFIG_ENV)
     if not no_cluster and not kubeconfig and not (request.project and request.cluster and
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
+    approved_by = None
+    if request.record_approval:  # before anything changes: a gated build must be approved
+        assert request.project and request.region  # checked above
+        approved_by = (approvals or CloudBuildApprovals()).approver(
+            request.project, request.region, request.build_id)
+        log(f"approved by {approved_by}")
 
     def promoted(outcome: Outcome) -> DeployResult:
         result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                         source=source, target=target,
-                                        build_id=request.build_id))
-        return DeployResult(result.commit, outcome)
+                                        build_id=request.build_id, approved_by=approved_by))
+        if result.kind is Kind.ROLLBACK or not (request.next_environment and
+                                                request.next_candidate):
+            return DeployResult(result.commit, outcome)
+        chained = publish_to_next(ChainRequest(
+            repo=request.repo, app=app, commit=commit, source=source,
+            environment=request.environment, production_commit=result.commit,
+            next_environment=request.next_environment, next_branch=request.next_candidate,
+            build_id=request.build_id))
+        log(f"{'published' if chained.created else 'already on'} {request.next_candidate} "
+            f"for environment {request.next_environment}: {chained.commit[:12]}")
+        return DeployResult(result.commit, outcome, chained.commit)
 
     with scratch_repo(request.repo) as env, tempfile.TemporaryDirectory() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
@@ -305,25 +354,25 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if not kubeconfig:
             assert request.project and request.cluster and request.location  # checked above
             cluster.get_credentials(request.project, request.cluster, request.location)
-        acquire_lease(cluster, app, request.build_id, 2 * request.timeout + 300,
+        acquire_lease(cluster, namespace, request.build_id, 2 * request.timeout + 300,
                       request.lock_timeout)
         try:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
                 return skipped
-            log(f"applying {app} at {commit[:12]}")
-            failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
+            log(f"applying {app} at {commit[:12]} to namespace {namespace}")
+            failure = apply_and_wait(cluster, namespace, candidate, request.timeout, clock)
             if failure is None:
                 return promoted(Outcome.PROMOTED)
             revert(env, cluster, app, target, Path(work) / "production", request.timeout,
-                   clock)
+                   clock, namespace)
             raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
         finally:
-            release_lease(cluster, app, request.build_id)
+            release_lease(cluster, namespace, request.build_id)
 
 
 def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
-           timeout: int, clock: Clock = time.monotonic) -> None:
+           timeout: int, clock: Clock = time.monotonic, namespace: str | None = None) -> None:
     """Re-apply what production holds for app, so cluster and production agree again."""
     tip = env.fetch(target)
     entry = env.lookup(tip, f"{APPS_DIR}/{app}")
@@ -332,7 +381,7 @@ def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
         return
     env.materialize(entry.sha, folder)
     log(f"revert: re-applying {app} from {target} {tip[:12]}")
-    failure = apply_and_wait(cluster, app, folder, timeout, clock)
+    failure = apply_and_wait(cluster, namespace or app, folder, timeout, clock)
     if failure:
         log(f"revert: {failure}")
 

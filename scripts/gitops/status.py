@@ -2,6 +2,11 @@
 
 Per app: production's image, source commit, time and build; the newest candidate attempt; and
 whether they differ (the newest attempt is pending, or its delivery failed) or the app is frozen.
+
+With delivery environments (recorded in the env repo), every app in every environment side by
+side: what runs where (cluster and namespace), and what is on its way; in an environment with an
+approval gate, an attempt not yet in production is awaiting approval, delivering or failed (git
+alone cannot tell these apart: the build's status in Cloud Build does).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops.checks import check_app, check_branch, short_ref
+from gitops.environments import Environment, choose
+from gitops.environments import read as read_environments
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.history import Attempt, History, ProductionEntry, apps_on, collect, table
@@ -94,4 +101,77 @@ def render_text(statuses: list[AppStatus]) -> str:
             prod.time if prod else "-", prod.build_id if prod and prod.build_id else "-",
             short_ref(new.image) if new and new.image else "-",
             s.state + (" [FROZEN]" if s.frozen else "")])
+    return table(rows)
+
+
+# --- every environment side by side ------------------------------------------------------------
+
+AWAITING = "awaiting approval, delivering or failed"  # a gated environment's newest attempt
+PENDING = "delivering or failed"
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    """One environment: where it deploys, and its status of each app."""
+
+    environment: Environment
+    apps: list[AppStatus]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.environment.to_json(), "apps": [s.to_json() for s in self.apps]}
+
+
+def status_by_environment(repo: str, app: str | None = None,
+                          environment: str | None = None) -> list[EnvironmentStatus]:
+    """Every app in every recorded environment (or only the named one), from git alone."""
+    if environment is not None:
+        check_app(environment)
+    with scratch_repo(repo) as env:
+        recorded = read_environments(env)
+        chosen = [choose(recorded, environment)] if environment else recorded
+        branches = [b for e in chosen for b in (e.candidate, e.production)]
+        env.fetch_whole(*branches)
+        known = apps_on(env, *branches)
+        if app and app not in known:
+            raise BadInput(f"unknown app {app!r}: known apps are {', '.join(known) or 'none'}")
+        names = [check_app(app)] if app else known
+        return [EnvironmentStatus(e, [
+            app_status(collect(env, name, e.candidate, e.production),
+                       freeze_note(env, e.candidate, name)) for name in names])
+            for e in chosen]
+
+
+def cell(status: AppStatus, environment: Environment) -> str:
+    """What runs, and what is on its way (or stuck), in one environment."""
+    prod, new = status.production, status.newest_attempt
+    runs = short_ref(prod.image) if prod and prod.image else "-"
+    if status.state == DIFFERS and new is not None:
+        waiting = AWAITING if environment.approval else PENDING
+        newest = short_ref(new.image) if new.image else new.commit[:12]
+        runs += f"; {newest} {waiting}"
+    elif status.state == ROLLED_BACK:
+        runs += " (rolled back)"
+    return runs + (" [FROZEN]" if status.frozen else "")
+
+
+def render_environments(results: list[EnvironmentStatus]) -> str:
+    """One row per app, one column per environment (in delivery order)."""
+    if len(results) == 1 and not results[0].environment.recorded:
+        return render_text(results[0].apps)
+    apps = sorted({s.app for r in results for s in r.apps})
+    if not apps:
+        return "no apps yet"
+    header = ["APP"]
+    for r in results:
+        e = r.environment
+        gate = ", approval" if e.approval else ""
+        where = f"{e.cluster or '?'}/{e.namespace('APP')}"
+        header.append(f"{e.name.upper()} ({where}{gate})")
+    rows = [header]
+    for name in apps:
+        row = [name]
+        for r in results:
+            found = next((s for s in r.apps if s.app == name), None)
+            row.append(cell(found, r.environment) if found else "-")
+        rows.append(row)
     return table(rows)
