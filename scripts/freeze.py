@@ -5,8 +5,9 @@
     python scripts/unfreeze.py --repo URL --app APP [--environment NAME] [--branch candidate]
 
 The freeze is the file `.gitops/frozen/APP` on `candidate`; the delivery build reads it and exits
-cleanly, saying so. Already in the asked state: no commit. Prints the resulting candidate tip.
-A freeze holds one environment (--environment, default: the last one): its candidate branch.
+cleanly, saying so. Already frozen: no commit, unless the reason differs (the new reason is
+recorded). Prints what it did, then the resulting candidate tip. A freeze holds one environment
+(--environment, default: the last one): the file is on its candidate branch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from gitops.cli import command_parser, run
+from gitops.cli import command_parser, log, run
 from gitops.environments import for_command
 from gitops.freeze import set_freeze
 
@@ -24,7 +25,9 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--reason", help="why (recorded in the commit and the freeze file)")
     args = parser.parse_args(argv)
     branch = for_command(args.repo, args.environment, args.branch).candidate
-    return set_freeze(args.repo, args.app, True, args.reason, branch).commit
+    result = set_freeze(args.repo, args.app, True, args.reason, branch)
+    log(result.describe())
+    return result.commit
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 deployed by this: re-run the app's delivery trigger for the newest one, or push again.
 
     python scripts/unfreeze.py --repo URL --app APP [--environment NAME] [--branch candidate]
+
+Removes `.gitops/frozen/APP` from `candidate` (one commit; not frozen: no commit). Prints what it
+did, then the resulting candidate tip. --environment: that environment's candidate branch
+(default: the last environment).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from gitops.cli import command_parser, run
+from gitops.cli import command_parser, log, run
 from gitops.environments import for_command
 from gitops.freeze import set_freeze
 
@@ -18,7 +22,9 @@ def main(argv: Sequence[str]) -> str:
     parser = command_parser("unfreeze.py", __doc__, "repo", "app", "environment", "branch")
     args = parser.parse_args(argv)
     branch = for_command(args.repo, args.environment, args.branch).candidate
-    return set_freeze(args.repo, args.app, False, None, branch).commit
+    result = set_freeze(args.repo, args.app, False, None, branch)
+    log(result.describe())
+    return result.commit
 
 
 if __name__ == "__main__":
