@@ -87,6 +87,8 @@ GCLOUD = {("container", "clusters", "get-credentials"): "container.clusters.get"
 API_METHODS = {
     "fetch_read_write_token": ("cloudbuild.repositories.accessReadWriteToken", "token-repo"),
     "run_build_trigger": ("cloudbuild.builds.create", "project"),
+    # A gated environment's delivery reads its own Build (who approved it).
+    "get_build": ("cloudbuild.builds.get", "approval"),
 }
 
 
@@ -408,6 +410,8 @@ def script_operations(member: str, script: str, env: dict[str, str], project: st
         permission, target = API_METHODS[method]
         if target == "token-repo" and not token_repo:
             continue  # no linked repository named: the script uses git's own credentials
+        if target == "approval" and env.get("GITOPS_RECORD_APPROVAL") != "true":
+            continue  # not a gated environment: the script does not read its build
         resource = token_repo if target == "token-repo" else f"projects/{project}"
         ops.append(Operation(member, permission, resource, f"{why} calls {method}"))
     csr = csr_repository(env.get("_REPO", ""))

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gitops.checks import check_trailer_value
+from gitops.cloudbuild_client import regional_client
 from gitops.errors import BadInput, OperationFailed, one_line
-from gitops.rollback import regional_client
 
 RECORD_APPROVAL_ENV = "GITOPS_RECORD_APPROVAL"  # "true" in a gated environment's builds
 

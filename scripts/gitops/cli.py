@@ -44,7 +44,7 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "json": (("--json",), {"action": "store_true", "help": "print JSON instead of a table"}),
     "environment": (("--environment",), {
         "metavar": "NAME", "help": "delivery environment (default: the last one the env repo "
-                                   "records, e.g. production); its branches replace --from/--to"}),
+                                   "records, e.g. production), whose branches are used"}),
 }
 
 
