@@ -7,6 +7,7 @@ import copy
 import json
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 
@@ -261,8 +262,9 @@ class TestEnvironmentIsolation:
 class TestProductionNeedsApproval:
     """The policy pack refuses an environment named production without an approval gate."""
 
-    TRIGGER_PROPS = {"serviceAccount": "projects/acme/serviceAccounts/d@acme.iam.gserviceaccount"
-                     ".com", "build": {"steps": [], "options": {"logging": "CLOUD_LOGGING_ONLY"}}}
+    TRIGGER_PROPS: ClassVar[dict] = {
+        "serviceAccount": "projects/acme/serviceAccounts/d@acme.iam.gserviceaccount.com",
+        "build": {"steps": [], "options": {"logging": "CLOUD_LOGGING_ONLY"}}}
 
     def check(self, subs: dict[str, str], approval: dict | None) -> list[str]:
         props = {**self.TRIGGER_PROPS, "substitutions": subs,
