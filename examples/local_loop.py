@@ -14,8 +14,8 @@ delivery environments, staging then production, as `pulumi up` records them), th
    real (namespace hello-staging); without one it validates only and says so. Its success
    publishes the release to `production-candidate`;
 3. production's delivery build is held for approval (simulated here: the loop approves it, and
-   says so; on Cloud Build an approver runs `gcloud builds approve`), then runs production's
-   delivery pipeline (namespace hello);
+   says so; on Cloud Build an approver approves it in the console or with
+   `gcloud beta builds approve`), then runs production's delivery pipeline (namespace hello);
 4. does it again for a second release, then re-runs production's first delivery: a rollback
    in production only;
 5. prints `history.py` for both environments and `status.py` side by side.
@@ -247,7 +247,7 @@ def main() -> int:
         banner(f"release {release}: production delivery for {PRODUCTION['candidate']} "
                f"{promoted[:12]}")
         print("held for approval (simulated: approved by the loop; on Cloud Build: "
-              "gcloud builds approve BUILD_ID)")
+              "gcloud beta builds approve projects/P/locations/R/builds/BUILD_ID)")
         deliver(production, promoted)
 
     first = production_candidates[0]

@@ -60,6 +60,5 @@ class CloudBuildApprovals:
         if build.approval.state != approved or not account:
             raise OperationFailed(f"build {build_id} runs in a gated environment but carries "
                                   f"no approval (state {build.approval.state.name}); approve "
-                                  f"it with gcloud builds approve {build_id} "
-                                  f"--region={region}")
+                                  f"it with gcloud beta builds approve {name}")
         return check_trailer_value("approver", account)

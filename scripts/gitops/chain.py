@@ -70,7 +70,7 @@ def publish_to_next(request: ChainRequest, policy: RetryPolicy | None = None) ->
     check_request(request)
     policy = policy or RetryPolicy.from_env()
     app, commit = request.app, request.commit
-    with scratch_repo(request.repo, first_fetch=request.next_branch) as env:
+    with scratch_repo(request.repo) as env:
         if env.fetch(request.source) is None or not env.reach(request.source, [commit]):
             raise BadInput(f"commit {commit} is not on branch {request.source!r}")
         applied = env.lookup(commit, f"{APPS_DIR}/{app}")
