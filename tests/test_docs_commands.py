@@ -195,14 +195,13 @@ def session_script(document: str) -> tuple[str, int]:
 def env_repo_with_environments(tmp_path_factory: pytest.TempPathFactory) -> EnvRepoOnDisk:
     """Staging then production recorded; hello delivered twice to staging (each success
     published to production's candidate) and once to production."""
+    from conftest import image_ref, write_manifests
     from gitops.branches import init_branches
     from gitops.chain import ChainRequest, publish_to_next
     from gitops.environments import Environment
     from gitops.promote import PromoteRequest, promote
     from gitops.publish import PublishRequest
     from gitops.publish import publish as publish_manifests
-
-    from conftest import image_ref, write_manifests
 
     tmp = tmp_path_factory.mktemp("docs-environments")
     env = EnvRepoOnDisk(tmp / "env.git")

@@ -167,7 +167,7 @@ class TestChain:
                                            approval=cloudbuild_v1.BuildApproval(state=state))
 
         cluster = ScriptedCluster("kc")
-        with pytest.raises(OperationFailed, match="carries no approval .state PENDING"):
+        with pytest.raises(OperationFailed, match=r"carries no approval \(state PENDING\)"):
             deliver_in(chain, PRODUCTION, next_commit, cluster,
                        approvals=CloudBuildApprovals(lambda region: Pending()))  # type: ignore
         assert chain.snapshot() == before and cluster.calls == []
