@@ -135,7 +135,9 @@ state_access = StateAccess("state-access", StateAccessArgs(
 gates = {env.name: (env.approvers, identities.member(env.identity))
          for env in environments if env.approval_required}
 approval_grants = ApprovalGates("approvals", ApprovalGatesArgs(
-    project=config.project, gates=gates)).grants if gates else []
+    project=config.project, gates=gates,
+    api_dependencies=apis.depends_on("cloudresourcemanager", "cloudbuild"),
+)).grants if gates else []
 
 # Every grant above propagates before anything acts on it.
 grants = IamPropagation("iam-propagation", IamPropagationArgs(

@@ -31,6 +31,7 @@ class ApprovalGatesArgs:
     project: pulumi.Input[str]
     # environment name -> (its approvers, its delivery identity's IAM member)
     gates: dict[str, tuple[tuple[str, ...], pulumi.Input[str]]]
+    api_dependencies: list[pulumi.Resource]
 
 
 def member_slug(member: str) -> str:
@@ -44,7 +45,7 @@ class ApprovalGates(pulumi.ComponentResource):
     def __init__(self, name: str, args: ApprovalGatesArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitops:index:ApprovalGates", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies)
         self.grants: list[pulumi.CustomResource] = []
         for env, (approvers, delivery) in args.gates.items():
             for member in approvers:

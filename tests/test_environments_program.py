@@ -191,6 +191,28 @@ class TestThreeEnvironments:
         assert f"serviceAccount:{IDENTITY['production']}" in readers
         assert not {f"serviceAccount:{IDENTITY[e]}" for e in ("staging", "qa")} & readers
 
+    def test_real_cloud_rules_hold_for_every_environment(self, graph: Graph) -> None:
+        from test_program import API_OF, SERVICE
+
+        services = {s.inputs["service"].split(".")[0]: s.urn for s in graph.of_type(SERVICE)}
+        for resource in graph.resources:
+            api = API_OF.get(resource.typ)
+            assert api is None or services[api] in graph.depends_on(resource), resource.name
+        act_as = graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        sleep = graph.named("grants-propagated")
+        every_grant = [r for r in graph.resources if "member" in r.inputs and "role" in r.inputs
+                       and r.name != "builder-reads-sources"]  # waited for in StepsImage
+        assert {g.urn for g in every_grant} <= graph.depends_on(sleep)
+        for trigger in graph.of_type(TRIGGER):
+            assert trigger.inputs["build" if "build" in trigger.inputs else "filename"]
+            if "build" in trigger.inputs:
+                assert trigger.inputs["build"]["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+            email = trigger.inputs["serviceAccount"].rsplit("/", 1)[-1]
+            assert [g.inputs["member"] for g in act_as
+                    if g.inputs["serviceAccountId"].endswith(email)] == \
+                ["user:platform-admin@acme.example"]
+            assert sleep.urn in graph.depends_on(trigger), trigger.name
+
     def test_env_repo_records_the_environments(self, graph: Graph) -> None:
         command = graph.one("command:local:Command", "init-env-branches")
         create = command.inputs["create"]
