@@ -97,6 +97,7 @@ class TestChain:
 
     def test_release_travels_and_says_where_from(self, chain: EnvRepoOnDisk,
                                                  tmp_path: Path) -> None:
+        staging(chain, publish(chain, tmp_path, "shop", DIGEST_C), app="shop")
         commit = publish(chain, tmp_path, "hello", DIGEST_A)
         result, cluster = deliver_in(chain, STAGING, commit, following=PRODUCTION)
         assert result.outcome is Outcome.PROMOTED
@@ -111,8 +112,11 @@ class TestChain:
                         "Promoted-From-Environment: staging",
                         f"Promoted-From-Commit: {staged}"):
             assert trailer in message.splitlines()
-        assert chain.files(PRODUCTION.candidate, "apps/hello") == \
-            chain.files(commit, "apps/hello")
+        # The release, and only it: shop (published before) stays as it was.
+        assert chain.files(PRODUCTION.candidate, "apps") == {
+            **chain.files(commit, "apps/hello"), **chain.files(STAGING.production, "apps/shop")}
+        rerun = staging(chain, commit, build="cd-again")  # already there: no commit anywhere
+        assert (rerun.commit, rerun.next_commit) == (staged, result.next_commit)
 
         approvals = FakeApprovals()
         promoted, cluster = deliver_in(chain, PRODUCTION, result.next_commit or "",
@@ -124,17 +128,6 @@ class TestChain:
         for branch in (STAGING.candidate, STAGING.production, PRODUCTION.candidate,
                        PRODUCTION.production):
             chain.assert_history_clean(branch)
-
-    def test_other_apps_untouched_and_rerun_makes_no_commit(self, chain: EnvRepoOnDisk,
-                                                            tmp_path: Path) -> None:
-        shop = publish(chain, tmp_path, "shop", DIGEST_C)
-        staging(chain, shop, app="shop")
-        hello = publish(chain, tmp_path, "hello", DIGEST_A)
-        first = staging(chain, hello)
-        assert set(chain.files(PRODUCTION.candidate, "apps")) == {
-            "apps/hello/deployment.yaml", "apps/shop/deployment.yaml"}
-        again = staging(chain, hello, build="cd-again")
-        assert again.next_commit == first.next_commit == chain.tip(PRODUCTION.candidate)
 
     def test_each_environment_renders_its_own_overlay(self, chain: EnvRepoOnDisk,
                                                       tmp_path: Path) -> None:
@@ -153,24 +146,6 @@ class TestChain:
         assert set(chain.files(result.next_commit or "", "apps/hello")) == {
             "apps/hello/deployment.yaml", "apps/hello/pdb.yaml"}
         assert not chain.files(result.next_commit or "", "releases")
-
-    def test_unapproved_build_changes_nothing(self, chain: EnvRepoOnDisk,
-                                              tmp_path: Path) -> None:
-        commit = publish(chain, tmp_path, "hello", DIGEST_A)
-        next_commit = staging(chain, commit).next_commit or ""
-        before = chain.snapshot()
-
-        class Pending:
-            def get_build(self, request: cloudbuild_v1.GetBuildRequest) -> cloudbuild_v1.Build:
-                state = cloudbuild_v1.BuildApproval.State.PENDING
-                return cloudbuild_v1.Build(id=request.id,
-                                           approval=cloudbuild_v1.BuildApproval(state=state))
-
-        cluster = ScriptedCluster("kc")
-        with pytest.raises(OperationFailed, match=r"carries no approval \(state PENDING\)"):
-            deliver_in(chain, PRODUCTION, next_commit, cluster,
-                       approvals=CloudBuildApprovals(lambda region: Pending()))  # type: ignore
-        assert chain.snapshot() == before and cluster.calls == []
 
 
 class TestApprovalFromTheBuild:
@@ -206,33 +181,40 @@ class TestApprovalFromTheBuild:
 class TestGuaranteesPerEnvironment:
     """Stale builds, rollbacks, reverts and freezes stay in their environment."""
 
-    def test_stale_staging_build_publishes_nothing(self, chain: EnvRepoOnDisk,
-                                                   tmp_path: Path) -> None:
-        old = publish(chain, tmp_path, "hello", DIGEST_A)
-        new = publish(chain, tmp_path, "hello", DIGEST_B)
-        staging(chain, new)
-        before = chain.tip(PRODUCTION.candidate)
-        result = staging(chain, old)
-        assert result.outcome is Outcome.STALE and result.next_commit is None
-        assert chain.tip(PRODUCTION.candidate) == before
-
-    def test_rollback_in_staging_stays_in_staging(self, chain: EnvRepoOnDisk,
-                                                  tmp_path: Path) -> None:
+    def test_stale_builds_and_rollbacks_publish_nothing(self, chain: EnvRepoOnDisk,
+                                                        tmp_path: Path) -> None:
         first = publish(chain, tmp_path, "hello", DIGEST_A)
         staging(chain, first)
-        staging(chain, publish(chain, tmp_path, "hello", DIGEST_B))
+        stale = publish(chain, tmp_path, "hello", DIGEST_B)  # overtaken before delivery
+        staging(chain, publish(chain, tmp_path, "hello", DIGEST_C))
         before = chain.tip(PRODUCTION.candidate)
-        result = staging(chain, first)
-        assert chain.subject(result.commit).startswith("Rollback hello:")
-        assert result.next_commit is None and chain.tip(PRODUCTION.candidate) == before
+        skipped = staging(chain, stale)
+        assert skipped.outcome is Outcome.STALE and skipped.next_commit is None
+        rolled_back = staging(chain, first)  # staging held it before: a rollback, in staging
+        assert chain.subject(rolled_back.commit).startswith("Rollback hello:")
+        assert rolled_back.next_commit is None and chain.tip(PRODUCTION.candidate) == before
 
-    def test_failed_production_rollout_reverts_production_only(self, chain: EnvRepoOnDisk,
+    def test_unapproved_or_failed_production_changes_production_only(self, chain: EnvRepoOnDisk,
                                                                tmp_path: Path) -> None:
         good = staging(chain, publish(chain, tmp_path, "hello", DIGEST_A)).next_commit or ""
         deliver_in(chain, PRODUCTION, good)
         kept = chain.tip(PRODUCTION.production)
         bad = staging(chain, publish(chain, tmp_path, "hello", DIGEST_B)).next_commit or ""
         staged = chain.tip(STAGING.production)
+        before = chain.snapshot()
+
+        class Pending:  # the build has not been approved yet
+            def get_build(self, request: cloudbuild_v1.GetBuildRequest) -> cloudbuild_v1.Build:
+                state = cloudbuild_v1.BuildApproval.State.PENDING
+                return cloudbuild_v1.Build(id=request.id,
+                                           approval=cloudbuild_v1.BuildApproval(state=state))
+
+        cluster = ScriptedCluster("kc")
+        with pytest.raises(OperationFailed, match=r"carries no approval \(state PENDING\)"):
+            deliver_in(chain, PRODUCTION, bad, cluster,
+                       approvals=CloudBuildApprovals(lambda region: Pending()))  # type: ignore
+        assert chain.snapshot() == before and cluster.calls == []  # nothing applied or pushed
+
         cluster = ScriptedCluster("kc", failing=frozenset({DIGEST_B}))
         with pytest.raises(OperationFailed, match="rollout of deployment/hello failed"):
             deliver_in(chain, PRODUCTION, bad, cluster)
@@ -242,8 +224,7 @@ class TestGuaranteesPerEnvironment:
         assert [c[2] for c in cluster.calls if c[1] == "apply"] == ["--namespace=hello"] * 2
 
     def test_freeze_holds_one_environment(self, chain: EnvRepoOnDisk, tmp_path: Path) -> None:
-        first = staging(chain, publish(chain, tmp_path, "hello", DIGEST_A)).next_commit or ""
-        deliver_in(chain, PRODUCTION, first)
+        staging(chain, publish(chain, tmp_path, "hello", DIGEST_A))
         set_freeze(chain.url, "hello", True, "incident 7", PRODUCTION.candidate)
         second = staging(chain, publish(chain, tmp_path, "hello", DIGEST_B))
         assert second.outcome is Outcome.PROMOTED  # staging is not frozen
