@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from google.cloud.devtools import cloudbuild_v1
+from google.cloud.devtools.cloudbuild_v1 import Build
+from google.cloud.devtools.cloudbuild_v1 import BuildApproval as Approval
 
 from conftest import (
     DIGEST_A,
@@ -29,12 +31,14 @@ from conftest import (
 )
 from gitops.approval import CloudBuildApprovals
 from gitops.branches import init_branches
+from gitops.build_status import CloudBuildStatus
 from gitops.deploy import DeliveryRequest, DeployResult, Outcome, deliver
 from gitops.environments import ENVIRONMENTS_BRANCH, Environment
 from gitops.errors import OperationFailed
 from gitops.freeze import set_freeze
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
+from gitops.status import BuildsAt, render_environments, status_by_environment
 from test_deploy import app_tree_hash, fake_cluster  # noqa: F401 - a fixture
 
 STAGING = Environment("staging", "staging-candidate", "staging-production", "gitops",
@@ -284,6 +288,44 @@ class TestOperatorCommands:
         as_json = json.loads(cli("status", "--repo", chain.url, "--environment", "staging",
                                  "--json").stdout)
         assert [(e["name"], e["apps"][0]["state"]) for e in as_json] == [("staging", "in sync")]
+
+    def test_cloud_build_says_where_an_attempt_is(self, chain: EnvRepoOnDisk,
+                                                   tmp_path: Path) -> None:
+        """With --project/--region, the delivery build of the newest attempt says whether it
+        awaits approval or failed (a fake Cloud Build client answers)."""
+        staging(chain, publish(chain, tmp_path, "hello", DIGEST_A))
+        waiting = chain.tip(PRODUCTION.candidate) or ""
+        builds = {  # trigger -> newest first
+            "deliver-hello-production": [
+                Build(id="b-9", substitutions={"COMMIT_SHA": waiting},
+                      status=Build.Status.PENDING,
+                      approval=Approval(state=Approval.State.PENDING)),
+                Build(id="b-8", substitutions={"COMMIT_SHA": "0" * 40},
+                      status=Build.Status.FAILURE)]}
+        asked: list[str] = []
+
+        class Client:
+            def get_build_trigger(self, request: cloudbuild_v1.GetBuildTriggerRequest
+                                  ) -> cloudbuild_v1.BuildTrigger:
+                asked.append(request.name)
+                return cloudbuild_v1.BuildTrigger(id=f"id-{request.trigger_id}",
+                                                  name=request.trigger_id)
+
+            def list_builds(self, request: cloudbuild_v1.ListBuildsRequest) -> list[Build]:
+                assert request.parent == "projects/acme-delivery/locations/europe-west1"
+                return builds[request.filter.split('"')[1].removeprefix("id-")]
+
+        lookup = BuildsAt(CloudBuildStatus(lambda region: Client()), "acme-delivery",
+                          "europe-west1")
+        results = status_by_environment(chain.url, builds=lookup)
+        assert asked == ["projects/acme-delivery/locations/europe-west1/triggers/"
+                         "deliver-hello-production"]  # staging is in sync: not asked
+        assert "awaiting approval" in render_environments(results).splitlines()[-1]
+        builds["deliver-hello-production"][0] = Build(
+            id="b-9", substitutions={"COMMIT_SHA": waiting}, status=Build.Status.FAILURE,
+            approval=Approval(state=Approval.State.APPROVED))
+        row = render_environments(status_by_environment(chain.url, builds=lookup))
+        assert row.splitlines()[-1].endswith(f"hello@{DIGEST_A[:19]} failed")
 
     def test_history_rollback_and_freeze_per_environment(self, chain: EnvRepoOnDisk,
                                                          tmp_path: Path) -> None:

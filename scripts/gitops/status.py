@@ -11,9 +11,10 @@ alone cannot tell these apart: the build's status in Cloud Build does).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gitops.build_status import BuildLookup
 from gitops.checks import check_app, check_branch, short_ref
 from gitops.environments import Environment, choose
 from gitops.environments import read as read_environments
@@ -116,14 +117,29 @@ class EnvironmentStatus:
 
     environment: Environment
     apps: list[AppStatus]
+    # app -> where its newest attempt is, from Cloud Build (only asked with --project/--region)
+    arrivals: dict[str, str | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.environment.to_json(), "apps": [s.to_json() for s in self.apps]}
+        return {**self.environment.to_json(),
+                "apps": [{**s.to_json(), **({"newest_attempt_build": self.arrivals[s.app]}
+                                            if s.app in self.arrivals else {})}
+                         for s in self.apps]}
 
 
-def status_by_environment(repo: str, app: str | None = None,
-                          environment: str | None = None) -> list[EnvironmentStatus]:
-    """Every app in every recorded environment (or only the named one), from git alone."""
+@dataclass(frozen=True)
+class BuildsAt:
+    """Where to ask Cloud Build about delivery builds."""
+
+    lookup: BuildLookup
+    project: str
+    region: str
+
+
+def status_by_environment(repo: str, app: str | None = None, environment: str | None = None,
+                          builds: BuildsAt | None = None) -> list[EnvironmentStatus]:
+    """Every app in every recorded environment (or only the named one), from git alone; with
+    builds, Cloud Build says where each newest attempt not yet in production is."""
     if environment is not None:
         check_app(environment)
     with scratch_repo(repo) as env:
@@ -135,18 +151,29 @@ def status_by_environment(repo: str, app: str | None = None,
         if app and app not in known:
             raise BadInput(f"unknown app {app!r}: known apps are {', '.join(known) or 'none'}")
         names = [check_app(app)] if app else known
-        return [EnvironmentStatus(e, [
+        results = [EnvironmentStatus(e, [
             app_status(collect(env, name, e.candidate, e.production),
                        freeze_note(env, e.candidate, name)) for name in names])
             for e in chosen]
+    for result in results if builds else []:
+        assert builds is not None
+        for found in result.apps:
+            if found.state == DIFFERS and found.newest_attempt is not None:
+                result.arrivals[found.app] = builds.lookup.attempt_state(
+                    builds.project, builds.region, result.environment.trigger(found.app),
+                    found.newest_attempt.commit)
+    return results
 
 
-def cell(status: AppStatus, environment: Environment) -> str:
+def cell(status: AppStatus, environment: Environment,
+         arrivals: dict[str, str | None] | None = None) -> str:
     """What runs, and what is on its way (or stuck), in one environment."""
     prod, new = status.production, status.newest_attempt
     runs = short_ref(prod.image) if prod and prod.image else "-"
     if status.state == DIFFERS and new is not None:
         waiting = AWAITING if environment.approval else PENDING
+        if arrivals is not None and status.app in arrivals:  # Cloud Build said
+            waiting = arrivals[status.app] or "no build found (not triggered yet?)"
         newest = short_ref(new.image) if new.image else new.commit[:12]
         runs += f"; {newest} {waiting}"
     elif status.state == ROLLED_BACK:
@@ -172,6 +199,6 @@ def render_environments(results: list[EnvironmentStatus]) -> str:
         row = [name]
         for r in results:
             found = next((s for s in r.apps if s.app == name), None)
-            row.append(cell(found, r.environment) if found else "-")
+            row.append(cell(found, r.environment, r.arrivals) if found else "-")
         rows.append(row)
     return table(rows)
