@@ -12,9 +12,11 @@ from components.cluster import GkeCluster, GkeClusterArgs
 from components.cluster_access import AppNamespaces, AppNamespacesArgs
 from components.config import ConfigError, load_config, node_account_id
 from components.env_branches import EnvBranches, EnvBranchesArgs
+from components.events import DeliveryEvents, DeliveryEventsArgs
 from components.identities import BuildIdentities, BuildIdentitiesArgs, DeliveryIdentity
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.propagation import IamPropagation, IamPropagationArgs
+from components.reconcile_schedule import ReconcileSchedule, ReconcileScheduleArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
 from components.state_access import StateAccess, StateAccessArgs
@@ -32,7 +34,8 @@ except ConfigError as error:
 state_api = "secretmanager.googleapis.com" if config.pulumi_cloud else "cloudkms.googleapis.com"
 apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
                                            source_provider=config.source_provider,
-                                           extra=(state_api,)))
+                                           extra=(state_api, "pubsub.googleapis.com",
+                                                  "cloudscheduler.googleapis.com")))
 
 environments = config.environments
 # The clusters the environments deploy to, in order; the stack's own keeps today's names.
@@ -107,6 +110,7 @@ registry = ImageRegistry("registry", ImageRegistryArgs(
     writers={"ci": identities.member("ci")},
     readers={**deliveries,
              "preview": identities.member("preview"),
+             "reconcile": identities.member("reconcile"),
              **node_readers},
     api_dependencies=apis.depends_on("artifactregistry"),
 ))
@@ -119,6 +123,7 @@ repositories = SourceRepositories("repos", SourceRepositoriesArgs(
     readers={
         "ci": ([f"app-{app.name}" for app in config.apps], identities.member("ci")),
         "preview": (["infra"], identities.member("preview")),
+        "reconcile": (["env"], identities.member("reconcile")),
     },
     api_dependencies=apis.depends_on("cloudbuild", "secretmanager" if config.github
                                      else "sourcerepo"),
@@ -129,6 +134,15 @@ state_access = StateAccess("state-access", StateAccessArgs(
     config=config,
     reader=identities.member("preview"),
     api_dependencies=apis.depends_on(state_api.split(".")[0], "storage"),
+))
+
+# One JSON event per delivery outcome, on a topic with a schema; every delivery identity and
+# the reconcile identity publish.
+events = DeliveryEvents("events", DeliveryEventsArgs(
+    project=config.project,
+    topic_name=config.events_topic,
+    publishers={**deliveries, "reconcile": identities.member("reconcile")},
+    api_dependencies=apis.depends_on("pubsub"),
 ))
 
 # Approval gates: approvers may approve, the gated environment's builds read their approval.
@@ -142,7 +156,7 @@ approval_grants = ApprovalGates("approvals", ApprovalGatesArgs(
 # Every grant above propagates before anything acts on it.
 grants = IamPropagation("iam-propagation", IamPropagationArgs(
     grants=[*identities.grants, *(c.node_role for c in clusters.values()), *registry.grants,
-            *repositories.grants, *state_access.grants, *approval_grants],
+            *repositories.grants, *state_access.grants, *events.grants, *approval_grants],
     seconds=config.iam_propagation_seconds,
 ))
 
@@ -156,7 +170,7 @@ branches = EnvBranches("env-branches", EnvBranchesArgs(
 ))
 
 # Per environment and app: a namespace that environment's delivery identity may change, and
-# nothing else.
+# nothing else. The reconcile identity reads (and may heal) the last environment's.
 namespaces = {env.name: AppNamespaces(
     "apps" if env.implicit else f"apps-{env.name}", AppNamespacesArgs(
         kubeconfig=clusters[env.cluster_name].kubeconfig,
@@ -164,6 +178,9 @@ namespaces = {env.name: AppNamespaces(
         delivery_email=identities.accounts[env.identity].email,
         namespaces={app.name: env.namespace(app.name) for app in config.apps},
         name_prefix=env.resource_prefix,
+        reconcile_email=identities.accounts["reconcile"].email
+        if env is environments[-1] else None,
+        heal_apps=config.heal_apps if env is environments[-1] else (),
     )) for env in environments}
 
 # The image the build steps run in, built from scripts/ and tagged by its content hash.
@@ -192,6 +209,20 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     clusters={env.name: (clusters[env.cluster_name].cluster.name,
                          clusters[env.cluster_name].cluster.location) for env in environments},
     api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready],
+    events_topic=events.topic_path,
+))
+
+# Cloud Scheduler runs the reconcile trigger, as an identity that may do nothing else.
+schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
+    project=config.project,
+    region=config.region,
+    schedule=config.reconcile_schedule,
+    environment=environments[-1].name,
+    trigger_id=triggers.reconcile.trigger_id,
+    reconcile_account=identities.resource_name("reconcile"),
+    deployer=config.deployer,
+    api_dependencies=apis.depends_on("cloudscheduler", "iam", "cloudresourcemanager"),
+    iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
 pulumi.export("registry_url", registry.url)
@@ -202,6 +233,8 @@ pulumi.export("app_repo_urls", {app: ref.url for app, ref in repositories.apps.i
 pulumi.export("ci_trigger_ids", {app: t.trigger_id for app, t in triggers.ci.items()})
 pulumi.export("delivery_trigger_ids", {app: t.trigger_id for app, t in triggers.delivery.items()})
 pulumi.export("preview_trigger_id", triggers.preview.trigger_id)
+pulumi.export("reconcile_trigger_id", triggers.reconcile.trigger_id)
+pulumi.export("events_topic", events.topic_path)
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", cluster.cluster.location)
 pulumi.export("service_accounts", {k: a.email for k, a in identities.accounts.items()})

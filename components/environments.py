@@ -1,7 +1,7 @@
 """Delivery environments (`gitops:environments`): an ordered chain such as staging, production.
 
 Design decisions:
-- Without `gitops:environments` the stack has one implicit environment, `default`, that behaves
+- Without `gitops:environments` the stack has one implicit environment, `production`, that behaves
   exactly as before environments existed: branches `candidate` and `production`, trigger
   `deliver-<app>`, identity `gitops-delivery`, namespace `<app>` on the stack's cluster, no
   approval. Every name it derives is today's name, so an existing stack plans no change.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from components.config import Problems
 
 KEY = "gitops:environments"
-DEFAULT_NAME = "default"
+DEFAULT_NAME = "production"
 DEFAULT_CANDIDATE = "candidate"
 DEFAULT_PRODUCTION = "production"
 # The env repo branch that records the environments for the operator commands.

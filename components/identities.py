@@ -30,6 +30,7 @@ BUILD_KINDS = {
     "ci": "Builds app images and publishes manifests to the env repo's candidate branch",
     "delivery": "Applies candidate manifests to GKE and promotes them to production",
     "preview": "Runs tests and a read-only pulumi preview on infra pull requests",
+    "reconcile": "Compares app namespaces with production; heals the apps allowed to",
 }
 LOG_WRITER = "roles/logging.logWriter"
 CLUSTER_ROLE = "roles/container.clusterViewer"
@@ -37,6 +38,8 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "ci": (LOG_WRITER,),
     # Authenticate to the cluster only; what it may change comes from in-cluster RBAC.
     "delivery": (LOG_WRITER, CLUSTER_ROLE),
+    # Like delivery: authenticate only; in-cluster RBAC says what it may read or heal.
+    "reconcile": (LOG_WRITER, CLUSTER_ROLE),
     "preview": (
         LOG_WRITER,
         "roles/browser",
@@ -72,7 +75,7 @@ class BuildIdentitiesArgs:
     deployer: str  # IAM member from config
     api_dependencies: list[pulumi.Resource]
     deliveries: tuple[DeliveryIdentity, ...] = (DeliveryIdentity("delivery", "gitops-delivery",
-                                                                 "default"),)
+                                                                 "production"),)
 
 
 class BuildIdentities(pulumi.ComponentResource):
@@ -89,10 +92,10 @@ class BuildIdentities(pulumi.ComponentResource):
             (kind, f"gitops-{kind}", description, PROJECT_ROLES[kind], None)
             for kind, description in BUILD_KINDS.items() if kind != "delivery"]
         for delivery in args.deliveries:
-            description = BUILD_KINDS["delivery"] if delivery.environment == "default" else \
+            description = BUILD_KINDS["delivery"] if delivery.kind == "delivery" else \
                 f"Applies environment {delivery.environment}'s candidate manifests to GKE " \
                 f"and promotes them"
-            kinds.insert(len(kinds) - 1, (delivery.kind, delivery.account_id, description,
+            kinds.insert(1, (delivery.kind, delivery.account_id, description,
                                           PROJECT_ROLES["delivery"], delivery.cluster))
         for kind, account_id, description, roles, cluster in kinds:
             account = gcp.serviceaccount.Account(

@@ -21,7 +21,14 @@ Design decisions:
   substitutions; `_NEXT_CANDIDATE` names the next environment's candidate branch, where a
   success publishes the release (empty for the last environment). An environment with
   approval holds each of its delivery builds until an approver approves it
-  (`approval_config`).
+  (`approval_config`). A configured environment's delivery triggers carry the trigger tag
+  `environment-<name>` (the policy pack reads it); the implicit one's carry none.
+- A manual trigger runs the reconcile build (`pipelines/reconcile.yaml`) at the last
+  environment's production branch (`source_to_build`): Cloud Scheduler runs it on a schedule
+  (components/reconcile_schedule.py) and anyone allowed can run it by hand. Its build timeout
+  covers one heal per app it may heal.
+- Delivery and reconcile builds learn the events topic and their environment's name from
+  `_EVENTS_TOPIC` and `_ENVIRONMENT`.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
   for a short-lived token at run time (`_ENV_REPO_LINK` names the linked repository).
 """
@@ -76,6 +83,7 @@ class DeliveryTriggersArgs:
     preview_image: pulumi.Input[str]
     clusters: dict[str, tuple[pulumi.Input[str], pulumi.Input[str]]]  # env -> (name, location)
     api_dependencies: list[pulumi.Resource]
+    events_topic: pulumi.Input[str] = ""  # projects/P/topics/T
 
 
 class DeliveryTriggers(pulumi.ComponentResource):
@@ -117,6 +125,9 @@ class DeliveryTriggers(pulumi.ComponentResource):
             for app in args.app_repos:
                 trigger = self._delivery(app, env, following, env_link)
                 self.delivery[trigger.name_suffix] = trigger.resource
+        # Drift is reported for the last environment (production).
+        self.reconciled = environments[-1]
+        self.reconcile = self._reconcile_trigger(self.timings[self.reconciled.name], env_link)
         # GitHub has pull requests; CSR does not, so there previews run on non-main branches.
         self.preview = self._trigger(
             "preview", args.infra_repo, "preview", branch="^main$", review=True,
@@ -129,6 +140,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
             "ci": {app: t.trigger_id for app, t in self.ci.items()},
             "delivery": {app: t.trigger_id for app, t in self.delivery.items()},
             "preview": self.preview.trigger_id,
+            "reconcile": self.reconcile.trigger_id,
         })
 
     def _delivery(self, app: str, env: EnvironmentConfig, following: EnvironmentConfig | None,
@@ -164,10 +176,51 @@ class DeliveryTriggers(pulumi.ComponentResource):
                 "_NEXT_ENVIRONMENT": following.name if following else "",
                 "_NEXT_CANDIDATE": following.candidate_branch if following else "",
                 "_APPROVAL": "true" if env.approval_required else "false",
+                "_EVENTS_TOPIC": args.events_topic,
             },
             approval=env.approval_required,
+            tags=None if env.implicit else [f"environment-{env.name}"],
         )
         return NamedTrigger(name.removeprefix("deliver-"), resource)
+
+    def _reconcile_trigger(self, timing: DeliveryTiming,
+                           env_link: pulumi.Input[str]) -> gcp.cloudbuild.Trigger:
+        """The environment's manual trigger for the reconcile build, at production's tip."""
+        args, cfg, env = self.args, self.args.config, self.reconciled
+        heal = cfg.heal_apps
+        build = cast(gcp.cloudbuild.TriggerBuildArgsDict, {
+            **pipelines.trigger_build(pipelines.load("reconcile.yaml")),
+            "timeout": f"{min(timing.build_timeout * max(1, len(heal)), 86400)}s"})
+        source: gcp.cloudbuild.TriggerSourceToBuildArgsDict = {
+            "ref": f"refs/heads/{env.production_branch}", "repo_type": "GITHUB",
+            "repository": args.env_repo.link or ""} if cfg.github else {
+            "ref": f"refs/heads/{env.production_branch}",
+            "repo_type": "CLOUD_SOURCE_REPOSITORIES", "uri": args.env_repo.url}
+        cluster_name, cluster_location = args.clusters[env.name]
+        name = f"reconcile-{env.name}"
+        return gcp.cloudbuild.Trigger(
+            name,
+            project=cfg.project,
+            location=cfg.region,
+            name=name,
+            description=f"{env.name}: compare app namespaces with the env repo, "
+                        f"report drift" + (f", heal {', '.join(heal)}" if heal else ""),
+            service_account=args.service_accounts["reconcile"],
+            build=build,
+            source_to_build=source,
+            substitutions={
+                "_ENV_REPO": args.env_repo.url,
+                "_ENV_REPO_LINK": env_link,
+                "_CLUSTER": cluster_name,
+                "_CLUSTER_LOCATION": cluster_location,
+                "_HEAL_APPS": ",".join(heal),
+                **timing.substitutions(),
+                "_STEPS_IMAGE": args.steps_image,
+                "_EVENTS_TOPIC": args.events_topic,
+                "_ENVIRONMENT": env.name,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies),
+        )
 
     def preview_stack(self) -> str:
         """The stack as `pulumi preview --stack` must name it for the configured backend."""
@@ -179,7 +232,8 @@ class DeliveryTriggers(pulumi.ComponentResource):
                  substitutions: Mapping[str, pulumi.Input[str]], filename: str | None = None,
                  build: gcp.cloudbuild.TriggerBuildArgsDict | None = None,
                  included_files: list[str] | None = None,
-                 review: bool = False, approval: bool = False) -> gcp.cloudbuild.Trigger:
+                 review: bool = False, approval: bool = False,
+                 tags: list[str] | None = None) -> gcp.cloudbuild.Trigger:
         """A trigger for pushes to branch, or with review=True for changes proposed to it."""
         cfg = self.args.config
         source: dict = {}
@@ -211,6 +265,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
             # Cloud Build holds each build until someone with the approver role approves it.
             approval_config=gcp.cloudbuild.TriggerApprovalConfigArgs(approval_required=True)
             if approval else None,
+            tags=tags,
             **source,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.args.api_dependencies),
         )

@@ -85,6 +85,7 @@ class LocalCloudBuild:
         workspace = self.workdir / f"workspace-{self.builds}"
         shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
         values = {"PROJECT_ID": "local-project", "BUILD_ID": f"local-build-{self.builds}",
+                  "LOCATION": "europe-west1",
                   **substitutions}
         env = dict(self.env)
         for item in config.get("options", {}).get("env", []):
@@ -216,7 +217,9 @@ def main() -> int:
     common = {"_APP": APP, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
               "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
               **DeliveryTiming.from_setting("300s").substitutions(),
-              "_STEPS_IMAGE": trigger["_STEPS_IMAGE"], "LOCATION": "europe-west1"}
+              "_STEPS_IMAGE": trigger["_STEPS_IMAGE"], "LOCATION": "europe-west1",
+              # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
+              "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", "")}
     staging = delivery_substitutions(STAGING, PRODUCTION, common)
     production = delivery_substitutions(PRODUCTION, None, common)
 

@@ -169,10 +169,10 @@ def no_plain_secrets(resource_type: str, name: str, props: Props, stack: str) ->
 
 def production_needs_approval(resource_type: str, name: str, props: Props,
                               stack: str) -> list[str]:
-    """An environment named production holds its delivery builds for approval."""
-    if resource_type != TRIGGER:
-        return []
-    if (props.get("substitutions") or {}).get("_ENVIRONMENT") != "production":
+    """A configured environment named production holds its delivery builds for approval."""
+    # The program tags a configured environment's delivery triggers `environment-<name>`; a
+    # stack without gitops:environments (one implicit environment) tags none.
+    if resource_type != TRIGGER or "environment-production" not in (props.get("tags") or []):
         return []
     if (props.get("approvalConfig") or {}).get("approvalRequired") is True:
         return []

@@ -37,7 +37,7 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--lock-timeout", default="1800s",
                         help="how long to wait for another delivery of the app")
     parser.add_argument("--namespace", help="namespace of the app (default: the app's name)")
-    parser.add_argument("--environment", default="default", help="this environment's name")
+    parser.add_argument("--environment", default="production", help="this environment's name")
     parser.add_argument("--next-environment", default="",
                         help="the environment a promotion goes on to (empty: none)")
     parser.add_argument("--next-candidate", default="",

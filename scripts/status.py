@@ -2,19 +2,27 @@
 
     python scripts/status.py --repo URL [--app APP] [--environment NAME]
         [--project P --region R] [--from candidate] [--to production] [--json]
+        [--drift [--project P --cluster C --location L]]
 
 With delivery environments: every app in every environment side by side (or only
 --environment); with --project and --region, Cloud Build says whether an attempt not yet in
 an environment's production waits for approval, is being delivered, or failed. Without
 environments: production beside candidate (or --from / --to), as always.
+
+--drift compares each app's namespace with what production holds, as the scheduled reconcile
+build does, with your own credentials (your kubeconfig, or get-credentials with your gcloud
+login when --project, --cluster and --location are given); it heals nothing.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
+from gitops import drift
 from gitops.build_status import CloudBuildStatus
 from gitops.cli import command_parser, run
 from gitops.environments import resolve
@@ -31,9 +39,25 @@ from gitops.status import (
 def main(argv: Sequence[str]) -> str:
     parser = command_parser("status.py", __doc__, "repo", "app-filter", "environment", "from",
                             "to", "json")
-    parser.add_argument("--project", help="Google Cloud project (ask Cloud Build, with --region)")
+    parser.add_argument("--drift", action="store_true",
+                        help="compare the cluster with production (your credentials)")
+    parser.add_argument("--project", help="Google Cloud project: of the cluster with --drift; "
+                        "else ask Cloud Build about delivery builds, with --region")
     parser.add_argument("--region", help="region of the delivery triggers")
+    parser.add_argument("--cluster", help="with --drift: GKE cluster name")
+    parser.add_argument("--location", help="with --drift: GKE cluster location")
     args = parser.parse_args(argv)
+    if args.drift:
+        request = drift.ReconcileRequest(repo=args.repo, build_id="status",
+                                         apps=(args.app,) if args.app else (),
+                                         source=args.from_branch, target=args.to_branch)
+        with tempfile.TemporaryDirectory() as work:
+            cluster = drift.operator_cluster(args.project, args.cluster, args.location,
+                                             Path(work))
+            drifts = drift.reconcile(request, cluster, publish=False)
+        if args.json:
+            return json.dumps([r.to_json() for r in drifts], indent=2)
+        return drift.render_text(drifts)
     if bool(args.project) != bool(args.region):
         raise BadInput("--project and --region go together")
     if resolve(args.repo, args.environment).recorded:

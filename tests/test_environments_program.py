@@ -57,9 +57,9 @@ class TestConfigModel:
     def test_default_is_one_environment_with_todays_names(self) -> None:
         [env] = parse_config(base_config()).environments
         assert (env.candidate_branch, env.production_branch) == ("candidate", "production")
-        assert (env.trigger_name("hello"), env.identity, env.account_id, env.namespace("hello"),
-                env.approval_required) == ("deliver-hello", "delivery", "gitops-delivery",
-                                           "hello", False)
+        assert (env.name, env.trigger_name("hello"), env.identity, env.account_id,
+                env.namespace("hello"), env.approval_required) == (
+            "production", "deliver-hello", "delivery", "gitops-delivery", "hello", False)
 
     def test_configured_environments_derive_their_names(self) -> None:
         staging, qa, production = config().environments
@@ -288,19 +288,25 @@ class TestProductionNeedsApproval:
         "serviceAccount": "projects/acme/serviceAccounts/d@acme.iam.gserviceaccount.com",
         "build": {"steps": [], "options": {"logging": "CLOUD_LOGGING_ONLY"}}}
 
-    def check(self, subs: dict[str, str], approval: dict | None) -> list[str]:
-        props = {**self.TRIGGER_PROPS, "substitutions": subs,
+    def check(self, tags: list[str], approval: dict | None) -> list[str]:
+        props = {**self.TRIGGER_PROPS, "tags": tags,
                  **({"approvalConfig": approval} if approval is not None else {})}
         return [m for name, m in rules.violations(TRIGGER, "deliver-hello-production", props,
                                                   "dev") if name == "production-needs-approval"]
 
     def test_rule(self) -> None:
-        assert len(self.check({"_ENVIRONMENT": "production"}, None)) == 1
-        assert len(self.check({"_ENVIRONMENT": "production"},
-                              {"approvalRequired": False})) == 1
-        assert self.check({"_ENVIRONMENT": "production"}, {"approvalRequired": True}) == []
-        assert self.check({"_ENVIRONMENT": "staging"}, None) == []
-        assert self.check({"_ENVIRONMENT": "default"}, None) == []  # no environments configured
+        assert len(self.check(["environment-production"], None)) == 1
+        assert len(self.check(["environment-production"], {"approvalRequired": False})) == 1
+        assert self.check(["environment-production"], {"approvalRequired": True}) == []
+        assert self.check(["environment-staging"], None) == []
+        assert self.check([], None) == []  # the implicit environment of a stack without any
+
+    def test_the_program_tags_configured_environments_only(self, graph: Graph) -> None:
+        tags = {t.name: t.inputs.get("tags") for t in graph.of_type(TRIGGER)}
+        assert tags["deliver-hello-production"] == ["environment-production"]
+        assert tags["deliver-shop-staging"] == ["environment-staging"]
+        assert tags["ci-hello"] is None and tags["preview"] is None
+        assert program_graph("github").named("deliver-hello").inputs.get("tags") is None
 
     def test_three_environment_stack_passes_every_rule(self, graph: Graph) -> None:
         found = [(r.name, m) for r in graph.resources

@@ -3,7 +3,7 @@
 `pulumi up` records the stack's ordered environments (name, branches, cluster, namespace
 suffix, approval) as `environments.json` on the branch `gitops-environments`, so `status`,
 `history`, `rollback` and `freeze` find an environment's branches from git alone. A repository
-without that branch has one environment, `default`, with `candidate` and `production`: the
+without that branch has one environment, `production`, with `candidate` and `production`: the
 stack has no `gitops:environments`.
 
 The file is input like any other: every name is checked before it reaches git.
@@ -23,7 +23,7 @@ from gitops.trailers import commit_message
 
 ENVIRONMENTS_BRANCH = "gitops-environments"
 ENVIRONMENTS_FILE = "environments.json"
-DEFAULT_NAME = "default"
+DEFAULT_NAME = "production"
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def for_command(repo: str, name: str | None, source: str = "candidate",
 
     With recorded environments: the named one, or the last. Without: the implicit one, on the
     branches given (--from/--to, as before environments existed); naming an environment other
-    than `default` there is an error.
+    than `production` there is an error.
     """
     chosen = resolve(repo, name)
     if chosen.recorded:
