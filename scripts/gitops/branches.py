@@ -7,11 +7,13 @@ explains the layout.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from gitops.checks import check_branch
-from gitops.environments import ENVIRONMENTS_BRANCH, Environment, record
-from gitops.envrepo import Entry, scratch_repo
+from gitops.environments import ENVIRONMENTS_BRANCH, ENVIRONMENTS_FILE, Environment, parse
+from gitops.envrepo import Entry, EnvRepo, scratch_repo
+from gitops.retry import RetryPolicy, retry_push
 from gitops.trailers import commit_message
 
 DEFAULT_BRANCHES = ("candidate", "production")
@@ -65,3 +67,23 @@ def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRA
             after = record(env, environments)
             results.append(BranchInit(ENVIRONMENTS_BRANCH, after if after != before else None))
     return results
+
+
+def record(env: EnvRepo, environments: list[Environment],
+           policy: RetryPolicy | None = None) -> str | None:
+    """Write the environments to their branch (a new commit only when they changed)."""
+    text = json.dumps([e.to_json() for e in environments], indent=2, sort_keys=True) + "\n"
+    parse(text)  # what we write must read back
+    blob = Entry.file(env.write_blob(text.encode()))
+    message = commit_message("Record delivery environments",
+                             [("Environments", " ".join(e.name for e in environments))])
+
+    def attempt() -> str | None:
+        tip = env.fetch(ENVIRONMENTS_BRANCH)
+        if env.lookup(tip, ENVIRONMENTS_FILE) == blob:
+            return tip
+        tree = env.edit_tree(env.root_tree(tip), ENVIRONMENTS_FILE, blob)
+        commit = env.commit(tree, tip, message)
+        return commit if env.push(commit, ENVIRONMENTS_BRANCH, tip) else None
+
+    return retry_push(attempt, policy or RetryPolicy.from_env()).value

@@ -6,7 +6,8 @@ suffix, approval) as `environments.json` on the branch `gitops-environments`, so
 without that branch has one environment, `production`, with `candidate` and `production`: the
 stack has no `gitops:environments`.
 
-The file is input like any other: every name is checked before it reaches git.
+The file is input like any other: every name is checked before it reaches git. Only
+`gitops.branches` writes it (read-only commands import this module and push nothing).
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops.checks import check_app, check_branch
-from gitops.envrepo import Entry, EnvRepo, scratch_repo
+from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput
-from gitops.retry import RetryPolicy, retry_push
-from gitops.trailers import commit_message
 
 ENVIRONMENTS_BRANCH = "gitops-environments"
 ENVIRONMENTS_FILE = "environments.json"
@@ -125,23 +124,3 @@ def for_command(repo: str, name: str | None, source: str = "candidate",
 def next_after(environments: list[Environment], name: str) -> Environment | None:
     index = [e.name for e in environments].index(name)
     return environments[index + 1] if index + 1 < len(environments) else None
-
-
-def record(env: EnvRepo, environments: list[Environment],
-           policy: RetryPolicy | None = None) -> str | None:
-    """Write the environments to their branch (a new commit only when they changed)."""
-    text = json.dumps([e.to_json() for e in environments], indent=2, sort_keys=True) + "\n"
-    parse(text)  # what we write must read back
-    blob = Entry.file(env.write_blob(text.encode()))
-    message = commit_message("Record delivery environments",
-                             [("Environments", " ".join(e.name for e in environments))])
-
-    def attempt() -> str | None:
-        tip = env.fetch(ENVIRONMENTS_BRANCH)
-        if env.lookup(tip, ENVIRONMENTS_FILE) == blob:
-            return tip
-        tree = env.edit_tree(env.root_tree(tip), ENVIRONMENTS_FILE, blob)
-        commit = env.commit(tree, tip, message)
-        return commit if env.push(commit, ENVIRONMENTS_BRANCH, tip) else None
-
-    return retry_push(attempt, policy or RetryPolicy.from_env()).value
