@@ -680,6 +680,11 @@ def cluster_of(graph: Graph, resource: Resource) -> str:
     provider_urn = resource.provider.rsplit("::", 1)[0]
     provider = graph.by_urn(provider_urn)
     kubeconfig = provider.inputs["kubeconfig"]
-    text = kubeconfig["value"] if isinstance(kubeconfig, dict) else kubeconfig
-    context = str(yaml.safe_load(text)["current-context"])
-    return context.removeprefix("gke_")
+    return kubeconfig_cluster(kubeconfig["value"] if isinstance(kubeconfig, dict)
+                              else kubeconfig)
+
+
+@cache
+def kubeconfig_cluster(text: str) -> str:
+    """The GKE cluster a kubeconfig's current context names (`gke_<name>`)."""
+    return str(yaml.safe_load(text)["current-context"]).removeprefix("gke_")

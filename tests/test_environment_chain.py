@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +64,14 @@ def publish(env: EnvRepoOnDisk, tmp_path: Path, app: str, digest: str, build: st
         release_for=release_for)).commit
 
 
+PDB = """\
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: hello}
+spec: {minAvailable: 2}
+"""
+
+
 class FakeApprovals:
     def __init__(self, account: str = APPROVER) -> None:
         self.account, self.asked = account, []
@@ -101,11 +108,19 @@ class TestChain:
 
     def test_release_travels_and_says_where_from(self, chain: EnvRepoOnDisk,
                                                  tmp_path: Path) -> None:
+        """CI publishes every environment's rendering of one digest in one commit (production's
+        with a PodDisruptionBudget); staging applies its own, production's candidate gets
+        production's, and says where it came from."""
         staging(chain, publish(chain, tmp_path, "shop", DIGEST_C), app="shop")
-        commit = publish(chain, tmp_path, "hello", DIGEST_A)
+        prod_folder = write_manifests(tmp_path / "prod", "hello", image_ref("hello", DIGEST_A),
+                                      {"pdb.yaml": PDB})
+        commit = publish(chain, tmp_path, "hello", DIGEST_A,
+                         release_for=(("production", prod_folder),))
+        assert "releases/production/hello/pdb.yaml" in chain.files(commit)
         result, cluster = deliver_in(chain, STAGING, commit, following=PRODUCTION)
         assert result.outcome is Outcome.PROMOTED
         assert [c[2] for c in cluster.calls if c[1] == "apply"] == ["--namespace=hello-staging"]
+        assert set(cluster.applied[0]) == {"deployment.yaml"}  # staging's rendering
         staged = chain.tip(STAGING.production)
         assert result.commit == staged and result.next_commit == chain.tip(PRODUCTION.candidate)
         message = chain.message(result.next_commit or "")
@@ -116,9 +131,13 @@ class TestChain:
                         "Promoted-From-Environment: staging",
                         f"Promoted-From-Commit: {staged}"):
             assert trailer in message.splitlines()
-        # The release, and only it: shop (published before) stays as it was.
+        # Production's rendering of the release, and only it: shop (published before) stays.
         assert chain.files(PRODUCTION.candidate, "apps") == {
-            **chain.files(commit, "apps/hello"), **chain.files(STAGING.production, "apps/shop")}
+            **{f"apps/hello/{name}": text for name, text in
+               chain.files(commit, "releases/production/hello").items()
+               for name in [name.rsplit("/", 1)[1]]},
+            **chain.files(STAGING.production, "apps/shop")}
+        assert not chain.files(PRODUCTION.candidate, "releases")
         rerun = staging(chain, commit, build="cd-again")  # already there: no commit anywhere
         assert (rerun.commit, rerun.next_commit) == (staged, result.next_commit)
 
@@ -132,24 +151,6 @@ class TestChain:
         for branch in (STAGING.candidate, STAGING.production, PRODUCTION.candidate,
                        PRODUCTION.production):
             chain.assert_history_clean(branch)
-
-    def test_each_environment_renders_its_own_overlay(self, chain: EnvRepoOnDisk,
-                                                      tmp_path: Path) -> None:
-        """CI publishes every environment's rendering of one digest in one commit;
-        staging applies its own, production's candidate gets production's."""
-        image = image_ref("hello", DIGEST_A)
-        prod_folder = write_manifests(tmp_path / "prod", "hello", image,
-                                      {"pdb.yaml": "apiVersion: policy/v1\n"
-                                       "kind: PodDisruptionBudget\nmetadata: {name: hello}\n"
-                                       "spec: {minAvailable: 2}\n"})
-        commit = publish(chain, tmp_path, "hello", DIGEST_A,
-                         release_for=(("production", prod_folder),))
-        assert "releases/production/hello/pdb.yaml" in chain.files(commit)
-        result, cluster = deliver_in(chain, STAGING, commit, following=PRODUCTION)
-        assert set(cluster.applied[0]) == {"deployment.yaml"}  # staging's rendering
-        assert set(chain.files(result.next_commit or "", "apps/hello")) == {
-            "apps/hello/deployment.yaml", "apps/hello/pdb.yaml"}
-        assert not chain.files(result.next_commit or "", "releases")
 
 
 class TestApprovalFromTheBuild:
@@ -247,8 +248,7 @@ class TestConcurrentStagingDeliveries:
                           fake_cluster: dict[str, str]) -> None:  # noqa: F811
         commits = [publish(chain, tmp_path, "hello", f"sha256:{n:064x}", build=f"ci-{n}")
                    for n in range(3)]
-        order = commits[:]
-        random.Random(3).shuffle(order)
+        order = [commits[2], commits[0], commits[1]]  # the newest starts first
         procs = [subprocess.Popen(
             [sys.executable, str(SCRIPTS / "deploy.py"), "--repo", chain.url, "--app", "hello",
              "--commit", commit, "--build-id", f"cd-{n}", "--from", STAGING.candidate,
@@ -275,7 +275,9 @@ class TestConcurrentStagingDeliveries:
 class TestOperatorCommands:
     """status, history, rollback and freeze take --environment (default: the last)."""
 
-    def test_status_side_by_side(self, chain: EnvRepoOnDisk, tmp_path: Path) -> None:
+    def test_status_history_rollback_and_freeze(self, chain: EnvRepoOnDisk,
+                                                tmp_path: Path) -> None:
+        staging(chain, publish(chain, tmp_path, "hello", DIGEST_B))
         staging(chain, publish(chain, tmp_path, "hello", DIGEST_A))
         result = cli("status", "--repo", chain.url)
         assert result.code == 0, result.stderr
@@ -288,12 +290,31 @@ class TestOperatorCommands:
         as_json = json.loads(cli("status", "--repo", chain.url, "--environment", "staging",
                                  "--json").stdout)
         assert [(e["name"], e["apps"][0]["state"]) for e in as_json] == [("staging", "in sync")]
+        self.cloud_build_says_where_an_attempt_is(chain)
 
-    def test_cloud_build_says_where_an_attempt_is(self, chain: EnvRepoOnDisk,
-                                                   tmp_path: Path) -> None:
+        history = cli("history", "--repo", chain.url, "--app", "hello", "--environment",
+                      "staging")
+        assert "hello: attempts on staging-candidate" in history.stdout
+        assert "hello: staging-production (newest first)" in history.stdout
+        default = cli("history", "--repo", chain.url, "--app", "hello")
+        assert "hello: attempts on production-candidate" in default.stdout
+        plan = cli("rollback", "--repo", chain.url, "--app", "hello", "--target", "-1",
+                   "--project", "acme-delivery", "--region", "europe-west1", "--environment",
+                   "staging", "--dry-run")
+        assert plan.code == 0, plan.stderr
+        assert "run trigger deliver-hello-staging" in plan.stdout
+        before = chain.tip(STAGING.candidate)
+        frozen = cli("freeze", "--repo", chain.url, "--app", "hello", "--environment",
+                     "production", "--reason", "incident")
+        assert frozen.code == 0, frozen.stderr
+        assert chain.tip(STAGING.candidate) == before
+        assert ".gitops/frozen/hello" in chain.files(PRODUCTION.candidate)
+        assert_bad_input(cli("status", "--repo", chain.url, "--environment", "qa"),
+                         "unknown environment 'qa'", "staging, production")
+
+    def cloud_build_says_where_an_attempt_is(self, chain: EnvRepoOnDisk) -> None:
         """With --project/--region, the delivery build of the newest attempt says whether it
         awaits approval or failed (a fake Cloud Build client answers)."""
-        staging(chain, publish(chain, tmp_path, "hello", DIGEST_A))
         waiting = chain.tip(PRODUCTION.candidate) or ""
         builds = {  # trigger -> newest first
             "deliver-hello-production": [
@@ -326,30 +347,6 @@ class TestOperatorCommands:
             approval=Approval(state=Approval.State.APPROVED))
         row = render_environments(status_by_environment(chain.url, builds=lookup))
         assert row.splitlines()[-1].endswith(f"hello@{DIGEST_A[:19]} failed")
-
-    def test_history_rollback_and_freeze_per_environment(self, chain: EnvRepoOnDisk,
-                                                         tmp_path: Path) -> None:
-        staging(chain, publish(chain, tmp_path, "hello", DIGEST_A))
-        staging(chain, publish(chain, tmp_path, "hello", DIGEST_B))
-        history = cli("history", "--repo", chain.url, "--app", "hello", "--environment",
-                      "staging")
-        assert "hello: attempts on staging-candidate" in history.stdout
-        assert "hello: staging-production (newest first)" in history.stdout
-        default = cli("history", "--repo", chain.url, "--app", "hello")
-        assert "hello: attempts on production-candidate" in default.stdout
-        plan = cli("rollback", "--repo", chain.url, "--app", "hello", "--target", "-1",
-                   "--project", "acme-delivery", "--region", "europe-west1", "--environment",
-                   "staging", "--dry-run")
-        assert plan.code == 0, plan.stderr
-        assert "run trigger deliver-hello-staging" in plan.stdout
-        before = chain.tip(STAGING.candidate)
-        frozen = cli("freeze", "--repo", chain.url, "--app", "hello", "--environment",
-                     "production", "--reason", "incident")
-        assert frozen.code == 0, frozen.stderr
-        assert chain.tip(STAGING.candidate) == before
-        assert ".gitops/frozen/hello" in chain.files(PRODUCTION.candidate)
-        assert_bad_input(cli("status", "--repo", chain.url, "--environment", "qa"),
-                         "unknown environment 'qa'", "staging, production")
 
     def test_repository_without_environments_is_as_before(self, env_repo: EnvRepoOnDisk,
                                                           tmp_path: Path) -> None:
