@@ -22,7 +22,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.environments import EnvironmentConfig
 
 NAMESPACE = "gitops"
 SOURCE_PROVIDERS = ("github", "csr")
@@ -139,6 +142,8 @@ class StackConfig:
     state_backend: str = ""  # gs://BUCKET or https://api.pulumi.com
     secrets_provider: str = ""  # gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
     pulumi_token_secret: str | None = None
+    # Ordered delivery environments (components/environments.py); parse_config always sets it.
+    environments: tuple[EnvironmentConfig, ...] = ()
     events_topic: str = "gitops-events"
     reconcile_schedule: str = "*/30 * * * *"  # "off": no scheduled run
     self_heal: bool = False
@@ -242,6 +247,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:untaggedRetentionDays", "14", "Cleanup policy: untagged image versions "
             "older than this many days are deleted unless kept by gitops:keepImages."),
     Setting("gitops:rolloutTimeout", "300s", "How long a delivery build waits for a rollout."),
+    Setting("gitops:environments", "(one: candidate -> production)", "Ordered delivery "
+            "environments, e.g. staging then production; each an object with name (a DNS label "
+            "of at most 14), and optionally cluster (its own GKE cluster; default "
+            "gitops:clusterName), namespaceSuffix (e.g. -staging, when environments share a "
+            "cluster), approval (true: each delivery build waits for approval) with approvers "
+            "(IAM members), rolloutTimeout (default gitops:rolloutTimeout), candidateBranch "
+            "and productionBranch (default NAME-candidate and NAME-production). Unset: one "
+            "environment with branches candidate and production, exactly as without "
+            "environments. A success in one environment publishes the release to the next "
+            "one's candidate branch. See docs/environments.md."),
     Setting("gitops:iamPropagationSeconds", "120", "How long `pulumi up` waits after creating "
             "IAM grants before using them (Google: typically 2 minutes, sometimes 7 or more)."),
     Setting("gitops:stateBackend", "gs://PROJECT-pulumi-state", "Where this stack's state "
@@ -528,6 +543,11 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         token_secret_id = require(values, problems, "gitops:pulumiTokenSecret",
                                   "pulumi-access-token",
                                   "needed when gitops:stateBackend is Pulumi Cloud")
+    from components.environments import parse_environments
+
+    environments = parse_environments(values.get("gitops:environments"), problems,
+                                      cluster_name, rollout_timeout,
+                                      [app.name for app in apps])
     events_topic = matching(values, problems, "gitops:eventsTopic", "gitops-events", TOPIC_NAME,
                             "a Pub/Sub topic name (3-255 letters, digits, -_.~+%, a letter "
                             "first, not starting with goog)", "gitops-events")
@@ -567,6 +587,7 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         state_backend=backend,
         secrets_provider=secrets_provider,
         pulumi_token_secret=str(token_secret_id) if token_secret_id else None,
+        environments=environments,
         events_topic=events_topic,
         reconcile_schedule=schedule,
         self_heal=as_bool(values, problems, "gitops:selfHeal", False),

@@ -3,18 +3,25 @@
     python examples/local_loop.py [--app hello|shop|all] [--workdir DIR]
 
 Makes local git repositories from the sample apps (examples/hello-app, one image; examples/shop,
-a frontend and a backend image and a kustomize overlay), one app repo each and an env repo with
-its `candidate` and `production` branches, then for each app:
+a frontend and a backend image and a kustomize overlay): an app repo each, and an env repo with
+two delivery environments, staging then production, as `pulumi up` records them. Then for each
+app:
 
 1. runs the app pipeline (its `cloudbuild.yaml`) as Cloud Build would: the substitutions
-   resolved the same way (`$$` escapes a `$`), the script steps run as written; the Docker steps
-   are simulated (no Docker engine needed): each image's tests run with pytest in its build
-   context and each image gets a local digest, the sha256 of its context's files;
-2. runs the delivery pipeline (`pipelines/delivery.yaml`) for the new candidate commit: with a
-   kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for real, pruning what
-   the new commit no longer holds; without one it validates only and says so;
-3. does it again for a second release, then re-runs the first delivery: a rollback;
-4. prints `history.py` for the app.
+   resolved the same way (`$$` escapes a `$`), the steps in `waitFor` order, independent ones
+   in parallel, the script steps as written; the Docker steps are simulated (no Docker engine
+   needed): each image's tests run with pytest in its build context and each image gets a local
+   digest, the sha256 of its context's files; it publishes to `staging-candidate`;
+2. runs staging's delivery pipeline (`pipelines/delivery.yaml`, staging's substitutions) for the
+   new commit: with a kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for
+   real (namespace APP-staging), pruning what the commit no longer holds; without one it
+   validates only and says so. Its success publishes the release to `production-candidate`;
+3. production's delivery build is held for approval (simulated here: the loop approves it, and
+   says so; on Cloud Build an approver approves it in the console or with
+   `gcloud beta builds approve`), then runs production's delivery pipeline (namespace APP);
+4. does it again for a second release, then re-runs production's first delivery: a rollback
+   in production only;
+5. prints `history.py` for both environments and `status.py` side by side.
 
 Because the scripts run through the YAML, a wrong argument in a pipeline fails here.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -73,6 +81,8 @@ SAMPLE_APPS = {  # app name -> (sample app repository, the change of its second 
     "hello": (ROOT / "examples" / "hello-app", hello_v2),
     "shop": (ROOT / "examples" / "shop", shop_v2),
 }
+
+
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -218,21 +228,55 @@ def kubeconfig() -> str | None:
     return path if Path(path).is_file() else None
 
 
+STAGING = {"name": "staging", "candidate": "staging-candidate",
+           "production": "staging-production", "cluster": "gitops",
+           "namespaceSuffix": "-staging", "approval": False}
+PRODUCTION = {"name": "production", "candidate": "production-candidate",
+              "production": "production-production", "cluster": "gitops",
+              "namespaceSuffix": "", "approval": True}
+ENVIRONMENTS = (STAGING, PRODUCTION)
+
+
+def delivery_substitutions(environment: dict[str, Any], following: dict[str, Any] | None,
+                           common: dict[str, str]) -> dict[str, str]:
+    """What components/triggers.py sets on the environment's delivery trigger of the app.
+
+    The approval gate is simulated by the loop itself (it holds and approves the build), so the
+    build does not read an approval from Cloud Build: `_APPROVAL` stays false here.
+    """
+    return {**common,
+            "_ENVIRONMENT": environment["name"],
+            "_CANDIDATE_BRANCH": environment["candidate"],
+            "_PRODUCTION_BRANCH": environment["production"],
+            "_NAMESPACE": f"{common['_APP']}{environment['namespaceSuffix']}",
+            "_NEXT_ENVIRONMENT": following["name"] if following else "",
+            "_NEXT_CANDIDATE": following["candidate"] if following else "",
+            "_APPROVAL": "false"}
+
+
 def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) -> None:
-    """Two releases of app through both pipelines, then a rollback to the first; its history."""
+    """Two releases of app through both environments, then a rollback in production; the
+    histories."""
     source, second_release = SAMPLE_APPS[app]
     app_repo, checkout = make_app_repo(workdir, app, source)
-    steps_image = f"{REGISTRY}/gitops-steps:local"
     trigger = {"_APP": app, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
-               "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "", "_STEPS_IMAGE": steps_image}
-    delivery = {"_APP": app, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
-                "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
-                **DeliveryTiming.from_setting("300s").substitutions(),
-                "_STEPS_IMAGE": steps_image,
-                # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
-                "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", ""),
-                "_ENVIRONMENT": "production"}
-    candidates = []
+               "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
+               "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local",
+               "_CANDIDATE_BRANCH": STAGING["candidate"]}
+    common = {"_APP": app, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
+              "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
+              **DeliveryTiming.from_setting("300s").substitutions(),
+              "_STEPS_IMAGE": trigger["_STEPS_IMAGE"], "LOCATION": "europe-west1",
+              # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
+              "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", "")}
+    staging = delivery_substitutions(STAGING, PRODUCTION, common)
+    production = delivery_substitutions(PRODUCTION, None, common)
+
+    def deliver(subs: dict[str, str], commit: str) -> None:
+        cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+                        {**subs, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
+
+    production_candidates = []
     for release in (1, 2):
         if release == 2:
             second_release(checkout)
@@ -242,19 +286,27 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) 
         banner(f"{app} release {release}: app pipeline for {commit[:12]}")
         cloud_build.run(source / "cloudbuild.yaml", checkout,
                         {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
-        candidate = git("rev-parse", "refs/heads/candidate", cwd=env_repo)
-        candidates.append(candidate)
-        banner(f"{app} release {release}: delivery pipeline for candidate {candidate[:12]}")
-        cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
-                        {**delivery, "COMMIT_SHA": candidate, "SHORT_SHA": candidate[:7]})
+        candidate = git("rev-parse", f"refs/heads/{STAGING['candidate']}", cwd=env_repo)
+        banner(f"{app} release {release}: staging delivery for {STAGING['candidate']} "
+               f"{candidate[:12]}")
+        deliver(staging, candidate)
+        promoted = git("rev-parse", f"refs/heads/{PRODUCTION['candidate']}", cwd=env_repo)
+        production_candidates.append(promoted)
+        banner(f"{app} release {release}: production delivery for {PRODUCTION['candidate']} "
+               f"{promoted[:12]}")
+        print("held for approval (simulated: approved by the loop; on Cloud Build: "
+              "gcloud beta builds approve projects/P/locations/R/builds/BUILD_ID)")
+        deliver(production, promoted)
 
-    banner(f"{app} rollback: re-running the delivery build of candidate {candidates[0][:12]}")
-    cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
-                    {**delivery, "COMMIT_SHA": candidates[0], "SHORT_SHA": candidates[0][:7]})
+    first = production_candidates[0]
+    banner(f"{app} rollback in production: re-running the delivery build of {first[:12]}")
+    deliver(production, first)
 
-    banner(f"{app} history")
-    subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo", env_repo.as_uri(),
-                    "--app", app], check=True)
+    for environment in ENVIRONMENTS:
+        banner(f"{app} history: {environment['name']}")
+        subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo",
+                        env_repo.as_uri(), "--app", app, "--environment", environment["name"]],
+                       check=True)
 
 
 def main() -> int:
@@ -268,8 +320,8 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     env_repo = workdir / "env.git"
     git("init", "--quiet", "--bare", str(env_repo), cwd=workdir)
-    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--repo",
-                    env_repo.as_uri()], check=True)
+    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--environments",
+                    json.dumps(ENVIRONMENTS), "--repo", env_repo.as_uri()], check=True)
     env = {key: value for key, value in os.environ.items()
            if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY")}
     cluster = kubeconfig()
@@ -282,6 +334,9 @@ def main() -> int:
     cloud_build = LocalCloudBuild(workdir, env)
     for app in SAMPLE_APPS if args.app == "all" else [args.app]:
         loop(app, cloud_build, workdir, env_repo)
+    banner("status: every environment")
+    subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri()],
+                   check=True)
     print(f"\nrepositories kept in {workdir}")
     return 0
 

@@ -2,8 +2,8 @@
 """A stand-in `kubectl` for tests: Leases with real create/replace semantics, and a cluster
 whose objects live in files. State lives in $FAKE_CLUSTER_DIR, so concurrent processes share one
 cluster. A rollout fails when the namespace's objects contain $FAKE_FAIL_MARKER. Every call is
-appended to calls.log, every deleted object to deleted.log. `kustomize` (a local build, no
-cluster) runs $FAKE_REAL_KUBECTL.
+appended to calls.log, every deleted object to deleted.log (namespace and name). `kustomize`
+(a local build, no cluster) runs $FAKE_REAL_KUBECTL.
 
 `applied/NS/` holds the live objects (edit a file there to change the cluster by hand; files
 under `created/NS/` are objects someone created without kubectl apply). `apply` creates or
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             what = "/".join(positional)
             if delete(option(args, "namespace"), *positional[:2]):
                 with open(STATE / "deleted.log", "a") as log:
-                    log.write(what + "\n")
+                    log.write(f"{option(args, 'namespace')} {what}\n")
                 print(f"{what} deleted")
             elif "--ignore-not-found" not in flags:
                 print(f"Error from server (NotFound): {what} not found", file=sys.stderr)

@@ -343,5 +343,5 @@ class TestOverlappingDeliveries:
         assert len(applied) == 3  # good, bad, good again
         assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1] == applied[0]
         # The object bad added is deleted again: the namespace holds production's objects.
-        assert (cluster / "deleted.log").read_text().split() == ["configmap/extra"]
+        assert (cluster / "deleted.log").read_text().splitlines() == ["hello configmap/extra"]
         assert fake_kubectl.live(cluster, "hello") == {"deployment.apps/hello"}

@@ -170,43 +170,54 @@ def tree_objects(env_repo: Path, ref: str) -> list[dict[str, Any]]:
             for doc in yaml.safe_load_all(git("show", f"{ref}:{name}", cwd=env_repo)) if doc]
 
 
+def commits(repo: Path, branch: str) -> list[str]:
+    """The branch's commits for shop, newest first."""
+    return git("log", "--format=%H", branch, "--", "apps/shop/", cwd=repo).split()
+
+
+def config_map(repo: Path, commit: str) -> str:
+    return next(printed(d) for d in tree_objects(repo, commit) if d["kind"] == "ConfigMap")
+
+
 class TestShopLoop:
-    """Two releases and a rollback through the pipeline YAML: both images recorded and shown,
-    the fake cluster ends with exactly production's objects, and only the replaced ConfigMaps
-    were deleted."""
+    """Two releases through staging and production, then a rollback in production, through the
+    pipeline YAML: both images recorded and shown, each namespace ends with exactly its
+    production branch's objects, and only the replaced ConfigMaps were deleted."""
 
     def test_histories_and_both_images(self, shop_loop: LoopRun) -> None:
         repo = shop_loop.env_repo
         assert "kubeconfig found" in shop_loop.stdout
-        candidate = git("log", "--format=%H %s", "candidate", cwd=repo).splitlines()
-        assert [line.split()[1] for line in candidate] == ["Deploy", "Deploy", "Initialize"]
-        production = git("log", "--format=%s", "production", cwd=repo).splitlines()
+        candidate = commits(repo, "staging-candidate")
+        assert [git("log", "-1", "--format=%s", c, cwd=repo).split(":")[0]
+                for c in candidate] == ["Deploy shop", "Deploy shop"]
+        production = git("log", "--format=%s", "production-production", cwd=repo).splitlines()
         assert [s.split(":")[0] for s in production] == [
             "Rollback shop", "Promote shop", "Promote shop", "Initialize env repository"]
-        images = [git("log", "-1", "--format=%(trailers:key=Image,valueonly)", line.split()[0],
-                      cwd=repo).split() for line in candidate[:2]]
-        second, first = images
+        second, first = ([ref for ref in git(
+            "log", "-1", "--format=%(trailers:key=Image,valueonly)", c, cwd=repo).split()]
+            for c in candidate)
         assert [ref.split("@")[0].rsplit("/", 1)[1] for ref in first] == [
             "shop-frontend", "shop-backend"]
         assert second[0] == first[0]  # the frontend did not change
         assert second[1] != first[1]  # the backend did
-        rollback = git("log", "-1", "--format=%(trailers:key=Image,valueonly)", "production",
-                       cwd=repo).split()
-        assert rollback == first
+        for branch in ("production-candidate", "production-production"):
+            assert git("log", "-1", "--format=%(trailers:key=Image,valueonly)", branch,
+                       cwd=repo).split() == (first if branch.endswith("production") else second)
         assert "shop-frontend@sha256:" in shop_loop.stdout.split("shop history")[1]
 
     def test_prune_deleted_exactly_the_replaced_config_maps(self, shop_loop: LoopRun) -> None:
         repo = shop_loop.env_repo
-        first, second = git("log", "--format=%H", "candidate", cwd=repo).split()[1::-1]
-        config = [next(printed(d) for d in tree_objects(repo, commit)
-                       if d["kind"] == "ConfigMap") for commit in (first, second)]
-        assert config[0] != config[1]
-        deleted = (shop_loop.cluster / "deleted.log").read_text().split()
-        assert deleted == config  # release 2 drops the first; the rollback drops the second
-        assert fake_kubectl.live(shop_loop.cluster, "shop") == {
-            printed(d) for d in tree_objects(repo, "production")}
+        second, first = (config_map(repo, c) for c in commits(repo, "staging-candidate"))
+        assert first != second
+        deleted = (shop_loop.cluster / "deleted.log").read_text().splitlines()
+        # Release 2 drops the first in each environment; production's rollback the second.
+        assert deleted == [f"shop-staging {first}", f"shop {first}", f"shop {second}"]
+        for namespace, branch in (("shop-staging", "staging-production"),
+                                  ("shop", "production-production")):
+            assert fake_kubectl.live(shop_loop.cluster, namespace) == {
+                printed(d) for d in tree_objects(repo, branch)}
         applies = [json.loads(line) for line in
                    (shop_loop.cluster / "calls.log").read_text().splitlines()
                    if line.startswith('["apply"')]
-        assert len(applies) == 3
+        assert len(applies) == 5
         assert all("--field-manager=gitops-delivery" in call for call in applies)

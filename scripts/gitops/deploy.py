@@ -16,6 +16,13 @@ run one at a time and production's tip is always what the cluster last applied s
    push retries exhausted) is a failure too: the namespace must not hold what production does
    not record.
 
+With environments (docs/environments.md) each environment's delivery uses its own branches and
+namespace; after a promotion (not a rollback) the same release is published to the next
+environment's candidate branch (`gitops.chain`), still under the Lease, so releases reach the
+next environment in the order this one promoted them. In a gated environment the build first
+reads who approved it (`gitops.approval`) and the production commit records it
+(`Approved-By:`).
+
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
 the source branch) is not deployed: the build says so and succeeds.
@@ -33,11 +40,13 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from gitops import events
+from gitops.approval import ApprovalReader, CloudBuildApprovals
+from gitops.chain import ChainRequest, publish_to_next
 from gitops.checks import check_app, check_branch, check_sha, check_trailer_value
 from gitops.cli import log
 from gitops.cluster import (  # noqa: F401 - the cluster boundary, re-exported for callers
@@ -55,7 +64,7 @@ from gitops.cluster import (  # noqa: F401 - the cluster boundary, re-exported f
 )
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed
-from gitops.promote import Kind, PromoteRequest, promote, promoted_from
+from gitops.promote import Kind, PromoteRequest, PromoteResult, promote, promoted_from
 from gitops.prune import ObjectRef, objects, prune, removed
 from gitops.status import freeze_note
 
@@ -96,6 +105,16 @@ class DeliveryRequest:
     project: str | None = None
     cluster: str | None = None
     location: str | None = None
+    namespace: str | None = None  # default: the app's name
+    environment: str = "production"
+    next_environment: str | None = None  # where a promotion goes on (None: last environment)
+    next_candidate: str | None = None  # that environment's candidate branch
+    region: str | None = None  # of this build (reading its approval)
+    record_approval: bool = False  # gated environment: record who approved this build
+
+    @property
+    def app_namespace(self) -> str:
+        return self.namespace or self.app
 
 
 @dataclass(frozen=True)
@@ -103,6 +122,7 @@ class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
     outcome: Outcome
     rollback: bool = False  # the target recorded it as a Rollback
+    next_commit: str | None = None  # the next environment's candidate tip, when it got one
     pruned: tuple[ObjectRef, ...] = ()  # deleted because the commit no longer holds them
 
 
@@ -141,18 +161,37 @@ def check_request(request: DeliveryRequest) -> None:
     check_branch(request.source)
     check_branch(request.target)
     check_trailer_value("--build-id", request.build_id)
+    check_app(request.app_namespace)
+    check_app(request.environment)
+    if bool(request.next_environment) != bool(request.next_candidate):
+        raise BadInput("--next-environment and --next-candidate go together")
+    if request.next_environment and request.next_candidate:
+        check_app(request.next_environment)
+        check_branch(request.next_candidate)
+        if request.next_candidate in (request.source, request.target):
+            raise BadInput("--next-candidate must be the next environment's own branch")
+    if request.record_approval and not (request.project and request.region):
+        raise BadInput("--project and --region are required to read this build's approval")
 
 
 def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] = Cluster,
-            clock: Clock = time.monotonic) -> DeployResult:
+            clock: Clock = time.monotonic,
+            approvals: ApprovalReader | None = None) -> DeployResult:
     """Apply, verify and promote one candidate commit of one app (see the module docstring)."""
     check_request(request)
     app, commit, source, target = request.app, request.commit, request.source, request.target
+    namespace = request.app_namespace
     no_cluster = os.environ.get(NO_CLUSTER_ENV) == "1"
     kubeconfig = os.environ.get(KUBECONFIG_ENV)
     if not no_cluster and not kubeconfig and not (request.project and request.cluster and
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
+    approved_by = None
+    if request.record_approval:  # before anything changes: a gated build must be approved
+        assert request.project and request.region  # checked above
+        approved_by = (approvals or CloudBuildApprovals()).approver(
+            request.project, request.region, request.build_id)
+        log(f"approved by {approved_by}")
 
     def told(kind: events.Kind, result: DeployResult, summary: str,
              detail: str = "") -> DeployResult:
@@ -161,17 +200,31 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                         summary, detail)
         return result
 
-    def promoted(outcome: Outcome, pruned: tuple[ObjectRef, ...] = ()) -> DeployResult:
-        result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
-                                        source=source, target=target,
-                                        build_id=request.build_id))
+    def record() -> PromoteResult:
+        return promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
+                                      source=source, target=target,
+                                      build_id=request.build_id, approved_by=approved_by))
+
+    def promoted(outcome: Outcome, recorded: PromoteResult | None = None,
+                 pruned: tuple[ObjectRef, ...] = ()) -> DeployResult:
+        result = recorded or record()
         rollback = result.kind is Kind.ROLLBACK
-        return told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
-                    DeployResult(result.commit, outcome, rollback, pruned),
-                    f"{app}: {'rolled back to' if rollback else 'promoted'} {commit[:12]} "
-                    f"on {target}",
-                    "validated only, not applied (no cluster)"
-                    if outcome is Outcome.VALIDATED else "")
+        announced = told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
+                         DeployResult(result.commit, outcome, rollback, pruned=pruned),
+                         f"{app}: {'rolled back to' if rollback else 'promoted'} "
+                         f"{commit[:12]} on {target}",
+                         "validated only, not applied (no cluster)"
+                         if outcome is Outcome.VALIDATED else "")
+        if rollback or not (request.next_environment and request.next_candidate):
+            return announced
+        chained = publish_to_next(ChainRequest(
+            repo=request.repo, app=app, commit=commit, source=source,
+            environment=request.environment, production_commit=result.commit,
+            next_environment=request.next_environment, next_branch=request.next_candidate,
+            build_id=request.build_id))
+        log(f"{'published' if chained.created else 'already on'} {request.next_candidate} "
+            f"for environment {request.next_environment}: {chained.commit[:12]}")
+        return replace(announced, next_commit=chained.commit)
 
     with scratch_repo(request.repo) as env, tempfile.TemporaryDirectory() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
@@ -204,7 +257,7 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if not kubeconfig:
             assert request.project and request.cluster and request.location  # checked above
             cluster.get_credentials(request.project, request.cluster, request.location)
-        acquire_lease(cluster, app, request.build_id, 2 * request.timeout + 300,
+        acquire_lease(cluster, namespace, request.build_id, 2 * request.timeout + 300,
                       request.lock_timeout)
         try:
             skipped = skip_if_stale(env, source, target, app, commit)
@@ -212,27 +265,29 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                 return told(events.Kind.SKIPPED_STALE, skipped,
                             f"{app}: {commit[:12]} skipped, a newer delivery already won")
             production = production_folder(env, target, app, Path(work) / "production")
-            log(f"applying {app} at {commit[:12]}")
-            failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
+            log(f"applying {app} at {commit[:12]} to namespace {namespace}")
+            failure = apply_and_wait(cluster, namespace, candidate, request.timeout, clock)
             pruned: tuple[ObjectRef, ...] = ()
             if failure is None:
-                stale = removed(objects(production, app), objects(candidate, app))
-                pruning = prune(cluster, app, stale, f"not in {commit[:12]}", log)
+                stale = removed(objects(production, namespace), objects(candidate, namespace))
+                pruning = prune(cluster, namespace, stale, f"not in {commit[:12]}", log)
                 failure, pruned = pruning.failure, pruning.deleted
             if failure is None:
                 try:
-                    return promoted(Outcome.PROMOTED, pruned)
+                    recorded = record()
                 except OperationFailed as error:  # production did not move: neither may we
                     failure = str(error)
-            reverted = revert(cluster, app, target, production, candidate, request.timeout,
-                              clock)
+                else:
+                    return promoted(Outcome.PROMOTED, recorded, pruned)
+            reverted = revert(cluster, namespace, target, production, candidate,
+                              request.timeout, clock)
             told(events.Kind.FAILED_AND_REVERTED,
                  DeployResult(env.tip(target) or "", Outcome.FAILED),
                  f"{app}: {commit[:12]} failed on {target}, production's version re-applied",
                  failure + (f"; revert: {reverted}" if reverted else ""))
             raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
         finally:
-            release_lease(cluster, app, request.build_id)
+            release_lease(cluster, namespace, request.build_id)
 
 
 def production_folder(env: EnvRepo, target: str, app: str, folder: Path) -> Path | None:
@@ -245,20 +300,20 @@ def production_folder(env: EnvRepo, target: str, app: str, folder: Path) -> Path
     return folder
 
 
-def revert(cluster: Cluster, app: str, target: str, production: Path | None, applied: Path,
-           timeout: int, clock: Clock = time.monotonic) -> str | None:
+def revert(cluster: Cluster, namespace: str, target: str, production: Path | None,
+           applied: Path, timeout: int, clock: Clock = time.monotonic) -> str | None:
     """Make the namespace hold production's objects again: re-apply them, delete what the
     failed commit (applied) added; the revert's own failure, or None."""
     failure = None
     if production is None:
-        log(f"revert: {target} holds nothing for {app} yet; nothing to re-apply")
+        log(f"revert: {target} holds nothing for the app yet; nothing to re-apply")
     else:
-        log(f"revert: re-applying {app} from {target}")
-        failure = apply_and_wait(cluster, app, production, timeout, clock)
+        log(f"revert: re-applying what {target} holds to namespace {namespace}")
+        failure = apply_and_wait(cluster, namespace, production, timeout, clock)
         if failure:
             log(f"revert: {failure}")
-    added = removed(objects(applied, app), objects(production, app))
-    pruning = prune(cluster, app, added, f"revert: not in {target}", log)
+    added = removed(objects(applied, namespace), objects(production, namespace))
+    pruning = prune(cluster, namespace, added, f"revert: not in {target}", log)
     if pruning.failure:
         log(f"revert: {pruning.failure}")
     return failure or pruning.failure
