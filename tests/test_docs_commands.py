@@ -214,7 +214,7 @@ def env_repo_with_environments(tmp_path_factory: pytest.TempPathFactory) -> EnvR
         folder = write_manifests(tmp / build, "hello", image_ref("hello", digest))
         commit = publish_manifests(PublishRequest(
             repo=env.url, app="hello", manifests=folder, branch=staging.candidate,
-            image=image_ref("hello", digest), build_id=build)).commit
+            images=(image_ref("hello", digest),), build_id=build)).commit
         staged = promote(PromoteRequest(repo=env.url, app="hello", commit=commit,
                                         source=staging.candidate, target=staging.production))
         chained = publish_to_next(ChainRequest(

@@ -38,7 +38,7 @@ from gitops.freeze import set_freeze
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
 from gitops.status import BuildsAt, render_environments, status_by_environment
-from test_deploy import app_tree_hash, fake_cluster  # noqa: F401 - a fixture
+from test_deploy import app_tree_hash
 
 STAGING = Environment("staging", "staging-candidate", "staging-production", "gitops",
                       "-staging")
@@ -245,7 +245,7 @@ class TestConcurrentStagingDeliveries:
     production's candidate in the order staging promoted them, none lost, none stale."""
 
     def test_out_of_order(self, chain: EnvRepoOnDisk, tmp_path: Path,
-                          fake_cluster: dict[str, str]) -> None:  # noqa: F811
+                          fake_cluster: dict[str, str]) -> None:
         commits = [publish(chain, tmp_path, "hello", f"sha256:{n:064x}", build=f"ci-{n}")
                    for n in range(3)]
         order = [commits[2], commits[0], commits[1]]  # the newest starts first
