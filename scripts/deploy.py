@@ -16,7 +16,13 @@ import sys
 from collections.abc import Sequence
 
 from gitops.cli import command_parser, run
-from gitops.deploy import DeliveryRequest, deliver, seconds
+from gitops.deploy import (
+    MAX_LOCK_TIMEOUT,
+    MAX_ROLLOUT_TIMEOUT,
+    DeliveryRequest,
+    deliver,
+    seconds,
+)
 
 
 def main(argv: Sequence[str]) -> str:
@@ -33,8 +39,8 @@ def main(argv: Sequence[str]) -> str:
     request = DeliveryRequest(
         repo=args.repo, app=args.app, commit=args.commit, build_id=args.build_id,
         source=args.from_branch, target=args.to_branch,
-        timeout=seconds(args.timeout, "--timeout"),
-        lock_timeout=seconds(args.lock_timeout, "--lock-timeout"),
+        timeout=seconds(args.timeout, "--timeout", MAX_ROLLOUT_TIMEOUT),
+        lock_timeout=seconds(args.lock_timeout, "--lock-timeout", MAX_LOCK_TIMEOUT),
         project=args.project, cluster=args.cluster, location=args.location)
     return deliver(request).commit
 

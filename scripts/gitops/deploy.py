@@ -9,6 +9,9 @@ run one at a time and production's tip is always what the cluster last applied s
 3. success: `gitops.promote.promote` records the commit on production (Promote, or Rollback for
    an older commit that production held before); failure: what production holds for the app
    is re-applied, so cluster and production agree again, and the build fails.
+4. a rollout that succeeded but cannot be recorded on production (production protected, the
+   push refused or timing out) is treated like a failed rollout: production's tree is
+   re-applied and the build fails, saying loudly what happened and what the cluster runs.
 
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
@@ -16,7 +19,8 @@ the source branch) is not deployed: the build says so and succeeds.
 
 Cluster access goes through one small boundary (`Cluster`), which the tests replace. Without a
 cluster (GITOPS_NO_CLUSTER=1, used by the local loop) the manifests are validated only, and the
-output says so plainly.
+output says so plainly. kubectl and gcloud get an allowlisted environment (no git token), and
+each call a deadline: a rollout wait its own timeout plus a minute, any other call 5 minutes.
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +36,20 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from gitops.checks import check_app, check_branch, check_sha, check_trailer_value
+from gitops import processes, scratch
+from gitops.checks import (
+    check_app,
+    check_branch,
+    check_gcloud_names,
+    check_remote,
+    check_sha,
+    check_trailer_value,
+)
 from gitops.cli import log
 from gitops.envrepo import EnvRepo, scratch_repo
-from gitops.errors import BadInput, OperationFailed
+from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.settings import env_seconds, whole_seconds
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
@@ -49,6 +59,13 @@ ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 NO_CLUSTER_ENV = "GITOPS_NO_CLUSTER"
 KUBECONFIG_ENV = "GITOPS_KUBECONFIG"
 LEASE_POLL_ENV = "GITOPS_LEASE_POLL"  # seconds between attempts on a held Lease
+DEFAULT_LEASE_POLL = 5.0
+MAX_LEASE_POLL = 300.0
+# Cloud Build's longest build is 24 h; delivery needs lock wait + apply + revert within it.
+MAX_ROLLOUT_TIMEOUT = 21_450
+MAX_LOCK_TIMEOUT = 86_400
+CALL_TIMEOUT = 300.0  # seconds for a kubectl or gcloud call other than a rollout wait
+ROLLOUT_GRACE = 60.0  # beyond a rollout wait's own --timeout
 
 Clock = Callable[[], float]
 
@@ -61,9 +78,16 @@ class Cluster:
     calls: list[list[str]] = field(default_factory=list)
 
     def run(self, args: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
-        proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True,
-                              env={**os.environ, "KUBECONFIG": self.kubeconfig})
-        return proc.returncode, proc.stdout, proc.stderr
+        """Exit code, stdout, stderr; a call past its deadline is killed and fails (124)."""
+        env = processes.tool_environment({"KUBECONFIG": self.kubeconfig})
+        timeout = call_timeout(args)
+        try:
+            return processes.run(args, env, timeout, f"{args[0]} {args[1]}",
+                                 data=None if stdin is None else stdin.encode())
+        except OperationFailed as exc:  # timed out: a failed call like any other
+            return 124, "", str(exc)
+        except OSError as exc:  # not installed, not executable
+            return 127, "", f"cannot run {args[0]}: {exc.strerror}"
 
     def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
         return self.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], stdin)
@@ -74,6 +98,19 @@ class Cluster:
         if code != 0:
             raise OperationFailed(f"cannot get credentials for cluster {cluster}: "
                                   f"{' '.join(err.split())}")
+
+
+def call_timeout(args: Sequence[str]) -> float:
+    """A rollout wait's own --timeout plus a grace period; CALL_TIMEOUT for any other call."""
+    for arg in args:
+        if arg.startswith("--timeout=") and arg.endswith("s") and arg[10:-1].isdigit():
+            return int(arg[10:-1]) + ROLLOUT_GRACE
+    return CALL_TIMEOUT
+
+
+def lease_poll() -> float:
+    """Seconds between attempts on a Lease another build holds (GITOPS_LEASE_POLL)."""
+    return env_seconds(LEASE_POLL_ENV, DEFAULT_LEASE_POLL, 0.01, MAX_LEASE_POLL)
 
 
 # --- the Lease: one delivery per app at a time ------------------------------------------------
@@ -103,7 +140,7 @@ def acquire_lease(cluster: Cluster, app: str, holder: str, seconds: int, wait: f
                   poll: float | None = None) -> None:
     """Create the Lease, or take it over once expired; wait while another build holds it."""
     deadline = time.monotonic() + wait
-    poll = poll if poll is not None else float(os.environ.get(LEASE_POLL_ENV, "5"))
+    poll = poll if poll is not None else lease_poll()
     while True:
         code, _, err = cluster.kubectl("create", "-f", "-",
                                        stdin=lease_manifest(app, holder, seconds, None))
@@ -254,11 +291,19 @@ def skip_if_stale(env: EnvRepo, source: str, target: str, app: str,
 
 
 def check_request(request: DeliveryRequest) -> None:
+    check_remote(request.repo)
     check_app(request.app)
     check_sha(request.commit)
     check_branch(request.source)
     check_branch(request.target)
     check_trailer_value("--build-id", request.build_id)
+    if request.project and request.cluster and request.location:
+        check_gcloud_names(request.project, request.cluster, request.location)
+    if not 1 <= request.timeout <= MAX_ROLLOUT_TIMEOUT:
+        raise BadInput(f"--timeout must be from 1s to {MAX_ROLLOUT_TIMEOUT}s")
+    if not 1 <= request.lock_timeout <= MAX_LOCK_TIMEOUT:
+        raise BadInput(f"--lock-timeout must be from 1s to {MAX_LOCK_TIMEOUT}s")
+    lease_poll()
 
 
 def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] = Cluster,
@@ -278,9 +323,12 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                                         build_id=request.build_id))
         return DeployResult(result.commit, outcome)
 
-    with scratch_repo(request.repo) as env, tempfile.TemporaryDirectory() as work:
+    with scratch_repo(request.repo) as env, scratch.folder() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
             raise BadInput(f"commit {commit} is not on branch {source!r}")
+        if env.fetch(target) is None:
+            raise BadInput(f"branch {target!r} does not exist in {request.repo}: branches are "
+                           "created by init_branches.py (is --to mistyped?)")
         entry = env.lookup(commit, f"{APPS_DIR}/{app}")
         if entry is None or not entry.is_tree:
             raise BadInput(f"app {app!r} has no manifests ({APPS_DIR}/{app}/) at {commit}")
@@ -314,31 +362,45 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             log(f"applying {app} at {commit[:12]}")
             failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
             if failure is None:
-                return promoted(Outcome.PROMOTED)
-            revert(env, cluster, app, target, Path(work) / "production", request.timeout,
-                   clock)
-            raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
+                try:
+                    return promoted(Outcome.PROMOTED)
+                except (OperationFailed, BadInput) as exc:
+                    reason = one_line(str(exc))
+                log(f"ERROR: {app} at {commit[:12]} rolled out, but {target} did not record "
+                    f"it ({reason}); re-applying what {target} holds")
+                after = revert(env, cluster, app, target, Path(work) / "production",
+                               request.timeout, clock)
+                raise OperationFailed(f"{app} at {commit[:12]} rolled out but could not be "
+                                      f"recorded on {target} ({reason}); {after}")
+            after = revert(env, cluster, app, target, Path(work) / "production",
+                           request.timeout, clock)
+            raise OperationFailed(f"{app} at {commit[:12]}: {failure}; {after}")
         finally:
             release_lease(cluster, app, request.build_id)
 
 
 def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
-           timeout: int, clock: Clock = time.monotonic) -> None:
-    """Re-apply what production holds for app, so cluster and production agree again."""
+           timeout: int, clock: Clock = time.monotonic) -> str:
+    """Re-apply what production holds for app, so cluster and production agree again.
+
+    Returns what the cluster runs afterwards, for the build's error line.
+    """
     tip = env.fetch(target)
     entry = env.lookup(tip, f"{APPS_DIR}/{app}")
     if entry is None or tip is None:
         log(f"revert: {target} holds nothing for {app} yet; nothing to re-apply")
-        return
+        return (f"{target} holds nothing for {app} yet, so nothing was re-applied: "
+                "THE CLUSTER STILL RUNS THIS COMMIT")
     env.materialize(entry.sha, folder)
     log(f"revert: re-applying {app} from {target} {tip[:12]}")
     failure = apply_and_wait(cluster, app, folder, timeout, clock)
     if failure:
         log(f"revert: {failure}")
+        return (f"re-applying {target} {tip[:12]} FAILED too ({failure}): THE CLUSTER AND "
+                f"{target.upper()} DISAGREE")
+    return f"re-applied {target} {tip[:12]}: the cluster runs what {target} holds again"
 
 
-def seconds(value: str, flag: str) -> int:
-    """Whole seconds written like `300s`."""
-    if not re.fullmatch(r"[0-9]+s", value) or int(value[:-1]) < 1:
-        raise BadInput(f"{flag} {value!r} must be whole seconds like 300s")
-    return int(value[:-1])
+def seconds(value: str, flag: str, maximum: int = MAX_LOCK_TIMEOUT) -> int:
+    """Whole seconds written like `300s`, from 1 to maximum."""
+    return whole_seconds(flag, value, maximum)

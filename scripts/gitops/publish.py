@@ -6,6 +6,11 @@ no commit and returns the current tip. A rejected push is rebuilt on the new tip
 
 Publish is on every app build's critical path, so its first fetch runs while GitPython loads
 and the manifests are checked and stored as git objects (`gitops.envrepo.scratch_repo`).
+
+The folder holds regular .yaml/.yml files only (symlinks only when they resolve inside it), and
+each must be YAML without duplicate keys or alias bombs (`gitops.manifests`). The branch must
+exist: creating branches is `init_branches`' job, so a mistyped `--branch` cannot start a new
+root branch.
 """
 
 from __future__ import annotations
@@ -17,17 +22,19 @@ from gitops.checks import (
     check_app,
     check_branch,
     check_image_ref,
+    check_remote,
     check_sha,
+    check_source_repo,
     check_trailer_value,
     short_ref,
 )
 from gitops.envrepo import Entry, scratch_repo
 from gitops.errors import BadInput
+from gitops.manifests import check_folder_yaml, collect_files
 from gitops.retry import RetryPolicy, retry_push
 from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
-MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -49,31 +56,13 @@ class PublishResult:
     attempts: int  # pushes tried (1 unless another writer got there first)
 
 
-def check_folder(folder: Path) -> list[Path]:
-    """The folder must exist and hold only .yaml/.yml files."""
-    if not folder.is_dir():
-        raise BadInput(f"manifests folder {str(folder)!r} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    if not files:
-        raise BadInput(f"manifests folder {str(folder)!r} holds no files")
-    for path in files:
-        if path.suffix not in MANIFEST_SUFFIXES:
-            raise BadInput(f"{path}: not a .yaml/.yml manifest")
-    return files
-
-
-def check_yaml(files: list[Path]) -> None:
-    """Every file must parse as YAML."""
-    import yaml  # here, not at the top: this runs while the first fetch is under way
-
-    for path in files:
-        try:
-            list(yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+def missing_branch(branch: str, repo: str) -> BadInput:
+    return BadInput(f"branch {branch!r} does not exist in {repo}: branches are created by "
+                    "init_branches.py (is --branch mistyped?)")
 
 
 def check_request(request: PublishRequest) -> None:
+    check_remote(request.repo)
     check_app(request.app)
     check_branch(request.branch)
     if request.image is not None:
@@ -81,7 +70,7 @@ def check_request(request: PublishRequest) -> None:
     if request.source_commit is not None:
         check_sha(request.source_commit, "--source-commit")
     if request.source_repo is not None:
-        check_trailer_value("--source-repo", request.source_repo)
+        check_source_repo(request.source_repo)
     if request.build_id is not None:
         check_trailer_value("--build-id", request.build_id)
 
@@ -101,13 +90,13 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
     """Make `apps/APP/` on the branch exactly the manifests folder, in one commit."""
     check_request(request)
     policy = policy or RetryPolicy.from_env()
-    files = check_folder(request.manifests)
+    files = collect_files(request.manifests)
     message = message_for(request)
     prefix = f"{APPS_DIR}/{request.app}"
 
     with scratch_repo(request.repo, first_fetch=request.branch) as env:
-        check_yaml(files)  # bad input stops us before anything is pushed
-        app_tree = env.write_folder(request.manifests.resolve())
+        check_folder_yaml(files, request.manifests)  # bad input stops us before any push
+        app_tree = env.write_folder(files)
         if app_tree is None:
             raise BadInput(f"manifests folder {str(request.manifests)!r} holds no files")
         app_entry = Entry.tree(app_tree)
@@ -115,9 +104,11 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
 
         def attempt() -> str | None:
             tip = env.fetch(request.branch)  # the first time: the fetch started early
+            if tip is None:
+                raise missing_branch(request.branch, request.repo)
             base = env.root_tree(tip)
             tree = env.edit_tree(base, prefix, app_entry)
-            if tip is not None and tree == base:
+            if tree == base:
                 attempts.append(False)
                 return tip  # identical content: no commit
             attempts.append(True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,10 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from gitops import scratch
 from gitops.checks import check_image_ref
 from gitops.errors import BadInput
+from gitops.manifests import check_manifest_text
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 DEFAULT_KUBE_VERSION = "1.33.0"
@@ -147,9 +148,10 @@ def render(templates: Path, images: dict[str, str], kube_version: str) -> dict[s
     for path in files:
         name = path.relative_to(templates).as_posix()
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise BadInput(f"{path}: not UTF-8 text") from None
+        check_manifest_text(text, str(path))  # what publish refuses, refused here first
         rendered[name] = rewrite(text, str(path), images, used)
     unused = sorted(set(images) - used)
     if unused:
@@ -172,7 +174,7 @@ def render_to(templates: Path, images: dict[str, str], out: Path,
 
 def atomic_write_dir(target: Path, files: dict[str, str]) -> None:
     """Write files (relative name -> text) into target, which must not exist yet or be empty."""
-    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=target.parent))
+    staging = scratch.make(target.parent)  # a killed run's staging is swept by the next one
     try:
         for name, text in files.items():
             path = staging / name
