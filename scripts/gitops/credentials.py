@@ -82,7 +82,7 @@ def git_token() -> str | None:
 
 def git_timeout() -> float:
     """Seconds one git network command may take (GITOPS_GIT_TIMEOUT)."""
-    return env_seconds(GIT_TIMEOUT_ENV, DEFAULT_GIT_TIMEOUT, 1, MAX_GIT_TIMEOUT)
+    return env_seconds(GIT_TIMEOUT_ENV, DEFAULT_GIT_TIMEOUT, 0.1, MAX_GIT_TIMEOUT)
 
 
 def git_environment(url: str) -> dict[str, str]:

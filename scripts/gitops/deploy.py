@@ -49,6 +49,7 @@ from gitops.cli import log
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.retry import RetryPolicy
 from gitops.settings import env_seconds, whole_seconds
 from gitops.status import freeze_note
 
@@ -82,7 +83,8 @@ class Cluster:
         env = processes.tool_environment({"KUBECONFIG": self.kubeconfig})
         timeout = call_timeout(args)
         try:
-            return processes.run(args, env, timeout, f"{args[0]} {args[1]}",
+            verb = next((a for a in args[1:] if not a.startswith("-")), "")
+            return processes.run(args, env, timeout, f"{args[0]} {verb}",
                                  data=None if stdin is None else stdin.encode())
         except OperationFailed as exc:  # timed out: a failed call like any other
             return 124, "", str(exc)
@@ -304,6 +306,7 @@ def check_request(request: DeliveryRequest) -> None:
     if not 1 <= request.lock_timeout <= MAX_LOCK_TIMEOUT:
         raise BadInput(f"--lock-timeout must be from 1s to {MAX_LOCK_TIMEOUT}s")
     lease_poll()
+    RetryPolicy.from_env()  # promote reads it after the rollout: a bad value must stop us now
 
 
 def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] = Cluster,
