@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up preview test lint typecheck bench loop
+.PHONY: up preview test lint typecheck bench bench-contention loop
 
 $(BIN)/python: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: lint typecheck
 
 bench: $(BIN)/python
 	$(BIN)/python benchmarks/env_repo_latency.py
+
+# 16, 64 and 128 writers publishing to one branch at once (about 5 minutes on 2 cores).
+bench-contention: $(BIN)/python
+	$(BIN)/python benchmarks/contention.py
 
 loop: $(BIN)/python
 	$(BIN)/python examples/local_loop.py
