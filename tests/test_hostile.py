@@ -301,6 +301,24 @@ class TestManifestsFolder:
         modes = git("ls-tree", "-r", result.last_line, "--", "apps/hello", cwd=env_repo.path)
         assert {line.split()[0] for line in modes.splitlines()} == {"100644"}  # no symlinks
 
+    @pytest.mark.parametrize("make,fragment", [
+        (symlink_out_file, "outside the manifests folder"), (symlink_out_dir, "outside"),
+        (symlink_loop, "symlink loop"), (dangling, "dangling symlink"),
+        (fifo, "not a regular file"),
+    ], ids=lambda v: getattr(v, "__name__", None) or str(v)[:12])
+    def test_render_reads_nothing_from_outside(self, tmp_path: Path,
+                                               make: Callable[[Path, Path], None],
+                                               fragment: str) -> None:
+        templates = good_manifests(tmp_path / "t")
+        (templates / "README.md").write_text("notes beside the templates are skipped\n")
+        (templates / ".git").mkdir()
+        make(templates, tmp_path)
+        image = image_ref("hello", DIGEST_B)
+        result = cli("render", "--templates", str(templates), "--image",
+                     f"{image.split('@')[0]}={image}", "--out", str(tmp_path / "out"))
+        assert_bad_input(result, fragment)
+        assert not (tmp_path / "out").exists()
+
     @pytest.mark.parametrize("text,fragment", [
         (BOMB, "alias bomb"), (DUPLICATE_KEYS, "duplicate key 'data'"),
         (DEEP, "nested deeper than"),

@@ -55,13 +55,17 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def collect_files(folder: Path) -> dict[str, Path]:
+def collect_files(folder: Path, skip_others: bool = False, what: str = "manifests folder"
+                  ) -> dict[str, Path]:
     """Tree path -> regular file to read, for every manifest under folder (see the docstring).
 
-    BadInput for anything that is not a regular .yaml/.yml file inside the folder.
+    BadInput for anything that is not a regular .yaml/.yml file inside the folder; with
+    skip_others (render's templates, which may sit beside other files), other names and `.git`
+    folders are skipped, but a .yaml/.yml name that is not a regular file inside the folder,
+    and a symlinked folder that leaves it, are still refused.
     """
     if not folder.is_dir():
-        raise BadInput(f"manifests folder {str(folder)!r} does not exist")
+        raise BadInput(f"{what} {str(folder)!r} does not exist")
     root = os.path.realpath(folder)
     files: dict[str, Path] = {}
     # (real folder to list, its tree path, real folders on the way to it)
@@ -72,8 +76,12 @@ def collect_files(folder: Path) -> dict[str, Path]:
             relative = f"{prefix}{entry.name}"
             shown = f"{folder}/{relative}".encode(errors="surrogateescape").decode(
                 errors="replace")
-            check_name(folder, relative)
             mode = entry.stat(follow_symlinks=False).st_mode
+            if skip_others and (entry.name.lower() == ".git" or not (
+                    entry.name.endswith(MANIFEST_SUFFIXES) or stat.S_ISDIR(mode)
+                    or (stat.S_ISLNK(mode) and os.path.isdir(entry.path)))):
+                continue
+            check_name(folder, relative)
             target = entry.path
             if stat.S_ISLNK(mode):
                 target = os.path.realpath(entry.path)
@@ -99,7 +107,8 @@ def collect_files(folder: Path) -> dict[str, Path]:
                 raise BadInput(f"{shown}: not a regular file (a FIFO, socket or device): "
                                "refused")
     if not files:
-        raise BadInput(f"manifests folder {str(folder)!r} holds no files")
+        raise BadInput(f"{what} {str(folder)!r} holds no "
+                       f"{'.yaml/.yml ' if skip_others else ''}files")
     return files
 
 

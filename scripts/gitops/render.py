@@ -21,9 +21,8 @@ from ruamel.yaml.error import YAMLError
 from gitops import scratch
 from gitops.checks import check_image_ref
 from gitops.errors import BadInput
-from gitops.manifests import check_manifest_text
+from gitops.manifests import check_manifest_text, collect_files
 
-MANIFEST_SUFFIXES = (".yaml", ".yml")
 DEFAULT_KUBE_VERSION = "1.33.0"
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 # Where the pod spec sits in each workload kind.
@@ -137,22 +136,18 @@ def validate(text: str, source: str, images: dict[str, str], kube_version: str) 
 
 
 def render(templates: Path, images: dict[str, str], kube_version: str) -> dict[str, str]:
-    if not templates.is_dir():
-        raise BadInput(f"templates folder {str(templates)!r} does not exist")
-    files = sorted(p for p in templates.rglob("*") if p.is_file() and p.suffix in
-                   MANIFEST_SUFFIXES)
-    if not files:
-        raise BadInput(f"templates folder {str(templates)!r} holds no .yaml/.yml files")
+    # No symlink followed out of the folder, no FIFO read (gitops.manifests).
+    files = collect_files(templates, skip_others=True, what="templates folder")
     used: set[str] = set()
     rendered: dict[str, str] = {}
-    for path in files:
-        name = path.relative_to(templates).as_posix()
+    for name in sorted(files):
+        source = str(templates / name)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = files[name].read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            raise BadInput(f"{path}: not UTF-8 text") from None
-        check_manifest_text(text, str(path))  # what publish refuses, refused here first
-        rendered[name] = rewrite(text, str(path), images, used)
+            raise BadInput(f"{source}: not UTF-8 text") from None
+        check_manifest_text(text, source)  # what publish refuses, refused here first
+        rendered[name] = rewrite(text, source, images, used)
     unused = sorted(set(images) - used)
     if unused:
         raise BadInput(f"no container uses image {unused[0]!r} in {templates}")
