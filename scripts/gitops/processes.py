@@ -61,6 +61,9 @@ def finish(proc: subprocess.Popen[bytes], timeout: float, what: str,
     except subprocess.TimeoutExpired:
         kill_group(proc)
         raise OperationFailed(f"{what} timed out after {timeout:g}s") from None
+    except BaseException:  # interrupted: the child is in its own session, take it down too
+        kill_group(proc)
+        raise
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
