@@ -67,6 +67,9 @@ class GkeClusterArgs:
     pods_range: str
     services_range: str
     api_dependencies: list[pulumi.Resource]
+    # Prefix of the children's names: "" for the stack's cluster (today's names), the cluster's
+    # name for an environment's own cluster, so that two clusters never share a resource name.
+    name_prefix: str = ""
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -79,14 +82,14 @@ class GkeCluster(pulumi.ComponentResource):
 
         # Dedicated node identity with the minimal node role.
         self.node_account = gcp.serviceaccount.Account(
-            "nodes",
+            f"{args.name_prefix}nodes",
             project=args.project,
             account_id=args.node_account_id,
             display_name=f"GKE nodes of {args.name}",
             opts=child,
         )
         self.node_role = gcp.projects.IAMMember(
-            "nodes-default-node-role",
+            f"{args.name_prefix}nodes-default-node-role",
             project=args.project,
             role=NODE_ROLE,
             member=self.node_account.member,
@@ -102,7 +105,7 @@ class GkeCluster(pulumi.ComponentResource):
         release_channel = gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel)
         if args.mode == "autopilot":
             self.cluster = gcp.container.Cluster(
-                "cluster",
+                f"{args.name_prefix}cluster",
                 project=args.project,
                 location=args.location,
                 name=args.name,
@@ -120,7 +123,7 @@ class GkeCluster(pulumi.ComponentResource):
             )
         else:
             self.cluster = gcp.container.Cluster(
-                "cluster",
+                f"{args.name_prefix}cluster",
                 project=args.project,
                 location=args.location,
                 name=args.name,
@@ -145,7 +148,7 @@ class GkeCluster(pulumi.ComponentResource):
                 opts=child,
             )
             self.node_pool = gcp.container.NodePool(
-                "nodes",
+                f"{args.name_prefix}nodes",
                 project=args.project,
                 location=args.location,
                 cluster=self.cluster.name,

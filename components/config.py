@@ -22,7 +22,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.environments import EnvironmentConfig
 
 NAMESPACE = "gitops"
 SOURCE_PROVIDERS = ("github", "csr")
@@ -48,6 +51,11 @@ REPO_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 # Cloud Build trigger names: 1-64 letters, digits and hyphens, alphanumeric at both ends.
 TRIGGER_NAME_MAX = 64
 TRIGGER_PREFIXES = ("ci-", "deliver-")  # trigger names are <prefix><app>
+# Pub/Sub topic ids: 3-255 characters, a letter first, never starting with "goog".
+TOPIC_NAME = re.compile(r"^(?!goog)[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
+# Cron: five fields of digits, *, ranges, steps and lists (Cloud Scheduler's unix-cron).
+CRON = re.compile(r"^([0-9*/,-]+ ){4}[0-9*/,-]+$")
+CRON_EXAMPLE = "'*/30 * * * *'"
 # VPC and subnet names, and secondary range names (RFC 1035 labels).
 NETWORK_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 NETWORK_REF = re.compile(r"^(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(global/networks|regions/"
@@ -71,6 +79,7 @@ class Setting:
 class AppConfig:
     name: str
     repo: str  # GitHub repository name under github_owner, or CSR repository name
+    self_heal: bool | None = None  # None: the stack's gitops:selfHeal
 
 
 DEFAULT_APPS = (AppConfig("hello", "hello"),)
@@ -107,6 +116,17 @@ class StackConfig:
     state_backend: str = ""  # gs://BUCKET or https://api.pulumi.com
     secrets_provider: str = ""  # gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
     pulumi_token_secret: str | None = None
+    # Ordered delivery environments (components/environments.py); parse_config always sets it.
+    environments: tuple[EnvironmentConfig, ...] = ()
+    events_topic: str = "gitops-events"
+    reconcile_schedule: str = "*/30 * * * *"  # "off": no scheduled run
+    self_heal: bool = False
+
+    @property
+    def heal_apps(self) -> tuple[str, ...]:
+        """The apps a reconcile run may heal (each app's selfHeal, else the stack's)."""
+        return tuple(app.name for app in self.apps
+                     if (self.self_heal if app.self_heal is None else app.self_heal))
 
     @property
     def pulumi_cloud(self) -> bool:
@@ -195,6 +215,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:untaggedRetentionDays", "14", "Cleanup policy: untagged image versions "
             "older than this many days are deleted unless kept by gitops:keepImages."),
     Setting("gitops:rolloutTimeout", "300s", "How long a delivery build waits for a rollout."),
+    Setting("gitops:environments", "(one: candidate -> production)", "Ordered delivery "
+            "environments, e.g. staging then production; each an object with name (a DNS label "
+            "of at most 14), and optionally cluster (its own GKE cluster; default "
+            "gitops:clusterName), namespaceSuffix (e.g. -staging, when environments share a "
+            "cluster), approval (true: each delivery build waits for approval) with approvers "
+            "(IAM members), rolloutTimeout (default gitops:rolloutTimeout), candidateBranch "
+            "and productionBranch (default NAME-candidate and NAME-production). Unset: one "
+            "environment with branches candidate and production, exactly as without "
+            "environments. A success in one environment publishes the release to the next "
+            "one's candidate branch. See docs/environments.md."),
     Setting("gitops:iamPropagationSeconds", "120", "How long `pulumi up` waits after creating "
             "IAM grants before using them (Google: typically 2 minutes, sometimes 7 or more)."),
     Setting("gitops:stateBackend", "gs://PROJECT-pulumi-state", "Where this stack's state "
@@ -203,6 +233,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:secretsProvider", "gcpkms://projects/PROJECT/locations/REGION/keyRings/"
             "pulumi/cryptoKeys/state", "The stack's secrets provider with a GCS backend; the "
             "preview identity may decrypt with it, nothing more."),
+    Setting("gitops:eventsTopic", "gitops-events", "Pub/Sub topic (created, with the delivery "
+            "event schema) that receives one JSON message per delivery outcome and drift "
+            "finding; only the delivery and reconcile identities may publish to it."),
+    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler runs the "
+            "reconcile build that compares each app's namespace with production (cron, UTC), "
+            "or off. The reconcile trigger can always be run by hand."),
+    Setting("gitops:selfHeal", "false", "Whether a reconcile run re-applies production (and "
+            "prunes) when it finds drift, for every app; an app overrides it with "
+            '{"name": ..., "selfHeal": true|false} in gitops:apps. Without it drift is only '
+            "reported."),
     Setting("gitops:pulumiTokenSecret", "(required for Pulumi Cloud)", "Secret Manager secret "
             "id holding PULUMI_ACCESS_TOKEN for the preview build."),
 )
@@ -307,9 +347,12 @@ def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
     apps = []
     for index, item in enumerate(raw):
         path = f"{key}[{index}]"
+        heal: bool | None = None
         if isinstance(item, dict):
             name, repo, name_path = item.get("name"), item.get("repo", item.get("name")), \
                 f"{path}.name"
+            if "selfHeal" in item:
+                heal = as_bool(item, problems, "selfHeal", False)
         elif isinstance(item, str):
             name, repo, name_path = item, item, path
         else:
@@ -335,7 +378,7 @@ def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
                          f"digits, '.', '_', '-', at most 100, not starting with '.'): "
                          f"pulumi config set --path '{path}.repo' {name}")
             continue
-        apps.append(AppConfig(name=name, repo=repo))
+        apps.append(AppConfig(name=name, repo=repo, self_heal=heal))
     names = [app.name for app in apps]
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.add(f"config {key} names app {duplicate!r} twice: each app once")
@@ -428,6 +471,18 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         token_secret_id = require(values, problems, "gitops:pulumiTokenSecret",
                                   "pulumi-access-token",
                                   "needed when gitops:stateBackend is Pulumi Cloud")
+    from components.environments import parse_environments
+
+    environments = parse_environments(values.get("gitops:environments"), problems,
+                                      cluster_name, rollout_timeout,
+                                      [app.name for app in apps])
+    events_topic = matching(values, problems, "gitops:eventsTopic", "gitops-events", TOPIC_NAME,
+                            "a Pub/Sub topic name (3-255 letters, digits, -_.~+%, a letter "
+                            "first, not starting with goog)", "gitops-events")
+    schedule = str(values.get("gitops:reconcileSchedule", "*/30 * * * *"))
+    if schedule != "off" and not CRON.match(schedule):
+        problems.add(f"config gitops:reconcileSchedule {schedule!r} is not a cron schedule of "
+                     f"five fields, or off: {fix('gitops:reconcileSchedule', CRON_EXAMPLE)}")
     config = StackConfig(
         project=project,
         region=region,
@@ -460,6 +515,10 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         state_backend=backend,
         secrets_provider=secrets_provider,
         pulumi_token_secret=str(token_secret_id) if token_secret_id else None,
+        environments=environments,
+        events_topic=events_topic,
+        reconcile_schedule=schedule,
+        self_heal=as_bool(values, problems, "gitops:selfHeal", False),
     )
     problems.raise_any()
     return config

@@ -2,9 +2,12 @@
 
     python scripts/publish.py --repo URL --app APP --manifests DIR [--branch candidate]
         [--source-repo R] [--source-commit SHA] [--image REF] [--build-id ID]
+        [--release-for ENV=DIR ...]
 
 `apps/APP/` on the branch becomes exactly DIR, in one commit with provenance trailers;
-identical content makes no commit. Prints the branch tip.
+identical content makes no commit. Prints the branch tip. Each --release-for ENV=DIR adds a
+later environment's rendering of the same release (releases/ENV/APP/, same commit), which a
+success in the previous environment publishes to ENV's candidate branch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gitops.cli import command_parser, run
+from gitops.errors import BadInput
 from gitops.publish import PublishRequest, publish
 
 
@@ -23,11 +27,19 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--source-repo", help="app repository the manifests came from")
     parser.add_argument("--source-commit", help="app commit the manifests came from")
     parser.add_argument("--image", help="image reference with @sha256: digest")
+    parser.add_argument("--release-for", action="append", default=[], metavar="ENV=DIR",
+                        help="a later environment's manifests for this release (repeatable)")
     args = parser.parse_args(argv)
+    release_for = []
+    for item in args.release_for:
+        name, sep, folder = item.partition("=")
+        if not sep or not folder:
+            raise BadInput(f"--release-for {item!r} must be ENV=DIR")
+        release_for.append((name, Path(folder)))
     return publish(PublishRequest(
         repo=args.repo, app=args.app, manifests=args.manifests, branch=args.branch,
         source_repo=args.source_repo, source_commit=args.source_commit, image=args.image,
-        build_id=args.build_id)).commit
+        build_id=args.build_id, release_for=tuple(release_for))).commit
 
 
 if __name__ == "__main__":

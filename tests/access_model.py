@@ -15,7 +15,11 @@ or method found in the scripts without a row here fails the check, so the tables
 from the code silently.
 
 Grants are derived from the resource graph: every IAM member resource, with the resource it is
-granted on, and the delivery Role's rules in each app namespace. Roles are expanded to
+granted on (narrowed by an IAM condition on `resource.name`, the one condition form the program
+uses), and the delivery Role's rules in each app namespace of each cluster (a binding's cluster
+is the one its Kubernetes provider's kubeconfig names). With delivery environments, each
+environment's delivery identity is derived from its own trigger: its cluster (from `_CLUSTER`)
+and namespace (from `_NAMESPACE`). Roles are expanded to
 permissions with Google's role data vendored in tests/data/gcp-roles.json (a snapshot: see
 tests/data/README.md).
 """
@@ -55,14 +59,23 @@ PUSH = ("artifactregistry.repositories.downloadArtifacts",
 
 # kubectl subcommand -> (what it acts on, Kubernetes verbs). "manifests": every kind in the
 # app's manifests; "workloads": those with a rollout; "lease": the delivery Lease.
+# A `get` or `delete` whose first argument is the constant "lease" acts on the Lease; any
+# other acts on the app's objects (drift lists them, a heal deletes leftovers).
 KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
     "apply": ("manifests", ("get", "create", "patch")),  # client-side apply
     "rollout": ("workloads", ("get", "list", "watch")),  # rollout status watches the workload
     "create": ("lease", ("create",)),
-    "get": ("lease", ("get",)),
+    "get lease": ("lease", ("get",)),
     "replace": ("lease", ("update",)),
-    "delete": ("lease", ("delete",)),
+    "delete lease": ("lease", ("delete",)),
+    # A server-side dry-run apply: authorized as the real patch, or create when missing.
+    "diff": ("manifests", ("get", "patch", "create")),
+    "get": ("manifests", ("get", "list")),
+    "delete": ("manifests", ("delete",)),
+    "kustomize": ("nothing", ()),  # render builds overlays locally: no cluster call
 }
+# What a reconcile run does in the namespace of an app it may not heal: compare only.
+COMPARE_ONLY = {"diff", "get"}
 KUBECTL_FLAGS: dict[str, tuple[str, ...]] = {  # flags that need more verbs on the manifests
     "--prune": ("list", "delete"),
     "--server-side": ("patch",),
@@ -81,12 +94,17 @@ KINDS = {
     "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
     "Lease": ("coordination.k8s.io", "leases"),
 }
-# gcloud command -> IAM permission on the project (GKE clusters have no IAM of their own).
+# gcloud command -> IAM permission on the cluster the trigger names (GKE clusters have no IAM of
+# their own: grants are on the project, or narrowed to one cluster by an IAM condition).
 GCLOUD = {("container", "clusters", "get-credentials"): "container.clusters.get"}
+CONDITION_ON_NAME = re.compile(r'^resource\.name == "([^"]+)"$')
 # Google API client method -> (IAM permission, what it acts on).
 API_METHODS = {
     "fetch_read_write_token": ("cloudbuild.repositories.accessReadWriteToken", "token-repo"),
+    "fetch_read_token": ("cloudbuild.repositories.accessReadToken", "token-repo"),
     "run_build_trigger": ("cloudbuild.builds.create", "project"),
+    # A gated environment's delivery reads its own Build (who approved it).
+    "get_build": ("cloudbuild.builds.get", "approval"),
 }
 
 
@@ -110,6 +128,7 @@ class KubeOperation:
     resource: str
     verb: str
     why: str
+    cluster: str = ""  # the cluster's name ("": any cluster of the graph)
 
 
 @dataclass(frozen=True)
@@ -129,7 +148,13 @@ def role_permissions() -> dict[str, frozenset[str]]:
     return {role: frozenset(perms) for role, perms in data["roles"].items()}
 
 
+# Custom roles the program defines (projects/P/roles/X), read from the graph by grants().
+CUSTOM_ROLES: dict[str, frozenset[str]] = {}
+
+
 def permissions_of(role: str) -> frozenset[str]:
+    if role in CUSTOM_ROLES:
+        return CUSTOM_ROLES[role]
     roles = role_permissions()
     if role not in roles:
         raise KeyError(f"{role} is not in {ROLE_DATA.name}: vendor it with "
@@ -158,13 +183,24 @@ def grant_resource(resource: Resource) -> str:
         "gcp:secretmanager/secretIamMember:SecretIamMember":
             lambda: f"projects/{project}/secrets/{i['secretId']}",
         "gcp:serviceaccount/iAMMember:IAMMember": lambda: i["serviceAccountId"],
+        "gcp:pubsub/topicIAMMember:TopicIAMMember":
+            lambda: f"projects/{project}/topics/{i['topic'].rsplit('/', 1)[-1]}",
     }
     if resource.typ not in paths:
         raise KeyError(f"the access model does not know grants of type {resource.typ}")
+    condition = i.get("condition")
+    if condition:
+        match = CONDITION_ON_NAME.match(condition.get("expression", ""))
+        if not match or not match[1].startswith(paths[resource.typ]() + "/"):
+            raise KeyError(f"{resource.name}: the access model does not know the condition "
+                           f"{condition!r}")
+        return match[1]  # the grant applies to that resource only
     return paths[resource.typ]()
 
 
 def grants(graph: Graph) -> list[Grant]:
+    for role in graph.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"):
+        CUSTOM_ROLES[role.outputs["name"]] = frozenset(role.inputs["permissions"])
     return [Grant(r.inputs["member"], r.inputs["role"], grant_resource(r), r.name)
             for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
 
@@ -196,6 +232,7 @@ class ScriptCalls:
     api_methods: set[str]
     pushes: bool
     fetches: bool
+    publishes_events: bool = False  # imports the Pub/Sub publisher
 
 
 def local_module(name: str) -> Path | None:
@@ -262,7 +299,9 @@ def script_calls(script: Path) -> ScriptCalls:
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else \
                     node.func.id if isinstance(node.func, ast.Name) else ""
                 if name == "kubectl" and strings(node.args[:1]):
-                    calls.kubectl.add(strings(node.args[:1])[0])
+                    sub = strings(node.args[:1])[0]
+                    calls.kubectl.add(f"{sub} lease" if strings(node.args[:2])[1:] == ["lease"]
+                                      else sub)
                     calls.kubectl_flags |= {c.split("=")[0] for c in constants(node.args)
                                             if c.split("=")[0] in KUBECTL_FLAGS}
                 elif name in API_METHODS:
@@ -279,6 +318,8 @@ def script_calls(script: Path) -> ScriptCalls:
                     calls.gcloud.add(tuple(w for w in words[1:4] if not w.startswith("-")))
                 elif words[:1] in (["push"], ["git", "push"]):
                     calls.pushes = True
+            elif isinstance(node, ast.ImportFrom) and node.module == "google.cloud.pubsub_v1":
+                calls.publishes_events = True
     return calls
 
 
@@ -368,6 +409,8 @@ def build_operations(member: str, build: dict[str, Any], subs: dict[str, str], w
         for script in SCRIPT_IN_STEP.findall(text):
             repo = re.search(r"--repo=(\S+)", text)
             env["_REPO"] = repo[1] if repo else ""
+            env.update({key: subs[key] for key in ("_CLUSTER", "_CLUSTER_LOCATION")
+                        if key in subs})
             scripts.append((script, env))
         if re.search(r"\bpulumi (preview|up|login)\b", text):
             ops += state_operations(member, config, f"{why}: step {step.get('id')} opens the "
@@ -400,16 +443,26 @@ def script_operations(member: str, script: str, env: dict[str, str], project: st
     calls = script_calls(SCRIPTS / f"{script}.py")
     why = f"{why}: {script}.py"
     ops: list[Operation] = []
+    cluster = f"projects/{project}/locations/{env.get('_CLUSTER_LOCATION')}/clusters/" \
+              f"{env.get('_CLUSTER')}" if env.get("_CLUSTER") else f"projects/{project}"
     for command in calls.gcloud:
-        ops.append(Operation(member, GCLOUD[command], f"projects/{project}",
+        ops.append(Operation(member, GCLOUD[command], cluster,
                              f"{why} runs gcloud {' '.join(command)}"))
     token_repo = env.get("GITOPS_GIT_TOKEN_REPOSITORY", "")
-    for method in calls.api_methods:
+    unused = "fetch_read_write_token" if env.get("GITOPS_GIT_READ_ONLY") == "1" \
+        else "fetch_read_token"  # the step's environment picks the token it asks for
+    for method in calls.api_methods - {unused}:
         permission, target = API_METHODS[method]
         if target == "token-repo" and not token_repo:
             continue  # no linked repository named: the script uses git's own credentials
+        if target == "approval" and env.get("GITOPS_RECORD_APPROVAL") != "true":
+            continue  # not a gated environment: the script does not read its build
         resource = token_repo if target == "token-repo" else f"projects/{project}"
         ops.append(Operation(member, permission, resource, f"{why} calls {method}"))
+    topic = env.get("GITOPS_EVENTS_TOPIC", "")
+    if calls.publishes_events and topic:
+        ops.append(Operation(member, "pubsub.topics.publish", topic,
+                             f"{why} publishes delivery events"))
     csr = csr_repository(env.get("_REPO", ""))
     if csr and calls.fetches:
         ops.append(Operation(member, "source.repos.get", csr, f"{why} fetches {csr}"))
@@ -452,16 +505,53 @@ def operations(graph: Graph, config: Any) -> Derived:
             ops.append(Operation(member, "source.repos.get",
                                  f"projects/{source['projectId']}/repos/{source['repoName']}",
                                  f"{why}: fetch the source"))
+        manual = csr_repository((trigger.inputs.get("sourceToBuild") or {}).get("uri", ""))
+        if manual:  # a manual trigger on CSR: the build's identity fetches the source
+            ops.append(Operation(member, "source.repos.get", manual, f"{why}: fetch the source"))
         for script, env in scripts:
             ops += script_operations(member, script, env, subs["PROJECT_ID"], why)
-            kube += kube_operations(member, script, subs.get("_APP", ""), why)
+            cluster = subs.get("_CLUSTER", "")
+            if "_APP" in subs:  # a delivery: the app's namespace in its environment
+                kube += kube_operations(member, script, subs.get("_NAMESPACE", subs["_APP"]),
+                                        why, cluster=cluster)
+            else:  # a reconcile run: every app, healing only those allowed to
+                heal = set(filter(None, subs.get("_HEAL_APPS", "").split(",")))
+                for app in config.apps:
+                    kube += kube_operations(member, script, app.name, why,
+                                            None if app.name in heal else COMPARE_ONLY,
+                                            cluster=cluster)
         # The deployer creates the trigger, which runs as the trigger's account.
         ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs",
                              trigger.inputs["serviceAccount"], f"create {why}"))
     ops += deployer_commands(graph, config)
+    ops += scheduler_operations(graph, config)
     ops += node_operations(graph, ops)
     ops += connection_operations(graph)
     return Derived(ops, kube)
+
+
+def scheduler_operations(graph: Graph, config: Any) -> list[Operation]:
+    """A Cloud Scheduler job POSTs to a trigger's :run endpoint with its account's OAuth token:
+    the account starts a build (cloudbuild.builds.create) that runs as the trigger's account
+    (actAs); the deployer attaches the account to the job (actAs)."""
+    ops = []
+    for job in graph.of_type("gcp:cloudscheduler/job:Job"):
+        target = job.inputs["httpTarget"]
+        email = target["oauthToken"]["serviceAccountEmail"]
+        member = f"serviceAccount:{email}"
+        match = re.fullmatch(r"https://cloudbuild\.googleapis\.com/v1/projects/([^/]+)/"
+                             r"locations/([^/]+)/triggers/([^/:]+):run", target["uri"])
+        assert match, target["uri"]
+        trigger = next(t for t in graph.of_type("gcp:cloudbuild/trigger:Trigger")
+                       if t.outputs.get("triggerId") == match[3])
+        why = f"scheduler job {job.name} runs trigger {trigger.name}"
+        ops += [Operation(member, "cloudbuild.builds.create", f"projects/{match[1]}", why),
+                Operation(member, "iam.serviceAccounts.actAs",
+                          trigger.inputs["serviceAccount"], why),
+                Operation(deployer_member(config), "iam.serviceAccounts.actAs",
+                          f"projects/{job.inputs['project']}/serviceAccounts/{email}",
+                          f"create scheduler job {job.name}")]
+    return ops
 
 
 def connection_operations(graph: Graph) -> list[Operation]:
@@ -482,17 +572,20 @@ NODE_PERMISSIONS = ("logging.logEntries.create", "monitoring.metricDescriptors.c
 
 
 def node_operations(graph: Graph, ops: list[Operation]) -> list[Operation]:
-    """The cluster's nodes pull what CI pushes (the images the Deployments run) and report."""
-    cluster = graph.one("gcp:container/cluster:Cluster")
-    nodes = next(a for a in graph.of_type("gcp:serviceaccount/account:Account")
-                 if a.name == "nodes")
-    member = f"serviceAccount:{nodes.outputs['email']}"
+    """Every cluster's nodes pull what CI pushes (the images the Deployments run) and report."""
     pushed = {op.resource for op in ops if op.permission ==
               "artifactregistry.repositories.uploadArtifacts" and "trigger ci-" in op.why}
-    out = [Operation(member, p, f"projects/{cluster.inputs['project']}", "GKE nodes")
-           for p in NODE_PERMISSIONS]
-    out += [Operation(member, PULL[0], repository, "nodes pull the app images CI pushes")
-            for repository in sorted(pushed)]
+    out = []
+    for cluster in graph.of_type("gcp:container/cluster:Cluster"):
+        # The stack's cluster's account is `nodes`; an environment's own cluster's `C-nodes`.
+        prefix = cluster.name.removesuffix("cluster")
+        nodes = next(a for a in graph.of_type("gcp:serviceaccount/account:Account")
+                     if a.name == f"{prefix}nodes")
+        member = f"serviceAccount:{nodes.outputs['email']}"
+        out += [Operation(member, p, f"projects/{cluster.inputs['project']}", "GKE nodes")
+                for p in NODE_PERMISSIONS]
+        out += [Operation(member, PULL[0], repository, "nodes pull the app images CI pushes")
+                for repository in sorted(pushed)]
     return out
 
 
@@ -537,15 +630,17 @@ def manifest_kinds() -> list[str]:
     return kinds
 
 
-def kube_operations(member: str, script: str, app: str, why: str) -> list[KubeOperation]:
-    """Kubernetes verbs the script's kubectl calls need in the app's namespace."""
+def kube_operations(member: str, script: str, app: str, why: str,
+                    only: set[str] | None = None, cluster: str = "") -> list[KubeOperation]:
+    """Kubernetes verbs the script's kubectl calls need in the app's namespace (app: its name;
+    only: just these subcommands; cluster: the cluster's name)."""
     calls = script_calls(SCRIPTS / f"{script}.py")
     user = member.split(":", 1)[1]
     kinds = manifest_kinds()
     targets = {"manifests": kinds, "workloads": [k for k in kinds if k in ROLLOUT_KINDS],
-               "lease": ["Lease"]}
+               "lease": ["Lease"], "nothing": []}
     out = []
-    for sub in sorted(calls.kubectl):
+    for sub in sorted(calls.kubectl if only is None else calls.kubectl & only):
         target, verbs = KUBECTL[sub]
         if target == "manifests":
             verbs = tuple(sorted({*verbs, *(v for flag in calls.kubectl_flags
@@ -553,22 +648,43 @@ def kube_operations(member: str, script: str, app: str, why: str) -> list[KubeOp
         for kind in targets[target]:
             group, resource = KINDS[kind]
             out += [KubeOperation(user, app, group, resource, verb,
-                                  f"{why}: {script}.py kubectl {sub} ({kind})") for verb in verbs]
+                                  f"{why}: {script}.py kubectl {sub} ({kind})", cluster)
+                    for verb in verbs]
     return out
 
 
 def rbac_allows(graph: Graph, op: KubeOperation) -> bool:
     """Whether a RoleBinding in op's namespace binds op's user to a Role allowing op."""
-    roles = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r
-             for r in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")}
+    roles = graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
     for binding in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"):
         namespace = binding.inputs["metadata"]["namespace"]
+        if op.cluster and cluster_of(graph, binding) != op.cluster:
+            continue
         if namespace != op.namespace or not any(
                 s["kind"] == "User" and s["name"] == op.user for s in binding.inputs["subjects"]):
             continue
-        role = roles.get((namespace, binding.inputs["roleRef"]["name"]))
+        # The Role of that name in the same namespace of the same cluster (provider).
+        role = next((r for r in roles
+                     if (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]) ==
+                     (namespace, binding.inputs["roleRef"]["name"])
+                     and r.provider == binding.provider), None)
         for rule in (role.inputs["rules"] if role else []):
             if op.group in rule["apiGroups"] and op.resource in rule["resources"] and \
                     (op.verb in rule["verbs"] or "*" in rule["verbs"]):
                 return True
     return False
+
+
+def cluster_of(graph: Graph, resource: Resource) -> str:
+    """The cluster an in-cluster resource lives in: its provider's kubeconfig context."""
+    provider_urn = resource.provider.rsplit("::", 1)[0]
+    provider = graph.by_urn(provider_urn)
+    kubeconfig = provider.inputs["kubeconfig"]
+    return kubeconfig_cluster(kubeconfig["value"] if isinstance(kubeconfig, dict)
+                              else kubeconfig)
+
+
+@cache
+def kubeconfig_cluster(text: str) -> str:
+    """The GKE cluster a kubeconfig's current context names (`gke_<name>`)."""
+    return str(yaml.safe_load(text)["current-context"]).removeprefix("gke_")

@@ -135,6 +135,16 @@ class RecordingMocks(Mocks):
             trigger_id = f"{abs(hash(name)) % 10**8:08d}-5c1e-4f7a-9b2d-3e8f0a6c4d21"
             return (f"projects/{project}/locations/{location}/triggers/{trigger_id}",
                     {"triggerId": trigger_id})
+        if typ == "gcp:pubsub/schema:Schema":
+            return f"projects/{project}/schemas/{inputs['name']}", {}
+        if typ == "gcp:pubsub/topic:Topic":
+            return f"projects/{project}/topics/{inputs['name']}", {}
+        if typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+            role = f"projects/{project}/roles/{inputs['roleId']}"
+            return role, {"name": role}
+        if typ == "gcp:cloudscheduler/job:Job":
+            return (f"projects/{project}/locations/{inputs['region']}/jobs/{inputs['name']}",
+                    {})
         if typ == "command:local:Command":
             return f"{name}-cmd", {"stdout": "created candidate\ncreated production"}
         if typ.startswith("kubernetes:"):
@@ -194,10 +204,26 @@ CONFIGS = {
 }
 
 
+# Delivery environments: staging on the stack's cluster (namespace suffix), qa and production on
+# their own clusters, production behind an approval gate.
+APPROVERS = ["group:release-managers@acme.example", "user:cto@acme.example"]
+ENVIRONMENT_CONFIGS = {
+    "three-environments": base_config(**{
+        "gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"}],
+        "gitops:environments": [
+            {"name": "staging", "namespaceSuffix": "-staging", "rolloutTimeout": "120s"},
+            {"name": "qa", "cluster": "gitops-qa"},
+            {"name": "production", "cluster": "gitops-prod", "approval": True,
+             "approvers": APPROVERS, "rolloutTimeout": "600s"},
+        ]}),
+}
+
+
 @cache
 def program_graph(kind: str, stack: str = "dev") -> Graph:
-    """The graph of one of CONFIGS, run once per test session and shared by every module."""
-    return run_program(CONFIGS[kind], stack=stack)
+    """The graph of one of CONFIGS (or ENVIRONMENT_CONFIGS), run once per test session."""
+    return run_program(CONFIGS[kind] if kind in CONFIGS else ENVIRONMENT_CONFIGS[kind],
+                       stack=stack)
 
 
 def pipeline_of(trigger: Resource) -> dict[str, Any]:

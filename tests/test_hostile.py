@@ -37,7 +37,7 @@ from conftest import (
     run_script,
     write_manifests,
 )
-from gitops import credentials, deploy, processes, scratch
+from gitops import cluster, credentials, processes, scratch
 from gitops.checks import check_remote, check_trailer_value
 from gitops.deploy import Cluster, DeliveryRequest, deliver
 from gitops.envrepo import scratch_repo
@@ -51,17 +51,11 @@ TOKEN = "ghp_H0st1leT0kenValue0123456789abcdef"
 LINE_BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 CONTROLS = ["\x00", "\t", "\x1b", "\u202e", "\u200b", "\ufeff"]
 
-BOMB = """\
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: bomb}
-data:
-  a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]
-  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
-  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
-  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
-  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
-"""
+# 38 nodes as written, 9**7 (4.8 million) once its aliases are expanded.
+BOMB = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n" \
+    '  a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n' + "".join(
+        f"  {name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+        for previous, name in zip("abcdef", "bcdefg", strict=True))
 DUPLICATE_KEYS = """\
 apiVersion: v1
 kind: ConfigMap
@@ -271,10 +265,10 @@ class TestManifestsFolder:
         (non_utf8_name, "not UTF-8"),
         (newline_name, "control character"),
         (non_utf8_text, "not UTF-8"),
-        (file_named("bomb.yaml", BOMB), "alias bomb"),
+        (file_named("bomb.yaml", BOMB), "excessive aliasing"),
         (file_named("twice.yaml", DUPLICATE_KEYS), "duplicate key 'data'"),
         (file_named("deep.yaml", DEEP), "nested deeper than"),
-        (file_named("self.yaml", "a: &a [*a]\n"), "alias refers to a node that holds it"),
+        (file_named("self.yaml", "a: &a [*a]\n"), "refers to a collection that contains it"),
     ], ids=lambda v: getattr(v, "__name__", None) or str(v)[:12])
     def test_refused(self, shared: tuple[EnvRepoOnDisk, str, Path], tmp_path: Path,
                      make: Callable[[Path, Path], None], fragment: str) -> None:
@@ -302,8 +296,9 @@ class TestManifestsFolder:
         assert {line.split()[0] for line in modes.splitlines()} == {"100644"}  # no symlinks
 
     @pytest.mark.parametrize("make,fragment", [
-        (symlink_out_file, "outside the manifests folder"), (symlink_out_dir, "outside"),
-        (symlink_loop, "symlink loop"), (dangling, "dangling symlink"),
+        (symlink_out_file, "symlink leading out of the templates folder"),
+        (symlink_out_dir, "symlink leading out of the templates folder"),
+        (symlink_loop, "symlink to a folder"), (dangling, "not a regular file"),
         (fifo, "not a regular file"),
     ], ids=lambda v: getattr(v, "__name__", None) or str(v)[:12])
     def test_render_reads_nothing_from_outside(self, tmp_path: Path,
@@ -314,20 +309,20 @@ class TestManifestsFolder:
         (templates / ".git").mkdir()
         make(templates, tmp_path)
         image = image_ref("hello", DIGEST_B)
-        result = cli("render", "--templates", str(templates), "--image",
+        result = cli("render", "--templates", str(templates), "--app", "hello", "--image",
                      f"{image.split('@')[0]}={image}", "--out", str(tmp_path / "out"))
         assert_bad_input(result, fragment)
         assert not (tmp_path / "out").exists()
 
     @pytest.mark.parametrize("text,fragment", [
-        (BOMB, "alias bomb"), (DUPLICATE_KEYS, "duplicate key 'data'"),
+        (BOMB, "excessive aliasing"), (DUPLICATE_KEYS, "duplicate key 'data'"),
         (DEEP, "nested deeper than"),
     ])
     def test_render_refuses_the_same_yaml(self, tmp_path: Path, text: str,
                                           fragment: str) -> None:
         templates = good_manifests(tmp_path / "t")
         (templates / "extra.yaml").write_text(text)
-        result = cli("render", "--templates", str(templates), "--image",
+        result = cli("render", "--templates", str(templates), "--app", "hello", "--image",
                      f"{image_ref('hello', DIGEST_B).split('@')[0]}={image_ref('hello', DIGEST_B)}",
                      "--out", str(tmp_path / "out"))
         assert_bad_input(result, fragment)
@@ -498,7 +493,7 @@ class TestChildEnvironment:
             assert seen["PATH"].startswith(str(bin_dir))
             allowed = {"KUBECONFIG", "LC_ALL", *processes.TOOL_ENV_KEYS,
                        "PWD", "SHLVL", "_"}  # the last three: the shell's own
-            assert {k for k in seen if not k.startswith("CLOUDSDK_")} <= allowed
+            assert {k for k in seen if not k.startswith(processes.TOOL_ENV_PREFIXES)} <= allowed
 
     def test_git(self, env_repo: EnvRepoOnDisk, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(credentials.TOKEN_ENV, TOKEN)
@@ -566,7 +561,7 @@ class TestTimeouts:
                                          "wait\n")
         (bin_dir / "kubectl").chmod(0o755)
         monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-        monkeypatch.setattr(deploy, "CALL_TIMEOUT", 0.5)
+        monkeypatch.setattr(cluster, "CALL_TIMEOUT", 0.5)
         code, _, err = Cluster("kc").kubectl("apply", "--filename=x")
         assert (code, err) == (124, "kubectl apply timed out after 0.5s")
         child = Path(f"/proc/{(tmp_path / 'child').read_text().strip()}/stat")

@@ -42,6 +42,9 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                  "help": "branch this command writes (repeatable)"}),
     "build-id": (("--build-id",), {"help": "id of the build making the change (a trailer)"}),
     "json": (("--json",), {"action": "store_true", "help": "print JSON instead of a table"}),
+    "environment": (("--environment",), {
+        "metavar": "NAME", "help": "delivery environment (default: the last one the env repo "
+                                   "records, e.g. production), whose branches are used"}),
 }
 
 

@@ -13,30 +13,36 @@ run one at a time and production's tip is always what the cluster last applied s
    push refused or timing out) is treated like a failed rollout: production's tree is
    re-applied and the build fails, saying loudly what happened and what the cluster runs.
 
+With environments (docs/environments.md) each environment's delivery uses its own branches and
+namespace; after a promotion (not a rollback) the same release is published to the next
+environment's candidate branch (`gitops.chain`), still under the Lease, so releases reach the
+next environment in the order this one promoted them. In a gated environment the build first
+reads who approved it (`gitops.approval`) and the production commit records it
+(`Approved-By:`).
+
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
 the source branch) is not deployed: the build says so and succeeds.
 
-Cluster access goes through one small boundary (`Cluster`), which the tests replace. Without a
+Cluster access goes through one small boundary (`gitops.cluster`: `Cluster`, the Lease, apply
+and wait), which the tests replace and which heals (gitops.drift) share. Without a
 cluster (GITOPS_NO_CLUSTER=1, used by the local loop) the manifests are validated only, and the
-output says so plainly. kubectl and gcloud get an allowlisted environment (no git token), and
-each call a deadline: a rollout wait its own timeout plus a minute, any other call 5 minutes.
+output says so plainly. Every setting is checked before anything runs, the retry deadline that
+the promotion after the rollout reads included.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
-from gitops import processes, scratch
+from gitops import events, scratch
+from gitops.approval import ApprovalReader, CloudBuildApprovals
+from gitops.chain import ChainRequest, publish_to_next
 from gitops.checks import (
     check_app,
     check_branch,
@@ -46,183 +52,34 @@ from gitops.checks import (
     check_trailer_value,
 )
 from gitops.cli import log
+from gitops.cluster import (  # noqa: F401 - the cluster boundary, re-exported for callers
+    LEASE_NAME,
+    LEASE_POLL_ENV,
+    ROLLOUT_KINDS,
+    Clock,
+    Cluster,
+    acquire_lease,
+    apply_and_wait,
+    lease_expired,
+    lease_manifest,
+    lease_poll,
+    release_lease,
+    workloads,
+)
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed, one_line
-from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.promote import Kind, PromoteRequest, promote, promoted_from
 from gitops.retry import RetryPolicy
-from gitops.settings import env_seconds, whole_seconds
+from gitops.settings import whole_seconds
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
 PROMOTED_DIR = ".gitops/promoted"
-LEASE_NAME = "gitops-delivery"
-ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 NO_CLUSTER_ENV = "GITOPS_NO_CLUSTER"
 KUBECONFIG_ENV = "GITOPS_KUBECONFIG"
-LEASE_POLL_ENV = "GITOPS_LEASE_POLL"  # seconds between attempts on a held Lease
-DEFAULT_LEASE_POLL = 5.0
-MAX_LEASE_POLL = 300.0
 # Cloud Build's longest build is 24 h; delivery needs lock wait + apply + revert within it.
 MAX_ROLLOUT_TIMEOUT = 21_450
 MAX_LOCK_TIMEOUT = 86_400
-CALL_TIMEOUT = 300.0  # seconds for a kubectl or gcloud call other than a rollout wait
-ROLLOUT_GRACE = 60.0  # beyond a rollout wait's own --timeout
-
-Clock = Callable[[], float]
-
-
-@dataclass
-class Cluster:
-    """The only place that runs kubectl or gcloud. Tests replace `run`."""
-
-    kubeconfig: str
-    calls: list[list[str]] = field(default_factory=list)
-
-    def run(self, args: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
-        """Exit code, stdout, stderr; a call past its deadline is killed and fails (124)."""
-        env = processes.tool_environment({"KUBECONFIG": self.kubeconfig})
-        timeout = call_timeout(args)
-        try:
-            verb = next((a for a in args[1:] if not a.startswith("-")), "")
-            return processes.run(args, env, timeout, f"{args[0]} {verb}",
-                                 data=None if stdin is None else stdin.encode())
-        except OperationFailed as exc:  # timed out: a failed call like any other
-            return 124, "", str(exc)
-        except OSError as exc:  # not installed, not executable
-            return 127, "", f"cannot run {args[0]}: {exc.strerror}"
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        return self.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], stdin)
-
-    def get_credentials(self, project: str, cluster: str, location: str) -> None:
-        code, _, err = self.run(["gcloud", "container", "clusters", "get-credentials", cluster,
-                                 f"--location={location}", f"--project={project}"])
-        if code != 0:
-            raise OperationFailed(f"cannot get credentials for cluster {cluster}: "
-                                  f"{' '.join(err.split())}")
-
-
-def call_timeout(args: Sequence[str]) -> float:
-    """A rollout wait's own --timeout plus a grace period; CALL_TIMEOUT for any other call."""
-    for arg in args:
-        if arg.startswith("--timeout=") and arg.endswith("s") and arg[10:-1].isdigit():
-            return int(arg[10:-1]) + ROLLOUT_GRACE
-    return CALL_TIMEOUT
-
-
-def lease_poll() -> float:
-    """Seconds between attempts on a Lease another build holds (GITOPS_LEASE_POLL)."""
-    return env_seconds(LEASE_POLL_ENV, DEFAULT_LEASE_POLL, 0.01, MAX_LEASE_POLL)
-
-
-# --- the Lease: one delivery per app at a time ------------------------------------------------
-
-
-def lease_manifest(app: str, holder: str, seconds: int, resource_version: str | None) -> str:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    metadata: dict[str, str] = {"name": LEASE_NAME, "namespace": app}
-    if resource_version:
-        metadata["resourceVersion"] = resource_version
-    return json.dumps({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
-        "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
-                 "acquireTime": now, "renewTime": now},
-    })
-
-
-def lease_expired(spec: dict[str, Any], now: float) -> bool:
-    renewed = spec.get("renewTime") or spec.get("acquireTime")
-    if not spec.get("holderIdentity") or not renewed:
-        return True
-    stamp = datetime.strptime(str(renewed).replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
-    return stamp.timestamp() + int(spec.get("leaseDurationSeconds", 0)) < now
-
-
-def acquire_lease(cluster: Cluster, app: str, holder: str, seconds: int, wait: float,
-                  poll: float | None = None) -> None:
-    """Create the Lease, or take it over once expired; wait while another build holds it."""
-    deadline = time.monotonic() + wait
-    poll = poll if poll is not None else lease_poll()
-    while True:
-        code, _, err = cluster.kubectl("create", "-f", "-",
-                                       stdin=lease_manifest(app, holder, seconds, None))
-        if code == 0:
-            return
-        if "AlreadyExists" not in err:
-            raise OperationFailed(f"cannot create Lease {app}/{LEASE_NAME}: "
-                                  f"{' '.join(err.split())}")
-        code, out, err = cluster.kubectl("get", "lease", LEASE_NAME, f"--namespace={app}",
-                                         "--output=json")
-        if code == 0:
-            lease = json.loads(out)
-            spec = lease.get("spec", {})
-            if spec.get("holderIdentity") == holder:
-                return
-            if lease_expired(spec, time.time()):
-                # resourceVersion makes the takeover fail if someone else took it first.
-                version = lease["metadata"]["resourceVersion"]
-                code, _, _ = cluster.kubectl(
-                    "replace", "-f", "-",
-                    stdin=lease_manifest(app, holder, seconds, version))
-                if code == 0:
-                    return
-            holder_now = spec.get("holderIdentity", "?")
-        else:
-            holder_now = "?"
-        if time.monotonic() >= deadline:
-            raise OperationFailed(f"delivery of {app} is locked by build {holder_now}; "
-                                  f"waited {int(wait)}s")
-        log(f"waiting: build {holder_now} is delivering {app}")
-        time.sleep(poll)
-
-
-def release_lease(cluster: Cluster, app: str, holder: str) -> None:
-    code, out, _ = cluster.kubectl("get", "lease", LEASE_NAME, f"--namespace={app}",
-                                   "--output=json")
-    if code == 0 and json.loads(out).get("spec", {}).get("holderIdentity") == holder:
-        cluster.kubectl("delete", "lease", LEASE_NAME, f"--namespace={app}",
-                        "--ignore-not-found")
-
-
-# --- manifests --------------------------------------------------------------------------------
-
-
-def workloads(folder: Path) -> list[tuple[str, str]]:
-    """(kind, name) of every workload with a rollout, in file order."""
-    import yaml
-
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in (".yaml", ".yml"):
-            continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") in ROLLOUT_KINDS:
-                found.append((str(doc["kind"]), str(doc["metadata"]["name"])))
-    return found
-
-
-def apply_and_wait(cluster: Cluster, app: str, folder: Path, timeout: int,
-                   clock: Clock = time.monotonic) -> str | None:
-    """Apply the folder to namespace app, wait for every rollout; the failure, or None.
-
-    All rollouts share one deadline: each waits only for what remains of the timeout.
-    """
-    code, out, err = cluster.kubectl("apply", f"--namespace={app}", "--recursive",
-                                     f"--filename={folder}")
-    if code != 0:
-        return f"apply failed: {' '.join(err.split())}"
-    for line in out.splitlines():
-        log(f"  {line}")
-    deadline = clock() + timeout
-    for kind, name in workloads(folder):
-        remaining = max(1, math.ceil(deadline - clock()))
-        code, _, err = cluster.kubectl("rollout", "status", f"{kind.lower()}/{name}",
-                                       f"--namespace={app}", f"--timeout={remaining}s")
-        if code != 0:
-            return f"rollout of {kind.lower()}/{name} failed: {' '.join(err.split())}"
-        log(f"  {kind.lower()}/{name} rolled out")
-    return None
-
 
 def validate_only(folder: Path) -> None:
     from gitops.render import DEFAULT_KUBE_VERSION, validate
@@ -240,6 +97,7 @@ class Outcome(Enum):
     VALIDATED = "validated"  # no cluster: validated only, then recorded on the target
     STALE = "stale"  # a newer delivery already won: nothing applied
     FROZEN = "frozen"  # the app is frozen: nothing applied
+    FAILED = "failed"  # the rollout failed, production's manifests re-applied (then raised)
 
 
 @dataclass(frozen=True)
@@ -255,12 +113,28 @@ class DeliveryRequest:
     project: str | None = None
     cluster: str | None = None
     location: str | None = None
+    namespace: str | None = None  # default: the app's name
+    environment: str = "production"
+    next_environment: str | None = None  # where a promotion goes on (None: last environment)
+    next_candidate: str | None = None  # that environment's candidate branch
+    region: str | None = None  # of this build (reading its approval)
+    record_approval: bool = False  # gated environment: record who approved this build
+
+    @property
+    def app_namespace(self) -> str:
+        return self.namespace or self.app
+
+
+class Unrecorded(OperationFailed):
+    """The target branch did not take a commit (its reason); raised by the promotion only."""
 
 
 @dataclass(frozen=True)
 class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
     outcome: Outcome
+    rollback: bool = False  # the target recorded it as a Rollback
+    next_commit: str | None = None  # the next environment's candidate tip, when it got one
 
 
 def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> str | None:
@@ -299,6 +173,17 @@ def check_request(request: DeliveryRequest) -> None:
     check_branch(request.source)
     check_branch(request.target)
     check_trailer_value("--build-id", request.build_id)
+    check_app(request.app_namespace)
+    check_app(request.environment)
+    if bool(request.next_environment) != bool(request.next_candidate):
+        raise BadInput("--next-environment and --next-candidate go together")
+    if request.next_environment and request.next_candidate:
+        check_app(request.next_environment)
+        check_branch(request.next_candidate)
+        if request.next_candidate in (request.source, request.target):
+            raise BadInput("--next-candidate must be the next environment's own branch")
+    if request.record_approval and not (request.project and request.region):
+        raise BadInput("--project and --region are required to read this build's approval")
     if request.project and request.cluster and request.location:
         check_gcloud_names(request.project, request.cluster, request.location)
     if not 1 <= request.timeout <= MAX_ROLLOUT_TIMEOUT:
@@ -310,21 +195,56 @@ def check_request(request: DeliveryRequest) -> None:
 
 
 def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] = Cluster,
-            clock: Clock = time.monotonic) -> DeployResult:
+            clock: Clock = time.monotonic,
+            approvals: ApprovalReader | None = None) -> DeployResult:
     """Apply, verify and promote one candidate commit of one app (see the module docstring)."""
     check_request(request)
     app, commit, source, target = request.app, request.commit, request.source, request.target
+    namespace = request.app_namespace
     no_cluster = os.environ.get(NO_CLUSTER_ENV) == "1"
     kubeconfig = os.environ.get(KUBECONFIG_ENV)
     if not no_cluster and not kubeconfig and not (request.project and request.cluster and
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
+    approved_by = None
+    if request.record_approval:  # before anything changes: a gated build must be approved
+        assert request.project and request.region  # checked above
+        approved_by = (approvals or CloudBuildApprovals()).approver(
+            request.project, request.region, request.build_id)
+        log(f"approved by {approved_by}")
+
+    def told(kind: events.Kind, result: DeployResult, summary: str,
+             detail: str = "") -> DeployResult:
+        """Announce the outcome as an event (which never fails the delivery), pass it on."""
+        events.announce(kind, env, app, commit, target, request.build_id, result.commit,
+                        summary, detail)
+        return result
 
     def promoted(outcome: Outcome) -> DeployResult:
-        result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
-                                        source=source, target=target,
-                                        build_id=request.build_id))
-        return DeployResult(result.commit, outcome)
+        try:
+            result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
+                                            source=source, target=target,
+                                            build_id=request.build_id,
+                                            approved_by=approved_by))
+        except (OperationFailed, BadInput) as exc:  # the target did not record the commit
+            raise Unrecorded(one_line(str(exc))) from None
+        rollback = result.kind is Kind.ROLLBACK
+        announced = told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
+                         DeployResult(result.commit, outcome, rollback),
+                         f"{app}: {'rolled back to' if rollback else 'promoted'} "
+                         f"{commit[:12]} on {target}",
+                         "validated only, not applied (no cluster)"
+                         if outcome is Outcome.VALIDATED else "")
+        if rollback or not (request.next_environment and request.next_candidate):
+            return announced
+        chained = publish_to_next(ChainRequest(
+            repo=request.repo, app=app, commit=commit, source=source,
+            environment=request.environment, production_commit=result.commit,
+            next_environment=request.next_environment, next_branch=request.next_candidate,
+            build_id=request.build_id))
+        log(f"{'published' if chained.created else 'already on'} {request.next_candidate} "
+            f"for environment {request.next_environment}: {chained.commit[:12]}")
+        return replace(announced, next_commit=chained.commit)
 
     with scratch_repo(request.repo) as env, scratch.folder() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
@@ -339,14 +259,18 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if note is not None:
             log(f"{app} is frozen ({note.strip() or 'no reason given'}): "
                 f"{commit[:12]} is recorded on {source} but not deployed")
-            return DeployResult(env.tip(target) or commit, Outcome.FROZEN)
+            return told(events.Kind.HELD_BY_FREEZE,
+                        DeployResult(env.tip(target) or commit, Outcome.FROZEN),
+                        f"{app} is frozen: {commit[:12]} is recorded, not deployed",
+                        note.strip())
         candidate = Path(work) / "candidate"
         env.materialize(entry.sha, candidate)
 
         if no_cluster:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
-                return skipped
+                return told(events.Kind.SKIPPED_STALE, skipped,
+                            f"{app}: {commit[:12]} skipped, a newer delivery already won")
             validate_only(candidate)
             log(f"NO CLUSTER: {app} manifests at {commit[:12]} validated only, NOT applied "
                 f"({NO_CLUSTER_ENV}=1); promoting to simulate a successful delivery")
@@ -356,49 +280,68 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if not kubeconfig:
             assert request.project and request.cluster and request.location  # checked above
             cluster.get_credentials(request.project, request.cluster, request.location)
-        acquire_lease(cluster, app, request.build_id, 2 * request.timeout + 300,
+        acquire_lease(cluster, namespace, request.build_id, 2 * request.timeout + 300,
                       request.lock_timeout)
         try:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
-                return skipped
-            log(f"applying {app} at {commit[:12]}")
-            failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
+                return told(events.Kind.SKIPPED_STALE, skipped,
+                            f"{app}: {commit[:12]} skipped, a newer delivery already won")
+            log(f"applying {app} at {commit[:12]} to namespace {namespace}")
+            failure = apply_and_wait(cluster, namespace, candidate, request.timeout, clock)
             if failure is None:
                 try:
                     return promoted(Outcome.PROMOTED)
-                except (OperationFailed, BadInput) as exc:
-                    reason = one_line(str(exc))
+                except Unrecorded as exc:  # rolled out, but the target did not record it
+                    unrecorded = str(exc)
                 log(f"ERROR: {app} at {commit[:12]} rolled out, but {target} did not record "
-                    f"it ({reason}); re-applying what {target} holds")
-                after = revert(env, cluster, app, target, Path(work) / "production",
-                               request.timeout, clock)
+                    f"it ({unrecorded}); re-applying what {target} holds")
+                reverted = revert(env, cluster, app, target, Path(work) / "production",
+                                  request.timeout, clock, namespace)
+                after = after_revert(env, app, target, reverted)
+                told(events.Kind.FAILED_AND_REVERTED,
+                     DeployResult(env.tip(target) or "", Outcome.FAILED),
+                     f"{app}: {commit[:12]} rolled out but {target} did not record it",
+                     f"{unrecorded}; {after}")
                 raise OperationFailed(f"{app} at {commit[:12]} rolled out but could not be "
-                                      f"recorded on {target} ({reason}); {after}")
-            after = revert(env, cluster, app, target, Path(work) / "production",
-                           request.timeout, clock)
-            raise OperationFailed(f"{app} at {commit[:12]}: {failure}; {after}")
+                                      f"recorded on {target} ({unrecorded}); {after}")
+            reverted = revert(env, cluster, app, target, Path(work) / "production",
+                              request.timeout, clock, namespace)
+            told(events.Kind.FAILED_AND_REVERTED,
+                 DeployResult(env.tip(target) or "", Outcome.FAILED),
+                 f"{app}: {commit[:12]} failed on {target}, production's version re-applied",
+                 failure + (f"; revert: {reverted}" if reverted else ""))
+            raise OperationFailed(f"{app} at {commit[:12]}: {failure}; "
+                                  f"{after_revert(env, app, target, reverted)}")
         finally:
-            release_lease(cluster, app, request.build_id)
+            release_lease(cluster, namespace, request.build_id)
 
 
 def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
-           timeout: int, clock: Clock = time.monotonic) -> str:
-    """Re-apply what production holds for app, so cluster and production agree again.
-
-    Returns what the cluster runs afterwards, for the build's error line.
-    """
+           timeout: int, clock: Clock = time.monotonic,
+           namespace: str | None = None) -> str | None:
+    """Re-apply what production holds for app (in namespace, default the app's), so cluster
+    and production agree again; the revert's own failure, or None."""
     tip = env.fetch(target)
     entry = env.lookup(tip, f"{APPS_DIR}/{app}")
     if entry is None or tip is None:
         log(f"revert: {target} holds nothing for {app} yet; nothing to re-apply")
-        return (f"{target} holds nothing for {app} yet, so nothing was re-applied: "
-                "THE CLUSTER STILL RUNS THIS COMMIT")
+        return None
     env.materialize(entry.sha, folder)
     log(f"revert: re-applying {app} from {target} {tip[:12]}")
-    failure = apply_and_wait(cluster, app, folder, timeout, clock)
+    failure = apply_and_wait(cluster, namespace or app, folder, timeout, clock)
     if failure:
         log(f"revert: {failure}")
+    return failure
+
+
+def after_revert(env: EnvRepo, app: str, target: str, failure: str | None) -> str:
+    """What the cluster runs after `revert` (which returned failure), for the error line."""
+    tip = env.tip(target)
+    if tip is None or env.lookup(tip, f"{APPS_DIR}/{app}") is None:
+        return (f"{target} holds nothing for {app} yet, so nothing was re-applied: "
+                "THE CLUSTER STILL RUNS THIS COMMIT")
+    if failure:
         return (f"re-applying {target} {tip[:12]} FAILED too ({failure}): THE CLUSTER AND "
                 f"{target.upper()} DISAGREE")
     return f"re-applied {target} {tip[:12]}: the cluster runs what {target} holds again"

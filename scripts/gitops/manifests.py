@@ -1,7 +1,4 @@
-"""What a manifests folder may hold, and what a manifest file may say, before it goes anywhere.
-
-Checked by publish (the whole folder) and render (each file's YAML), so publish refuses at
-least what render refuses.
+"""What a manifests folder may hold, and what a manifest file may say, before publish commits it.
 
 Design decisions:
 - The folder is walked without following anything out of it: a regular file is taken; a symlink
@@ -11,11 +8,10 @@ Design decisions:
   is exactly what was checked.
 - Names must be UTF-8 without control characters (they become git tree entries), and no part
   may be `.git` (git refuses such trees: `git fsck` reports `hasDotgit`).
-- YAML is composed, not constructed, with libyaml (fast, nesting limited to 1000 levels), and
-  refused when it has duplicate keys (render's YAML parser refuses them; kubectl would keep one
-  silently), nests deeper than 128 levels (render's parser recurses), or when its aliases
-  expand it beyond ten times its written size (an alias bomb, which every later reader would
-  expand).
+- Each file is decoded and parsed by render's own reader (`gitops.manifest_text`), so publish
+  refuses what render refuses: invalid UTF-8 or YAML, duplicate keys (kubectl would silently
+  keep one), nesting deeper than its limit, and alias bombs (aliases expanding a document
+  beyond its node limit, which every later reader would expand).
 """
 
 from __future__ import annotations
@@ -23,18 +19,11 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gitops.checks import unsafe_char
 from gitops.errors import BadInput
 
-if TYPE_CHECKING:
-    import yaml
-
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-MAX_DEPTH = 128
-MAX_EXPANSION = 10  # expanded nodes per written node, beyond the first MIN_NODES
-MIN_NODES = 10_000
 MAX_FILES = 10_000
 
 
@@ -55,17 +44,13 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def collect_files(folder: Path, skip_others: bool = False, what: str = "manifests folder"
-                  ) -> dict[str, Path]:
+def collect_files(folder: Path) -> dict[str, Path]:
     """Tree path -> regular file to read, for every manifest under folder (see the docstring).
 
-    BadInput for anything that is not a regular .yaml/.yml file inside the folder; with
-    skip_others (render's templates, which may sit beside other files), other names and `.git`
-    folders are skipped, but a .yaml/.yml name that is not a regular file inside the folder,
-    and a symlinked folder that leaves it, are still refused.
+    BadInput for anything that is not a regular .yaml/.yml file inside the folder.
     """
     if not folder.is_dir():
-        raise BadInput(f"{what} {str(folder)!r} does not exist")
+        raise BadInput(f"manifests folder {str(folder)!r} does not exist")
     root = os.path.realpath(folder)
     files: dict[str, Path] = {}
     # (real folder to list, its tree path, real folders on the way to it)
@@ -77,10 +62,6 @@ def collect_files(folder: Path, skip_others: bool = False, what: str = "manifest
             shown = f"{folder}/{relative}".encode(errors="surrogateescape").decode(
                 errors="replace")
             mode = entry.stat(follow_symlinks=False).st_mode
-            if skip_others and (entry.name.lower() == ".git" or not (
-                    entry.name.endswith(MANIFEST_SUFFIXES) or stat.S_ISDIR(mode)
-                    or (stat.S_ISLNK(mode) and os.path.isdir(entry.path)))):
-                continue
             check_name(folder, relative)
             target = entry.path
             if stat.S_ISLNK(mode):
@@ -107,80 +88,14 @@ def collect_files(folder: Path, skip_others: bool = False, what: str = "manifest
                 raise BadInput(f"{shown}: not a regular file (a FIFO, socket or device): "
                                "refused")
     if not files:
-        raise BadInput(f"{what} {str(folder)!r} holds no "
-                       f"{'.yaml/.yml ' if skip_others else ''}files")
+        raise BadInput(f"manifests folder {str(folder)!r} holds no files")
     return files
 
 
-def check_manifest_text(text: str, source: str) -> None:
-    """Valid YAML with no duplicate keys, no excessive nesting and no alias bomb."""
-    import yaml  # here, not at the top: publish runs this while its first fetch is under way
-
-    try:
-        documents = yaml.compose_all(text, Loader=yaml.CSafeLoader)
-        for index, node in enumerate(documents, start=1):
-            if node is not None:
-                check_node(node, f"{source}: document {index}")
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
-
-
-def check_node(top: yaml.Node, where: str) -> None:
-    """Duplicate keys, depth and alias expansion of one composed document (iteratively)."""
-    import yaml
-
-    written = 0
-    expanded: dict[int, int] = {}  # node id -> nodes it expands to
-    stack: list[tuple[yaml.Node, int, bool]] = [(top, 1, False)]
-    seen: set[int] = set()
-    while stack:
-        node, depth, done = stack.pop()
-        if done:
-            parts = children(node)
-            if any(id(child) not in expanded for child in parts):
-                raise BadInput(f"{where}: an alias refers to a node that holds it "
-                               f"(line {node.start_mark.line + 1}): refused")
-            expanded[id(node)] = 1 + sum(expanded[id(child)] for child in parts)
-            continue
-        if id(node) in seen:
-            continue  # an alias: counted once here, expanded through `expanded`
-        seen.add(id(node))
-        written += 1
-        if depth > MAX_DEPTH:
-            raise BadInput(f"{where}: nested deeper than {MAX_DEPTH} levels "
-                           f"(line {node.start_mark.line + 1})")
-        if isinstance(node, yaml.MappingNode):
-            keys: set[str] = set()
-            for key, _ in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in keys:
-                        raise BadInput(f"{where}: duplicate key {key.value!r} "
-                                       f"(line {key.start_mark.line + 1})")
-                    keys.add(key.value)
-        stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in children(node))
-    total = expanded[id(top)]
-    if total > MIN_NODES and total > MAX_EXPANSION * written:
-        raise BadInput(f"{where}: aliases expand {written} written YAML nodes to {total}: "
-                       "refused as an alias bomb")
-
-
-def children(node: yaml.Node) -> list[yaml.Node]:
-    import yaml
-
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return []
-
-
 def check_folder_yaml(files: dict[str, Path], folder: Path) -> None:
-    """Every file must be UTF-8 and pass check_manifest_text."""
+    """Every file must read as render reads a manifest (see the module docstring)."""
+    from gitops.manifest_text import decode, parse  # loads YAML: while the first fetch runs
+
     for name, path in files.items():
         source = f"{folder}/{name}"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise BadInput(f"{source}: not UTF-8 text") from None
-        check_manifest_text(text, source)
+        parse(decode(path.read_bytes(), source).text, source)

@@ -27,7 +27,8 @@ TOOL_ENV_KEYS = frozenset({
     "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "USE_GKE_GCLOUD_AUTH_PLUGIN",
     "GCE_METADATA_HOST", "GCE_METADATA_IP", "GCE_METADATA_ROOT",
 })
-TOOL_ENV_PREFIXES = ("CLOUDSDK_",)
+# CLOUDSDK_*: gcloud's settings; KUBECTL_*: kubectl's (KUBECTL_EXTERNAL_DIFF for drift).
+TOOL_ENV_PREFIXES = ("CLOUDSDK_", "KUBECTL_")
 
 
 def tool_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -43,6 +43,7 @@ class PromoteRequest:
     source: str = "candidate"
     target: str = "production"
     build_id: str | None = None
+    approved_by: str | None = None  # who approved the delivery build (gated environments)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def check_request(request: PromoteRequest) -> None:
         raise BadInput("--from and --to must be different branches")
     if request.build_id is not None:
         check_trailer_value("--build-id", request.build_id)
+    if request.approved_by is not None:
+        check_trailer_value("approver", request.approved_by)
 
 
 def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> PromoteResult:
@@ -130,6 +133,7 @@ def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> Promo
                     ("App", app),
                     *((key, trailers.get(key)) for key in PROVENANCE_KEYS),
                     ("Build-Id", request.build_id),
+                    ("Approved-By", request.approved_by),
                     ("Promoted-From", commit),
                     ("Rollback", "true" if kind is Kind.ROLLBACK else None),
                 ],

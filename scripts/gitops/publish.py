@@ -4,13 +4,17 @@
 removed from the branch. One commit per call, with provenance trailers; identical content makes
 no commit and returns the current tip. A rejected push is rebuilt on the new tip and retried.
 
+With environments that render differently, the same commit also carries each later
+environment's rendering of the same release as `releases/ENV/APP/` (`release_for`), which the
+delivery chain publishes to that environment's candidate in turn (`gitops.chain`).
+
 Publish is on every app build's critical path, so its first fetch runs while GitPython loads
 and the manifests are checked and stored as git objects (`gitops.envrepo.scratch_repo`).
 
 The folder holds regular .yaml/.yml files only (symlinks only when they resolve inside it), and
-each must be YAML without duplicate keys or alias bombs (`gitops.manifests`). The branch must
-exist: creating branches is `init_branches`' job, so a mistyped `--branch` cannot start a new
-root branch.
+each is parsed as render parses it, so publish refuses what render refuses (duplicate keys,
+excessive nesting, alias bombs: `gitops.manifests`). The branch must exist: creating branches
+is `init_branches`' job, so a mistyped `--branch` cannot start a new root branch.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from gitops.retry import RetryPolicy, retry_push
 from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
+RELEASES_DIR = "releases"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class PublishRequest:
     source_commit: str | None = None
     image: str | None = None
     build_id: str | None = None
+    # (environment, folder): later environments' renderings, as releases/ENV/APP/
+    release_for: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,9 @@ def check_request(request: PublishRequest) -> None:
         check_source_repo(request.source_repo)
     if request.build_id is not None:
         check_trailer_value("--build-id", request.build_id)
+    names = [check_app(name) for name, _ in request.release_for]
+    if len(set(names)) != len(names):
+        raise BadInput("--release-for names an environment twice")
 
 
 def message_for(request: PublishRequest) -> str:
@@ -91,15 +101,24 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
     check_request(request)
     policy = policy or RetryPolicy.from_env()
     files = collect_files(request.manifests)
+    release_files = {name: collect_files(folder) for name, folder in request.release_for}
     message = message_for(request)
     prefix = f"{APPS_DIR}/{request.app}"
 
     with scratch_repo(request.repo, first_fetch=request.branch) as env:
         check_folder_yaml(files, request.manifests)  # bad input stops us before any push
+        for name, folder in request.release_for:
+            check_folder_yaml(release_files[name], folder)
         app_tree = env.write_folder(files)
         if app_tree is None:
             raise BadInput(f"manifests folder {str(request.manifests)!r} holds no files")
         app_entry = Entry.tree(app_tree)
+        releases: dict[str, Entry] = {}
+        for name, folder in request.release_for:
+            tree_sha = env.write_folder(release_files[name])
+            if tree_sha is None:
+                raise BadInput(f"manifests folder {str(folder)!r} holds no files")
+            releases[f"{RELEASES_DIR}/{name}/{request.app}"] = Entry.tree(tree_sha)
         attempts: list[bool] = []  # per attempt: whether it made a commit
 
         def attempt() -> str | None:
@@ -108,6 +127,8 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
                 raise missing_branch(request.branch, request.repo)
             base = env.root_tree(tip)
             tree = env.edit_tree(base, prefix, app_entry)
+            for path, entry in releases.items():
+                tree = env.edit_tree(tree, path, entry)
             if tree == base:
                 attempts.append(False)
                 return tip  # identical content: no commit
