@@ -709,7 +709,7 @@ class TestScratchSweep:
             [sys.executable, str(SCRIPTS / "publish.py"), "--repo",
              f"git://127.0.0.1:{silent_server}/env.git", "--app", "hello", "--manifests",
              str(folder)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(500):  # until its scratch repository exists (the fetch then hangs)
+        for _ in range(3000):  # until its scratch repository exists (the fetch then hangs)
             if list(tmp.glob("gitops-scratch.*")):
                 break
             time.sleep(0.01)
