@@ -609,6 +609,12 @@ class TestSettings:
         refused(repo, lambda: cli("publish", "--repo", repo.url, "--app", "hello",
                                   "--manifests", str(good_manifests(tmp_path / "m"))), key)
 
+    @pytest.mark.parametrize("flag", ["--timeout=99999999999s", "--timeout=\u0663\u0660\u0660s",
+                                      "--lock-timeout=86401s"])
+    def test_reconcile(self, shared: tuple[EnvRepoOnDisk, str, Path], flag: str) -> None:
+        repo, _, _ = shared
+        refused(repo, lambda: cli("reconcile", "--repo", repo.url, flag), flag.split("=")[0])
+
     @pytest.mark.parametrize("flag", ["--project=-impersonate", "--cluster=--flags-file=x",
                                       "--location=europe-west1\n"])
     def test_cluster_coordinates(self, shared: tuple[EnvRepoOnDisk, str, Path],
