@@ -23,13 +23,8 @@ from collections.abc import Sequence
 
 from gitops.approval import approval_required
 from gitops.cli import command_parser, run
-from gitops.deploy import (
-    MAX_LOCK_TIMEOUT,
-    MAX_ROLLOUT_TIMEOUT,
-    DeliveryRequest,
-    deliver,
-    seconds,
-)
+from gitops.deploy import DeliveryRequest, deliver, seconds
+from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT
 
 
 def main(argv: Sequence[str]) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from gitops import scratch
 from gitops.cli import command_parser, run
-from gitops.deploy import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT, seconds
 from gitops.drift import (
     ReconcileRequest,
     failures,
@@ -30,6 +29,7 @@ from gitops.drift import (
     render_text,
 )
 from gitops.errors import BadInput, OperationFailed
+from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT, whole_seconds
 
 
 def app_list(value: str) -> frozenset[str]:
@@ -54,8 +54,8 @@ def main(argv: Sequence[str]) -> str:
     request = ReconcileRequest(
         repo=args.repo, build_id=args.build_id, heal=app_list(args.heal),
         apps=(args.app,) if args.app else (), source=args.from_branch, target=args.to_branch,
-        timeout=seconds(args.timeout, "--timeout", MAX_ROLLOUT_TIMEOUT),
-        lock_timeout=seconds(args.lock_timeout, "--lock-timeout", MAX_LOCK_TIMEOUT))
+        timeout=whole_seconds("--timeout", args.timeout, MAX_ROLLOUT_TIMEOUT),
+        lock_timeout=whole_seconds("--lock-timeout", args.lock_timeout, MAX_LOCK_TIMEOUT))
     with scratch.folder() as work:  # swept by the next run if this one is killed
         cluster = operator_cluster(args.project, args.cluster, args.location, Path(work))
         results = reconcile(request, cluster)

@@ -70,16 +70,13 @@ from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.promote import Kind, PromoteRequest, promote, promoted_from
 from gitops.retry import RetryPolicy
-from gitops.settings import whole_seconds
+from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT, whole_seconds
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
 PROMOTED_DIR = ".gitops/promoted"
 NO_CLUSTER_ENV = "GITOPS_NO_CLUSTER"
 KUBECONFIG_ENV = "GITOPS_KUBECONFIG"
-# Cloud Build's longest build is 24 h; delivery needs lock wait + apply + revert within it.
-MAX_ROLLOUT_TIMEOUT = 21_450
-MAX_LOCK_TIMEOUT = 86_400
 
 def validate_only(folder: Path) -> None:
     from gitops.render import DEFAULT_KUBE_VERSION, validate

@@ -15,6 +15,9 @@ from gitops.errors import BadInput
 DECIMAL_RE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
 WHOLE_SECONDS_RE = re.compile(r"[0-9]{1,9}s")
 DAY = 86_400
+# Cloud Build's longest build is 24 h; a delivery's lock wait, rollout and revert fit in it.
+MAX_ROLLOUT_TIMEOUT = 21_450
+MAX_LOCK_TIMEOUT = DAY
 
 
 def decimal(name: str, value: str, minimum: float, maximum: float) -> float:
