@@ -2,7 +2,9 @@
 step scripts run as processes where the command-line contract or concurrency is the point.
 
 Every env repo a test writes to is checked with `git fsck --strict` when the test ends (the
-`env_repo` fixture), so a malformed tree or commit fails the test that made it.
+`env_repo` fixture), so a malformed tree or commit fails the test that made it. Env repos start
+as `pulumi up` leaves them: `init_branches` has created `candidate` and `production` (one root
+commit, `EnvRepoOnDisk.root`), since no other command creates branches.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import pytest
 
 from fake_api import Objects
+from gitops.branches import init_branches
 from gitops.cli import run
 from gitops.deploy import Cluster
 from gitops.promote import PromoteRequest, promote
@@ -51,6 +54,21 @@ def short_backoff() -> Iterator[None]:
         for key, value in TEST_ENV.items():
             patch.setenv(key, value)
         yield
+
+
+TEMPLATE: list[Path] = []  # the initialized env repo every EnvRepoOnDisk starts as a copy of
+
+
+@pytest.fixture(autouse=True, scope="session")
+def env_repo_template(tmp_path_factory: pytest.TempPathFactory, short_backoff: None) -> Path:
+    """One env repo initialized by the real `init_branches`, copied for every test (a copy is
+    a few milliseconds; running init_branches each time would cost a scratch repository)."""
+    path = tmp_path_factory.mktemp("template") / "env.git"
+    git("init", "--quiet", "--bare", str(path))
+    git("config", "core.logAllRefUpdates", "always", cwd=path)
+    init_branches(path.as_uri())
+    TEMPLATE.append(path)
+    return path
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -117,10 +135,16 @@ def assert_bad_input(result: Result, *fragments: str) -> None:
 class EnvRepoOnDisk:
     """A bare env repo whose every ref update is logged, so forced moves can be detected."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, initialized: bool = True) -> None:
+        """initialized: with `candidate` and `production` (init_branches' root commit), as
+        after `pulumi up`; otherwise an empty repository."""
         self.path = path
-        git("init", "--quiet", "--bare", str(path))
-        git("config", "core.logAllRefUpdates", "always", cwd=path)
+        if initialized:
+            shutil.copytree(TEMPLATE[0], path, symlinks=True)
+        else:
+            git("init", "--quiet", "--bare", str(path))
+            git("config", "core.logAllRefUpdates", "always", cwd=path)
+        self.root = self.tip("candidate")
 
     @property
     def url(self) -> str:
@@ -240,17 +264,20 @@ FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
 
 def fake_cluster_env(folder: Path) -> dict[str, str]:
     """The environment that puts a fake kubectl (tests/fake_kubectl.py) first on PATH, its
-    cluster state in folder/cluster; its `kustomize` is the real kubectl's."""
+    cluster state in folder/cluster; its `kustomize` is the real kubectl's. The wrapper sets
+    the fake's own variables: kubectl gets an allowlisted environment."""
     bin_dir = folder / "bin"
     bin_dir.mkdir()
     kubectl = bin_dir / "kubectl"
-    kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
+    state = folder / "cluster"
+    real = shutil.which("kubectl") or ""
+    kubectl.write_text(f"#!/bin/sh\nFAKE_CLUSTER_DIR={state} FAKE_REAL_KUBECTL={real} "
+                       f"exec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
     kubectl.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "FAKE_CLUSTER_DIR": str(folder / "cluster"),
+            "FAKE_CLUSTER_DIR": str(state),
             "GITOPS_KUBECONFIG": str(folder / "kubeconfig"),
-            "GITOPS_LEASE_POLL": "0.2",
-            "FAKE_REAL_KUBECTL": shutil.which("kubectl") or ""}
+            "GITOPS_LEASE_POLL": "0.2"}
 
 
 @pytest.fixture

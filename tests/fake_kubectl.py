@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A stand-in `kubectl` for tests: Leases with real create/replace semantics, and a cluster
-whose objects live in files. State lives in $FAKE_CLUSTER_DIR, so concurrent processes share one
-cluster. A rollout fails when the namespace's objects contain $FAKE_FAIL_MARKER. Every call is
-appended to calls.log, every deleted object to deleted.log (namespace and name). `kustomize`
-(a local build, no cluster) runs $FAKE_REAL_KUBECTL.
+whose objects live in files. State lives in $FAKE_CLUSTER_DIR (set by the wrapper on PATH:
+kubectl gets an allowlisted environment, so the tests' variables do not reach it), and
+concurrent processes share one cluster. A rollout fails when the namespace's objects contain
+the text of the file `fail-marker` in that folder. Every call is appended to calls.log, every
+deleted object to deleted.log (namespace and name). `kustomize` (a local build, no cluster)
+runs the real kubectl the wrapper names in $FAKE_REAL_KUBECTL.
 
 `applied/NS/` holds the live objects (edit a file there to change the cluster by hand; files
 under `created/NS/` are objects someone created without kubectl apply). `apply` creates or
@@ -265,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if verb == "rollout":
             namespace = option(args, "namespace")
-            marker = os.environ.get("FAKE_FAIL_MARKER")
+            marker_file = STATE / "fail-marker"
+            marker = marker_file.read_text() if marker_file.exists() else None
             applied = STATE / "applied" / namespace
             text = "".join(p.read_text() for p in applied.rglob("*") if p.is_file())
             if marker and marker in text:

@@ -170,7 +170,7 @@ class TestDelivery:
         cluster = ScriptedCluster("kc", failing=frozenset({DIGEST_B}))
         with pytest.raises(OperationFailed):
             deliver_with(env_repo, bad, cluster)
-        assert env_repo.tip("production") is None
+        assert env_repo.tip("production") == env_repo.root
         assert len([c for c in cluster.calls if c[1] == "apply"]) == 1
 
 
@@ -316,7 +316,8 @@ class TestOverlappingDeliveries:
         cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
         applied = (cluster / "applied.log").read_text().split()[1::2]
         assert applied, "nothing was applied"
-        for commit in env_repo.log("production"):  # every production tree was applied
+        # every production tree was applied (the root commit holds no app)
+        for commit in env_repo.log("production", "apps/hello"):
             assert app_tree_hash(env_repo, commit) in applied
         # production's tip is exactly what the cluster applied last
         assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1]
@@ -331,14 +332,16 @@ class TestOverlappingDeliveries:
         bad = publish_manifests(PublishRequest(
             repo=env_repo.url, app="hello", manifests=write_manifests(
                 tmp_path / "bad", "hello", image_ref("hello", DIGEST_C), extra))).commit
-        env = {**fake_cluster, "FAKE_FAIL_MARKER": DIGEST_C}
+        env = fake_cluster
+        cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
+        cluster.mkdir()
+        (cluster / "fail-marker").write_text(DIGEST_C)
         assert run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                           good, env=env).code == 0
         result = run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                             bad, env=env)
         assert result.code == 1
         assert result.stderr.startswith("error: hello at ") and "rollout" in result.stderr
-        cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
         applied = (cluster / "applied.log").read_text().split()[1::2]
         assert len(applied) == 3  # good, bad, good again
         assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1] == applied[0]

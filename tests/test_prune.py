@@ -114,7 +114,7 @@ class TestDeliveryRollbackRevert:
             deliver_on(env_repo, cluster, bad)
         assert cluster.deleted == ["configmap/a", DEPLOYMENT]
         assert live(cluster) == set()
-        assert env_repo.tip("production") is None
+        assert env_repo.tip("production") == env_repo.root
 
     def test_a_failed_delete_fails_the_delivery_and_reverts(self, env_repo: EnvRepoOnDisk,
                                                             tmp_path: Path) -> None:

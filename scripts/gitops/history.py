@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gitops.checks import check_app, check_branch, short_ref
+from gitops.credentials import strip_userinfo
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.trailers import Trailers
@@ -92,7 +93,9 @@ def apps_on(env: EnvRepo, *branches: str) -> list[str]:
 def collect(env: EnvRepo, app: str, source: str, target: str) -> History:
     """The app's history from the fetched branches."""
     attempts = [
-        Attempt(commit=sha, time=when, images=t.all("Image"), source_repo=t.get("Source-Repo"),
+        # Credentials recorded before Source-Repo was checked are not shown again.
+        Attempt(commit=sha, time=when, images=t.all("Image"),
+                source_repo=strip_userinfo(t.get("Source-Repo")),
                 source_commit=t.get("Source-Commit"), build_id=t.get("Build-Id"))
         for sha, when, t in app_log(env, source, app)
     ]

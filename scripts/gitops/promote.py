@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from gitops.checks import check_app, check_branch, check_sha, check_trailer_value, short_ref
+from gitops.checks import (
+    check_app,
+    check_branch,
+    check_remote,
+    check_sha,
+    check_trailer_value,
+    short_ref,
+)
+from gitops.credentials import strip_userinfo
 from gitops.envrepo import Entry, EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.retry import RetryPolicy, retry_push
@@ -59,7 +67,10 @@ def provenance(env: EnvRepo, commit: str, app: str) -> list[tuple[str, str]]:
         trailers = last[0].trailers if last else Trailers()
         if trailers.get("App") != app:
             return []
-    return [(key, value) for key in PROVENANCE_KEYS for value in trailers.all(key)]
+    found = [(key, value) for key in PROVENANCE_KEYS for value in trailers.all(key)]
+    # Credentials recorded before Source-Repo was checked stay out.
+    return [(key, strip_userinfo(value) or "" if key == "Source-Repo" else value)
+            for key, value in found]
 
 
 def is_rollback(env: EnvRepo, source: str, commit: str, previous: str | None) -> bool:
@@ -72,6 +83,7 @@ def is_rollback(env: EnvRepo, source: str, commit: str, previous: str | None) ->
 
 
 def check_request(request: PromoteRequest) -> None:
+    check_remote(request.repo)
     check_app(request.app)
     check_sha(request.commit)
     check_branch(request.source)
@@ -105,6 +117,9 @@ def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> Promo
 
         def attempt() -> str | None:
             tip = env.fetch(target)
+            if tip is None:
+                raise BadInput(f"branch {target!r} does not exist in {request.repo}: branches "
+                               "are created by init_branches.py (is --to mistyped?)")
             if env.lookup(tip, prefix) == app_entry:
                 kinds.append(None)
                 return tip  # the target already holds this tree: nothing to do
