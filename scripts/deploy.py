@@ -2,11 +2,13 @@
 
     python scripts/deploy.py --repo URL --app APP --commit SHA --project P --cluster C
         --location L [--timeout 300s] [--lock-timeout 1800s] [--from candidate]
-        [--to production] [--build-id ID]
+        [--to production] [--build-id ID] [--allowed-signers FILE]
 
 Under the app's Lease: applies the commit's manifests, waits for every rollout (one deadline for
 all), then promotes; on failure re-applies what --to holds and exits 1. Skips a stale build and
-a frozen app, saying so. Prints the --to tip.
+a frozen app, saying so. With allowed signers (--allowed-signers or $GITOPS_ALLOWED_SIGNERS),
+refuses a commit whose signature does not verify (exit 2). Signs the production commit with
+$GITOPS_SIGNING_KEY when set. Prints the --to tip.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gitops.cli import command_parser, run
+from gitops.cli import command_parser, run, signing_from
 from gitops.deploy import DeliveryRequest, deliver, seconds
 
 
 def main(argv: Sequence[str]) -> str:
     parser = command_parser("deploy.py", __doc__, "repo", "app", "commit", "from", "to",
-                            "build-id")
+                            "build-id", "allowed-signers")
     parser.set_defaults(build_id=f"local-{os.getpid()}")
     parser.add_argument("--project", help="Google Cloud project of the cluster")
     parser.add_argument("--cluster", help="GKE cluster name (get-credentials)")
@@ -35,7 +37,8 @@ def main(argv: Sequence[str]) -> str:
         source=args.from_branch, target=args.to_branch,
         timeout=seconds(args.timeout, "--timeout"),
         lock_timeout=seconds(args.lock_timeout, "--lock-timeout"),
-        project=args.project, cluster=args.cluster, location=args.location)
+        project=args.project, cluster=args.cluster, location=args.location,
+        signing=signing_from(args.allowed_signers))
     return deliver(request).commit
 
 

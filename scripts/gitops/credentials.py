@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Sequence
 
 from gitops.errors import OperationFailed, one_line
 
@@ -54,8 +55,9 @@ def resolve_token() -> None:
                                   f"{one_line(str(exc))}") from None
 
 
-def git_environment(url: str) -> dict[str, str]:
-    """Identity, C locale (git's output is parsed) and, for HTTPS with a token, the header."""
+def git_environment(url: str, extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """Identity, C locale (git's output is parsed), for HTTPS with a token the header, and the
+    extra config settings (signing) as GIT_CONFIG_* variables."""
     env = {key: os.environ.get(key, value) for key, value in GIT_IDENTITY.items()}
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["LC_ALL"] = "C"
@@ -66,6 +68,7 @@ def git_environment(url: str) -> dict[str, str]:
         token = os.environ.get(TOKEN_ENV)
         if token:
             settings.append(("http.extraHeader", f"Authorization: Basic {basic_auth(token)}"))
+    settings += extra
     count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
     for index, (key, value) in enumerate(settings, start=count):
         env[f"GIT_CONFIG_KEY_{index}"], env[f"GIT_CONFIG_VALUE_{index}"] = key, value

@@ -14,6 +14,12 @@ A commit older than production's, which production never held, is a stale build 
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
 the source branch) is not deployed: the build says so and succeeds.
 
+When allowed signers are configured (signing is on, `gitops.signing`), nothing is applied unless
+two signatures verify: the candidate commit's own, and that of the commit that last changed
+`apps/APP/` up to it (the one that wrote what would be applied). A commit's signature covers its
+whole tree, but a writer builds on whatever tip it finds, so an unsigned change pushed beneath a
+signed commit would otherwise be applied under someone else's signature.
+
 Cluster access goes through one small boundary (`Cluster`), which the tests replace. Without a
 cluster (GITOPS_NO_CLUSTER=1, used by the local loop) the manifests are validated only, and the
 output says so plainly.
@@ -40,6 +46,7 @@ from gitops.cli import log
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed
 from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.signing import Signing
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
@@ -216,6 +223,7 @@ class DeliveryRequest:
     project: str | None = None
     cluster: str | None = None
     location: str | None = None
+    signing: Signing | None = None  # None: from the environment (gitops.signing)
 
 
 @dataclass(frozen=True)
@@ -253,6 +261,21 @@ def skip_if_stale(env: EnvRepo, source: str, target: str, app: str,
     return DeployResult(env.tip(target) or commit, Outcome.STALE)
 
 
+def check_signatures(env: EnvRepo, source: str, app: str, commit: str) -> None:
+    """BadInput unless the commit and the commit that wrote the app's manifests are signed by
+    allowed signers (only called when signing is on)."""
+    writer = env.last_change(source, commit, f"{APPS_DIR}/{app}/") or commit
+    roles = {commit: "commit"}
+    roles.setdefault(writer, f"the commit that wrote {APPS_DIR}/{app}/,")
+    for sha, role in roles.items():
+        check = env.verify(sha)
+        if not check.good:
+            raise BadInput(f"refusing to deploy {app} at {commit[:12]}: {role} {sha[:12]} is "
+                           f"{check.describe()} (signing is on: the commits deployed must be "
+                           f"signed by an allowed signer)")
+        log(f"signature of {role} {sha[:12]}: {check.describe()}")
+
+
 def check_request(request: DeliveryRequest) -> None:
     check_app(request.app)
     check_sha(request.commit)
@@ -272,13 +295,16 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
 
+    signing = request.signing if request.signing is not None else Signing.from_env()
+
     def promoted(outcome: Outcome) -> DeployResult:
         result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                         source=source, target=target,
-                                        build_id=request.build_id))
+                                        build_id=request.build_id, signing=signing))
         return DeployResult(result.commit, outcome)
 
-    with scratch_repo(request.repo) as env, tempfile.TemporaryDirectory() as work:
+    with scratch_repo(request.repo, signing=signing) as env, \
+            tempfile.TemporaryDirectory() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
             raise BadInput(f"commit {commit} is not on branch {source!r}")
         entry = env.lookup(commit, f"{APPS_DIR}/{app}")
@@ -289,6 +315,8 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             log(f"{app} is frozen ({note.strip() or 'no reason given'}): "
                 f"{commit[:12]} is recorded on {source} but not deployed")
             return DeployResult(env.tip(target) or commit, Outcome.FROZEN)
+        if env.signing.verifies:
+            check_signatures(env, source, app, commit)
         candidate = Path(work) / "candidate"
         env.materialize(entry.sha, candidate)
 

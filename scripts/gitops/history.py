@@ -3,6 +3,9 @@
 Each candidate attempt (time, image, source commit, build id) says whether and when it reached
 production; each production entry says whether it was a promote or a rollback. History is
 inherently as long as the branches, so this is the one place that fetches them whole.
+
+With allowed signers (`gitops.signing`), every entry also says whether its commit's signature
+verifies, and who signed it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gitops.checks import check_app, check_branch, short_ref
-from gitops.envrepo import EnvRepo, scratch_repo
+from gitops.envrepo import EnvRepo, LogEntry, scratch_repo
 from gitops.errors import BadInput
+from gitops.signing import SignatureCheck, Signing
 
 APPS_DIR = "apps"
 
@@ -27,6 +31,7 @@ class Attempt:
     source_repo: str | None
     source_commit: str | None
     build_id: str | None
+    signature: SignatureCheck | None = None  # None: allowed signers not given, not checked
     promoted: bool = False
     promoted_at: str | None = None
     production_commit: str | None = None
@@ -43,6 +48,7 @@ class ProductionEntry:
     image: str | None
     source_commit: str | None
     build_id: str | None
+    signature: SignatureCheck | None = None  # None: allowed signers not given, not checked
 
 
 @dataclass
@@ -58,12 +64,13 @@ class History:
                 "production": [asdict(p) for p in self.production]}
 
 
-def app_log(env: EnvRepo, branch: str, app: str) -> list[tuple[str, str, dict[str, str]]]:
-    """(sha, committer time, trailers) of the branch's commits for app, newest first."""
+def app_log(env: EnvRepo, branch: str, app: str) -> list[LogEntry]:
+    """The branch's commits for app, newest first, with their signature checks when the
+    allowed signers are configured."""
     tip = env.tip(branch)
     if tip is None:
         return []
-    return [(e.sha, e.time, e.trailers) for e in env.log(tip, f"{APPS_DIR}/{app}/")
+    return [e for e in env.log(tip, f"{APPS_DIR}/{app}/", signatures=env.signing.verifies)
             if e.trailers.get("App", app) == app]
 
 
@@ -80,16 +87,20 @@ def apps_on(env: EnvRepo, *branches: str) -> list[str]:
 def collect(env: EnvRepo, app: str, source: str, target: str) -> History:
     """The app's history from the fetched branches."""
     attempts = [
-        Attempt(commit=sha, time=when, image=t.get("Image"), source_repo=t.get("Source-Repo"),
-                source_commit=t.get("Source-Commit"), build_id=t.get("Build-Id"))
-        for sha, when, t in app_log(env, source, app)
+        Attempt(commit=e.sha, time=e.time, image=e.trailers.get("Image"),
+                source_repo=e.trailers.get("Source-Repo"),
+                source_commit=e.trailers.get("Source-Commit"),
+                build_id=e.trailers.get("Build-Id"), signature=e.signature)
+        for e in app_log(env, source, app)
     ]
     production = [
-        ProductionEntry(commit=sha, time=when,
-                        kind="rollback" if t.get("Rollback") == "true" else "promote",
-                        promoted_from=t.get("Promoted-From"), image=t.get("Image"),
-                        source_commit=t.get("Source-Commit"), build_id=t.get("Build-Id"))
-        for sha, when, t in app_log(env, target, app)
+        ProductionEntry(commit=e.sha, time=e.time,
+                        kind="rollback" if e.trailers.get("Rollback") == "true" else "promote",
+                        promoted_from=e.trailers.get("Promoted-From"),
+                        image=e.trailers.get("Image"),
+                        source_commit=e.trailers.get("Source-Commit"),
+                        build_id=e.trailers.get("Build-Id"), signature=e.signature)
+        for e in app_log(env, target, app)
     ]
     by_commit = {attempt.commit: attempt for attempt in attempts}
     for entry in reversed(production):  # oldest first: the first arrival wins
@@ -100,13 +111,16 @@ def collect(env: EnvRepo, app: str, source: str, target: str) -> History:
     return History(app=app, attempts=attempts, production=production)
 
 
-def history(repo: str, app: str, source: str = "candidate",
-            target: str = "production") -> History:
-    """Fetch both branches whole and tell the app's story; BadInput for an unknown app."""
+def history(repo: str, app: str, source: str = "candidate", target: str = "production",
+            signing: Signing | None = None) -> History:
+    """Fetch both branches whole and tell the app's story; BadInput for an unknown app.
+
+    Signatures are checked when signing (default: the environment) has allowed signers.
+    """
     check_app(app)
     check_branch(source)
     check_branch(target)
-    with scratch_repo(repo) as env:
+    with scratch_repo(repo, signing=signing) as env:
         env.fetch_whole(source, target)
         story = collect(env, app, source, target)
     if not story.attempts and not story.production:
@@ -125,15 +139,27 @@ def image_cell(image: str | None) -> str:
     return short_ref(image) if image else "-"
 
 
+def signature_cell(check: SignatureCheck | None) -> str:
+    return check.describe() if check is not None else "-"
+
+
 def render_text(story: History, source: str, target: str) -> str:
-    attempts = [["WHEN", "COMMIT", "IMAGE", "SOURCE", "BUILD", "REACHED " + target.upper()]]
+    """Two tables; a SIGNATURE column when signatures were checked."""
+    checked = any(a.signature is not None for a in story.attempts) or \
+        any(p.signature is not None for p in story.production)
+    signed = ["SIGNATURE"] if checked else []
+    attempts = [["WHEN", "COMMIT", "IMAGE", "SOURCE", "BUILD", *signed,
+                 "REACHED " + target.upper()]]
     for a in story.attempts:
         reached = f"yes, {a.promoted_at}" if a.promoted else "no"
+        signature = [signature_cell(a.signature)] if checked else []
         attempts.append([a.time, a.commit[:12], image_cell(a.image),
-                         (a.source_commit or "-")[:12], a.build_id or "-", reached])
-    production = [["WHEN", "COMMIT", "KIND", "FROM " + source.upper(), "IMAGE", "BUILD"]]
+                         (a.source_commit or "-")[:12], a.build_id or "-", *signature, reached])
+    production = [["WHEN", "COMMIT", "KIND", "FROM " + source.upper(), "IMAGE", "BUILD",
+                   *signed]]
     for p in story.production:
+        signature = [signature_cell(p.signature)] if checked else []
         production.append([p.time, p.commit[:12], p.kind, (p.promoted_from or "-")[:12],
-                           image_cell(p.image), p.build_id or "-"])
+                           image_cell(p.image), p.build_id or "-", *signature])
     return (f"{story.app}: attempts on {source} (newest first)\n{table(attempts)}\n\n"
             f"{story.app}: {target} (newest first)\n{table(production)}")

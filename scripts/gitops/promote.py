@@ -15,6 +15,7 @@ from gitops.checks import check_app, check_branch, check_sha, check_trailer_valu
 from gitops.envrepo import Entry, EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.retry import RetryPolicy, retry_push
+from gitops.signing import Signing
 from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
@@ -35,6 +36,7 @@ class PromoteRequest:
     source: str = "candidate"
     target: str = "production"
     build_id: str | None = None
+    signing: Signing | None = None  # None: from the environment (gitops.signing)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> Promo
     app, commit, source, target = request.app, request.commit, request.source, request.target
     prefix = f"{APPS_DIR}/{app}"
 
-    with scratch_repo(request.repo) as env:
+    with scratch_repo(request.repo, signing=request.signing) as env:
         if env.fetch(source) is None:
             raise BadInput(f"branch {source!r} does not exist in {request.repo}")
         if not env.reach(source, [commit]):
