@@ -120,6 +120,21 @@ class TestEveryCommitIsSigned:
             assert result.returncode == 0, result.stderr
             assert f'Good "git" signature for {signer}' in result.stderr
 
+    def test_committer_email_comes_from_the_keys_comment(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, keys: Keys,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """GitHub verifies an SSH signature only for a committer email of the key's account."""
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                        "gitops-ci@acme.example", "-f", str(tmp_path / "bot")], check=True)
+        monkeypatch.setenv(KEY_ENV, (tmp_path / "bot").read_text())
+        with_email = publish(env_repo, tmp_path, "hello", DIGEST_A)
+        signing_as(monkeypatch, keys, "ci")  # comment "ci": not an email, default identity
+        without = publish(env_repo, tmp_path, "hello", DIGEST_B)
+        emails = [git("log", "-1", "--format=%ae %ce", c, cwd=env_repo.path)
+                  for c in (with_email, without)]
+        assert emails == ["gitops-ci@acme.example gitops-ci@acme.example",
+                          "gitops-bot@noreply.invalid gitops-bot@noreply.invalid"]
+
     def test_without_a_key_commits_are_unsigned(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
                                                 keys: Keys,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,8 +283,8 @@ class TestKeyHandling:
     def test_key_file_is_private_and_removed(self, keys: Keys) -> None:
         signing = Signing(key=keys.private["ci"], allowed_signers=tuple(
             parse_allowed_signers(keys.allowed)))
-        with git_settings(signing) as settings:
-            values = dict(settings)
+        with git_settings(signing) as git_signing:
+            values = dict(git_signing.settings)
             key_file = Path(values["user.signingKey"])
             assert values["gpg.format"] == "ssh"
             assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

@@ -55,10 +55,15 @@ def resolve_token() -> None:
                                   f"{one_line(str(exc))}") from None
 
 
-def git_environment(url: str, extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
-    """Identity, C locale (git's output is parsed), for HTTPS with a token the header, and the
-    extra config settings (signing) as GIT_CONFIG_* variables."""
-    env = {key: os.environ.get(key, value) for key, value in GIT_IDENTITY.items()}
+def git_environment(url: str, extra: Sequence[tuple[str, str]] = (),
+                    email: str | None = None) -> dict[str, str]:
+    """Identity (email, when given, instead of the default one), C locale (git's output is
+    parsed), for HTTPS with a token the header, and the extra config settings (signing) as
+    GIT_CONFIG_* variables. Identity variables set in the environment win."""
+    identity = dict(GIT_IDENTITY)
+    if email:
+        identity.update(GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_EMAIL=email)
+    env = {key: os.environ.get(key, value) for key, value in identity.items()}
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["LC_ALL"] = "C"
     # A scratch repository lives for seconds: no background maintenance after a fetch.

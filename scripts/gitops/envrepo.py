@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 from gitops.credentials import git_environment, local_path_url
 from gitops.errors import OperationFailed, one_line
-from gitops.signing import SignatureCheck, Signing, git_settings
+from gitops.signing import GitSigning, SignatureCheck, Signing, git_settings
 from gitops.trailers import parse_trailer_lines
 
 TREE_MODE = "040000"
@@ -423,15 +423,16 @@ def scratch_repo(url: str, first_fetch: str | None = None,
     url = local_path_url(url)
     signing = signing if signing is not None else Signing.from_env()
     # git_settings first: a bad key fails there, before anything else.
-    with git_settings(signing) as settings, \
-            _scratch_repo(url, first_fetch, signing, settings) as env:
+    with git_settings(signing) as git_signing, \
+            _scratch_repo(url, first_fetch, signing, git_signing) as env:
         yield env
 
 
 @contextmanager
 def _scratch_repo(url: str, first_fetch: str | None, signing: Signing,
-                  settings: list[tuple[str, str]]) -> Iterator[EnvRepo]:
-    environment = git_environment(url, settings)  # first: a token failure leaves nothing
+                  git_signing: GitSigning) -> Iterator[EnvRepo]:
+    # First: a token failure leaves nothing behind.
+    environment = git_environment(url, git_signing.settings, git_signing.email)
     workdir = tempfile.mkdtemp(prefix="gitops-")
     early: subprocess.Popen[bytes] | None = None
     try:

@@ -14,6 +14,10 @@ Design decisions:
   `;` (a trigger substitution is one line); an entry never contains `;`.
 - Verifying is on when allowed signers are given: `history` and `status` then say, for every
   entry, whether its signature verifies, and `deploy` refuses a commit whose does not.
+- The key's comment (`ssh-keygen -C`), when it is an email address, becomes the author and
+  committer email of the commits it signs (unless GIT_COMMITTER_EMAIL / GIT_AUTHOR_EMAIL are
+  set): GitHub marks an SSH-signed commit Verified only when the committer email is a verified
+  address of the account that registered the key, and the secret then carries both.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
 PUBLIC_KEY = re.compile(r"(?P<type>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})(?: [^\r\n;]*)?")
 PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*")
 # An allowed_signers entry as this project writes it: principal, git namespace, key.
+EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 ENTRY = re.compile(r'(?P<principal>[^\s;"]+) namespaces="git" (?P<type>[a-z0-9@.-]+) '
                    r"(?P<blob>[A-Za-z0-9+/]+={0,3})")
 
@@ -135,8 +140,16 @@ class Signing:
         return Signing(self.key, tuple(parse_allowed_signers(text)))
 
 
+@dataclass(frozen=True)
+class GitSigning:
+    """What the git layer hands git: config settings, and the signer's email if the key has one."""
+
+    settings: list[tuple[str, str]]
+    email: str | None = None
+
+
 @contextmanager
-def git_settings(signing: Signing) -> Iterator[list[tuple[str, str]]]:
+def git_settings(signing: Signing) -> Iterator[GitSigning]:
     """Git config settings that sign with the key and verify against the allowed signers.
 
     The key and the allowed signers are written to a private folder for the duration, and
@@ -144,29 +157,32 @@ def git_settings(signing: Signing) -> Iterator[list[tuple[str, str]]]:
     bad key fails before anything is fetched or pushed.
     """
     if not signing.signs and not signing.verifies:
-        yield []
+        yield GitSigning([])
         return
     folder = Path(tempfile.mkdtemp(prefix="gitops-signing-"))  # mkdtemp: mode 0700
     try:
         settings: list[tuple[str, str]] = []
+        email = None
         if signing.key is not None:
             key_file = folder / "signing-key"
             descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(signing.key)
-            check_key(key_file)
+            comment = key_comment(key_file)
+            email = comment if EMAIL.fullmatch(comment) else None
             settings += [("gpg.format", "ssh"), ("user.signingKey", str(key_file))]
         if signing.verifies:
             allowed = folder / "allowed_signers"
             allowed.write_text("\n".join(signing.allowed_signers) + "\n")
             settings.append(("gpg.ssh.allowedSignersFile", str(allowed)))
-        yield settings
+        yield GitSigning(settings, email)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def check_key(key_file: Path) -> None:
-    """The key file must be a private key ssh-keygen can use without a passphrase."""
+def key_comment(key_file: Path) -> str:
+    """The comment of a private key ssh-keygen can use without a passphrase; BadInput if it
+    cannot (the message names the file, never the key material)."""
     try:
         proc = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(key_file)],
                               capture_output=True, text=True, stdin=subprocess.DEVNULL,
@@ -174,6 +190,7 @@ def check_key(key_file: Path) -> None:
     except FileNotFoundError:
         raise OperationFailed("ssh-keygen is not installed: commits cannot be signed") from None
     if proc.returncode != 0:
-        # ssh-keygen's message names the file, never the key material.
         raise BadInput(f"{KEY_ENV} is not a usable unencrypted OpenSSH private key: "
                        f"{one_line(proc.stderr) or 'ssh-keygen refused it'}")
+    fields = proc.stdout.split(maxsplit=2)  # type, key, comment (when the key has one)
+    return fields[2].strip() if len(fields) == 3 else ""
