@@ -29,6 +29,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +63,33 @@ def bind_read_only(root: Path, source: str, target: str) -> None:
     mount("-o", "remount,bind,ro", str(where))
 
 
+def mount_empty_dir(root: Path, path: str) -> None:
+    """A declared writable mount (emptyDir): fresh, empty, world-writable as kubelet makes it."""
+    where = root / path.lstrip("/")
+    where.mkdir(parents=True, exist_ok=True)
+    mount("-t", "tmpfs", "-o", "mode=777", "emptydir", str(where))
+
+
 def build_root(spec: dict[str, Any]) -> Path:
     root = Path(tempfile.mkdtemp(prefix="container-root-", dir=spec["scratch"]))
     mount("-t", "tmpfs", "-o", "mode=755", "rootfs", str(root))
+    # Parents before children, as the runtime mounts them: an emptyDir at /tmp must not hide a
+    # bind below it (the checkout and its venv may live under /tmp).
+    mounts: list[tuple[str, Callable[[], None]]] = []
     for folder in SYSTEM_DIRS:
         if os.path.lexists(folder):
-            bind_read_only(root, folder, folder)
+            mounts.append((folder, partial(bind_read_only, root, folder, folder)))
     for source, target in spec["binds"]:
-        bind_read_only(root, source, target)
+        mounts.append((target, partial(bind_read_only, root, source, target)))
+    for path in spec["writable"]:
+        mounts.append((path, partial(mount_empty_dir, root, path)))
+    for _, action in sorted(mounts, key=lambda m: len(Path(m[0]).parts)):
+        action()
     (root / "dev").mkdir()
     mount("--bind", "/dev", str(root / "dev"))  # device nodes work on a read-only mount
     mount("-o", "remount,bind,ro", str(root / "dev"))
     (root / "proc").mkdir()
     mount("-t", "proc", "proc", str(root / "proc"))
-    # The declared writable mounts (emptyDir): fresh, empty, world-writable as kubelet makes them.
-    for path in spec["writable"]:
-        where = root / path.lstrip("/")
-        where.mkdir(parents=True, exist_ok=True)
-        mount("-t", "tmpfs", "-o", "mode=777", "emptydir", str(where))
     (root / spec["workdir"].lstrip("/")).mkdir(parents=True, exist_ok=True)
     mount("-o", "remount,ro", str(root))
     return root
