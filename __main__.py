@@ -6,9 +6,11 @@ its own design decisions.
 
 import pulumi
 
+from components.admission_policy import AdmissionPolicy, AdmissionPolicyArgs
 from components.apis import ProjectApis, ProjectApisArgs
 from components.cluster import GkeCluster, GkeClusterArgs
 from components.cluster_access import AppNamespaces, AppNamespacesArgs
+from components.commit_signing import CommitSigning, CommitSigningArgs
 from components.config import ConfigError, load_config
 from components.env_branches import EnvBranches, EnvBranchesArgs
 from components.identities import BuildIdentities, BuildIdentitiesArgs
@@ -29,9 +31,13 @@ except ConfigError as error:
 # APIs first: everything below depends on the ones it uses.
 # The state backend's own API: Secret Manager for a Pulumi Cloud token, Cloud KMS otherwise.
 state_api = "secretmanager.googleapis.com" if config.pulumi_cloud else "cloudkms.googleapis.com"
+# Signing keys live in Secret Manager; Binary Authorization has its own API.
+supply_chain_apis = (*(("secretmanager.googleapis.com",) if config.signing else ()),
+                     *(("binaryauthorization.googleapis.com",)
+                       if config.binary_authorization else ()))
 apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
                                            source_provider=config.source_provider,
-                                           extra=(state_api,)))
+                                           extra=(state_api, *supply_chain_apis)))
 
 # One identity per build kind; the deployer (from config) may attach them to triggers.
 identities = BuildIdentities("identities", BuildIdentitiesArgs(
@@ -67,7 +73,10 @@ cluster = GkeCluster("gke", GkeClusterArgs(
     subnetwork=network.subnetwork,
     pods_range=network.pods_range,
     services_range=network.services_range,
-    api_dependencies=[*apis.depends_on("container", "iam", "cloudresourcemanager"), network],
+    binary_authorization=config.binary_authorization,
+    api_dependencies=[*apis.depends_on("container", "iam", "cloudresourcemanager"), network,
+                      *apis.depends_on(*(["binaryauthorization"]
+                                         if config.binary_authorization else []))],
 ))
 
 # Images: CI writes; every other build identity pulls the steps image; nodes pull app images.
@@ -105,10 +114,18 @@ state_access = StateAccess("state-access", StateAccessArgs(
     api_dependencies=apis.depends_on(state_api.split(".")[0], "storage"),
 ))
 
+# Signed commits (gitops:signers): a key secret per committing identity, read by it alone.
+signing = CommitSigning("commit-signing", CommitSigningArgs(
+    project=config.project,
+    members={"ci": identities.member("ci"), "delivery": identities.member("delivery")},
+    allowed_signers=config.allowed_signers(),
+    api_dependencies=apis.depends_on("secretmanager"),
+)) if config.signing else None
+
 # Every grant above propagates before anything acts on it.
 grants = IamPropagation("iam-propagation", IamPropagationArgs(
     grants=[*identities.grants, cluster.node_role, *registry.grants, *repositories.grants,
-            *state_access.grants],
+            *state_access.grants, *(signing.grants if signing else [])],
     seconds=config.iam_propagation_seconds,
 ))
 
@@ -138,6 +155,14 @@ steps = StepsImage("steps-image", StepsImageArgs(
     iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
+# Binary Authorization (gitops:binaryAuthorization): once a build has made images, Cloud
+# Build's attestor exists and the policy can require it.
+admission = AdmissionPolicy("admission-policy", AdmissionPolicyArgs(
+    project=config.project,
+    allowlist=config.binary_authorization_allowlist,
+    depends_on=[*apis.depends_on("binaryauthorization"), steps.build],
+)) if config.binary_authorization else None
+
 triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     config=config,
     stack=pulumi.get_stack(),
@@ -152,7 +177,9 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     preview_image=steps.preview_image,
     cluster_name=cluster.cluster.name,
     cluster_location=cluster.cluster.location,
-    api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready],
+    api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready,
+                      *([signing] if signing else [])],
+    signing=signing,
 ))
 
 pulumi.export("registry_url", registry.url)
@@ -167,3 +194,8 @@ pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", cluster.cluster.location)
 pulumi.export("service_accounts", {k: a.email for k, a in identities.accounts.items()})
 pulumi.export("kubeconfig", cluster.kubeconfig)
+if signing:
+    pulumi.export("allowed_signers", signing.allowed_signers)
+    pulumi.export("signing_key_secrets", {k: s.secret_id for k, s in signing.secrets.items()})
+if admission:
+    pulumi.export("binary_authorization_attestor", admission.attestor)

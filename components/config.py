@@ -50,6 +50,20 @@ TRIGGER_NAME_MAX = 64
 TRIGGER_PREFIXES = ("ci-", "deliver-")  # trigger names are <prefix><app>
 # VPC and subnet names, and secondary range names (RFC 1035 labels).
 NETWORK_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# SSH public keys the signers' private keys match (`ssh-keygen -y`), as `type base64 [comment]`.
+SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                 "ecdsa-sha2-nistp521", "ssh-rsa", "sk-ssh-ed25519@openssh.com",
+                 "sk-ecdsa-sha2-nistp256@openssh.com")
+SSH_PUBLIC_KEY = re.compile(r"^(?P<type>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})( [^;\r\n]*)?$")
+SIGNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,62}$")
+# The build identities that commit to the env repo: each signs with its own key.
+SIGNING_IDENTITIES = ("ci", "delivery")
+# Binary Authorization: GKE's own images, admitted without an attestation (the Google-maintained
+# global policy covers the system images it knows; these are the registries GKE pulls from).
+SYSTEM_IMAGE_PATTERNS = ("gke.gcr.io/**", "gcr.io/gke-release/**", "gcr.io/google-containers/*",
+                         "gcr.io/google_containers/*", "gcr.io/stackdriver-agents/*")
+# An allowlist name pattern: registry/path with an optional trailing * or **.
+IMAGE_PATTERN = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._-]+)*(/\*\*|/\*|\*)?$")
 NETWORK_REF = re.compile(r"^(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(global/networks|regions/"
                          r"[a-z0-9-]+/subnetworks)/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -107,6 +121,22 @@ class StackConfig:
     state_backend: str = ""  # gs://BUCKET or https://api.pulumi.com
     secrets_provider: str = ""  # gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
     pulumi_token_secret: str | None = None
+    # Signer name -> SSH public key line; empty: commits are not signed.
+    signers: tuple[tuple[str, str], ...] = ()
+    binary_authorization: bool = False
+    binary_authorization_allowlist: tuple[str, ...] = SYSTEM_IMAGE_PATTERNS
+
+    @property
+    def signing(self) -> bool:
+        return bool(self.signers)
+
+    def allowed_signers(self) -> list[str]:
+        """The allowed_signers lines: `name namespaces="git" type key`, no comment."""
+        lines = []
+        for name, key in self.signers:
+            key_type, blob = key.split()[:2]
+            lines.append(f'{name} namespaces="git" {key_type} {blob}')
+        return lines
 
     @property
     def pulumi_cloud(self) -> bool:
@@ -205,6 +235,21 @@ SETTINGS: tuple[Setting, ...] = (
             "preview identity may decrypt with it, nothing more."),
     Setting("gitops:pulumiTokenSecret", "(required for Pulumi Cloud)", "Secret Manager secret "
             "id holding PULUMI_ACCESS_TOKEN for the preview build."),
+    Setting("gitops:signers", "(none: commits unsigned)", "Turns on signed env-repo commits. "
+            "SSH public keys by signer name, e.g. {\"ci\": \"ssh-ed25519 AAAA...\", "
+            "\"delivery\": \"ssh-ed25519 AAAA...\"}: ci and delivery (the build identities "
+            "that commit) are required, other names (people who freeze apps or create branches) "
+            "are optional. The program creates a Secret Manager secret per build identity "
+            "(gitops-signing-key-ci, gitops-signing-key-delivery) that only that identity may "
+            "read; you add the private keys as versions (docs/supply-chain.md). These keys are "
+            "the allowed signers that deploy, history and status check signatures against."),
+    Setting("gitops:binaryAuthorization", "false", "Admit to the cluster only images built by "
+            "this project's Cloud Build (the built-by-cloud-build attestor) and the allowlist "
+            "below: enables the API, sets the project's Binary Authorization policy and enforces "
+            "it on the cluster."),
+    Setting("gitops:binaryAuthorizationAllowlist", ", ".join(SYSTEM_IMAGE_PATTERNS),
+            "Image name patterns admitted without an attestation when gitops:binaryAuthorization "
+            "is on (registry/path, a trailing * or **): GKE's system images by default."),
 )
 
 
@@ -342,6 +387,67 @@ def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
     return tuple(apps) or default
 
 
+def as_json(raw: Any) -> Any:
+    """A structured value as Pulumi gives it: already parsed, or JSON text."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+    return raw
+
+
+def parse_signers(raw: Any, problems: Problems) -> tuple[tuple[str, str], ...]:
+    key = "gitops:signers"
+    if raw is None or raw == "":
+        return ()
+    signers = as_json(raw)
+    example = f"pulumi config set --path '{key}.ci' \"$(cat ci_signing.pub)\""
+    if not isinstance(signers, dict) or not signers:
+        problems.add(f"config {key} must be an object of signer name -> SSH public key: "
+                     f"{example}")
+        return ()
+    parsed = []
+    for name, public_key in signers.items():
+        path = f"{key}.{name}"
+        if not SIGNER_NAME.match(str(name)):
+            problems.add(f"config {path}: a signer name is letters, digits and . _ @ + -")
+            continue
+        text = str(public_key).strip() if isinstance(public_key, str) else ""
+        if "PRIVATE KEY" in text:
+            problems.add(f"config {path} is a private key: give the public key (the .pub "
+                         f"file) and put the private key in Secret Manager only")
+            continue
+        match = SSH_PUBLIC_KEY.match(text)
+        if not match or match["type"] not in SSH_KEY_TYPES:
+            problems.add(f"config {path} is not an SSH public key (ssh-ed25519 AAAA...): "
+                         f"pulumi config set --path '{path}' \"$(cat {name}_signing.pub)\"")
+            continue
+        parsed.append((str(name), text))
+    for identity in SIGNING_IDENTITIES:
+        if identity not in signers:
+            problems.add(f"config {key} has no key for {identity!r}, a build identity that "
+                         f"commits: pulumi config set --path '{key}.{identity}' "
+                         f"\"$(cat {identity}_signing.pub)\"")
+    return tuple(parsed)
+
+
+def parse_allowlist(raw: Any, problems: Problems) -> tuple[str, ...]:
+    key = "gitops:binaryAuthorizationAllowlist"
+    if raw is None:
+        return SYSTEM_IMAGE_PATTERNS
+    patterns = as_json(raw)
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        problems.add(f"config {key} must be a list of image name patterns: "
+                     f"pulumi config set --path '{key}[0]' 'gke.gcr.io/**'")
+        return SYSTEM_IMAGE_PATTERNS
+    for pattern in patterns:
+        if not IMAGE_PATTERN.match(pattern) or "/" not in pattern:
+            problems.add(f"config {key} entry {pattern!r} is not registry/path with an "
+                         f"optional trailing * or **")
+    return tuple(patterns)
+
+
 def parse_config(values: Mapping[str, Any]) -> StackConfig:
     """Build the model from full config keys (`gcp:project`, `gitops:apps`, ...).
 
@@ -460,6 +566,10 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         state_backend=backend,
         secrets_provider=secrets_provider,
         pulumi_token_secret=str(token_secret_id) if token_secret_id else None,
+        signers=parse_signers(values.get("gitops:signers"), problems),
+        binary_authorization=as_bool(values, problems, "gitops:binaryAuthorization", False),
+        binary_authorization_allowlist=parse_allowlist(
+            values.get("gitops:binaryAuthorizationAllowlist"), problems),
     )
     problems.raise_any()
     return config

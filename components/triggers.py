@@ -18,6 +18,11 @@ Design decisions:
   default organisation.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
   for a short-lived token at run time (`_ENV_REPO_LINK` names the linked repository).
+- With commit signing on, the delivery build reads its own key from Secret Manager
+  (`availableSecrets`, components/commit_signing.py) and gets the allowed signers, public keys
+  only, in `_ALLOWED_SIGNERS`: deploy refuses a candidate commit whose signature does not verify
+  and signs what it records on production. The CI trigger runs the app's own pipeline, which
+  signs when it adds the lines docs/supply-chain.md shows.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components import pipelines
+from components.commit_signing import CommitSigning
 from components.config import ConfigError, StackConfig
 from components.delivery_timing import DeliveryTiming
 from components.repositories import RepoRef
@@ -57,6 +63,7 @@ class DeliveryTriggersArgs:
     cluster_name: pulumi.Input[str]
     cluster_location: pulumi.Input[str]
     api_dependencies: list[pulumi.Resource]
+    signing: CommitSigning | None = None  # None: commits are not signed
 
 
 class DeliveryTriggers(pulumi.ComponentResource):
@@ -74,8 +81,15 @@ class DeliveryTriggers(pulumi.ComponentResource):
             timing = DeliveryTiming.from_setting(cfg.rollout_timeout)
         except ConfigError as error:
             raise pulumi.RunError(str(error)) from None
+        delivery_yaml = pipelines.load("delivery.yaml")
+        signing_substitutions: dict[str, pulumi.Input[str]] = {}
+        if args.signing is not None:
+            delivery_yaml = pipelines.with_signing(delivery_yaml, ("deliver",),
+                                                   args.signing.version("delivery"), verify=True)
+            signing_substitutions[pipelines.ALLOWED_SIGNERS_SUBSTITUTION] = \
+                args.signing.allowed_signers_substitution
         delivery_build = cast(gcp.cloudbuild.TriggerBuildArgsDict,
-                              {**pipelines.trigger_build(pipelines.load("delivery.yaml")),
+                              {**pipelines.trigger_build(delivery_yaml),
                                "timeout": f"{timing.build_timeout}s"})
 
         for app, repo in args.app_repos.items():
@@ -104,6 +118,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
                     "_CLUSTER": args.cluster_name,
                     "_CLUSTER_LOCATION": args.cluster_location,
                     **timing.substitutions(),
+                    **signing_substitutions,
                     "_STEPS_IMAGE": args.steps_image,
                 },
             )
