@@ -24,18 +24,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from components.pipelines import secret_id, version_name
+
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
-KEY_ENV = "GITOPS_SIGNING_KEY"  # the variable the step scripts read the key from
-ALLOWED_SIGNERS_ENV = "GITOPS_ALLOWED_SIGNERS"
-
-
-def secret_id(identity: str) -> str:
-    return f"gitops-signing-key-{identity}"
-
-
-def version_name(project: str, identity: str) -> str:
-    """The secret version a build of this identity reads."""
-    return f"projects/{project}/secrets/{secret_id(identity)}/versions/latest"
 
 
 @dataclass

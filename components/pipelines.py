@@ -16,8 +16,6 @@ from typing import Any
 
 import yaml
 
-from components.commit_signing import ALLOWED_SIGNERS_ENV, KEY_ENV
-
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "pipelines"
 SCRIPTS = ROOT / "scripts"
@@ -38,6 +36,19 @@ BUILD_FIELDS = {"timeout": "timeout", "substitutions": "substitutions", "tags": 
                 "images": "images", "availableSecrets": "available_secrets"}
 SECRET_MANAGER_FIELDS = {"versionName": "version_name", "env": "env"}
 ALLOWED_SIGNERS_SUBSTITUTION = "_ALLOWED_SIGNERS"
+# What the step scripts read (scripts/gitops/signing.py): the key, and the allowed signers.
+KEY_ENV = "GITOPS_SIGNING_KEY"
+ALLOWED_SIGNERS_ENV = "GITOPS_ALLOWED_SIGNERS"
+
+
+def secret_id(identity: str) -> str:
+    """The Secret Manager secret holding the signing key of a build identity."""
+    return f"gitops-signing-key-{identity}"
+
+
+def version_name(project: str, identity: str) -> str:
+    """The secret version a build of this identity reads (the newest: rotation adds one)."""
+    return f"projects/{project}/secrets/{secret_id(identity)}/versions/latest"
 
 
 def load(name: str) -> dict[str, Any]:

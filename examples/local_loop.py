@@ -13,7 +13,12 @@ Makes local git repositories from examples/hello-app (an app repo and an env rep
    kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for real; without one
    it validates only and says so;
 3. does it again for a second release, then re-runs the first delivery: a rollback;
-4. prints `history.py` for the app.
+4. prints `history.py` for the app, with every entry's signature checked.
+
+Commits are signed as with `gitops:signers` on: the loop makes an ed25519 key per identity
+(ci, delivery, and the operator who creates the branches) with ssh-keygen, the pipelines get
+the lines the program and docs/supply-chain.md add (`components.pipelines.with_signing`), and
+their `availableSecrets` are served from the loop's own stand-in for Secret Manager.
 
 Because the scripts run through the YAML, a wrong argument in a pipeline fails here.
 """
@@ -36,11 +41,19 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from components.delivery_timing import DeliveryTiming  # noqa: E402 - needs ROOT on sys.path
+from components.pipelines import (  # noqa: E402
+    ALLOWED_SIGNERS_SUBSTITUTION,
+    KEY_ENV,
+    version_name,
+    with_signing,
+)
 
 APP_DIR = ROOT / "examples" / "hello-app"
 SCRIPTS = ROOT / "scripts"
 APP = "hello"
-REGISTRY = "europe-west1-docker.pkg.dev/local-project/apps"
+PROJECT = "local-project"
+REGISTRY = f"europe-west1-docker.pkg.dev/{PROJECT}/apps"
+SIGNERS = ("ci", "delivery", "operator")
 SUBSTITUTION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 IDENTITY = {"GIT_AUTHOR_NAME": "Local Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
             "GIT_COMMITTER_NAME": "Local Dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
@@ -68,33 +81,37 @@ def banner(text: str) -> None:
 
 
 class LocalCloudBuild:
-    """Runs Cloud Build configs locally: script steps for real, Docker steps simulated."""
+    """Runs Cloud Build configs locally: script steps for real, Docker steps simulated,
+    `availableSecrets` served from `secrets` (secret version name -> value)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir, self.env, self.builds = workdir, env, 0
+    def __init__(self, workdir: Path, env: dict[str, str], secrets: dict[str, str]) -> None:
+        self.workdir, self.env, self.secrets, self.builds = workdir, env, secrets, 0
 
-    def run(self, config_path: Path, source: Path, substitutions: dict[str, str]) -> None:
-        config: dict[str, Any] = yaml.safe_load(config_path.read_text())
+    def run(self, config: dict[str, Any], source: Path, substitutions: dict[str, str]) -> None:
         self.builds += 1
         workspace = self.workdir / f"workspace-{self.builds}"
         shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
         values = {"PROJECT_ID": "local-project", "BUILD_ID": f"local-build-{self.builds}",
-                  **substitutions}
+                  "LOCATION": "europe-west1", **substitutions}
         env = dict(self.env)
         for item in config.get("options", {}).get("env", []):
             key, _, value = substitute(item, values).partition("=")
             env[key] = value
+        available = {s["env"]: self.secrets[substitute(s["versionName"], values)]
+                     for s in config.get("availableSecrets", {}).get("secretManager", [])}
         for step in config["steps"]:
-            self.step(step, values, workspace, env)
+            self.step(step, values, workspace, env, available)
 
     def step(self, step: dict[str, Any], values: dict[str, str], workspace: Path,
-             env: dict[str, str]) -> None:
+             env: dict[str, str], secrets: dict[str, str]) -> None:
         name = substitute(step["name"], values)
         args = [substitute(arg, values) for arg in step.get("args", [])]
         step_env = dict(env)
         for item in step.get("env", []):
             key, _, value = substitute(item, values).partition("=")
             step_env[key] = value
+        for key in step.get("secretEnv", []):  # as Cloud Build does: only the steps that ask
+            step_env[key] = secrets[key]
         print(f"--- step {step['id']} ({name})", flush=True)
         if name.startswith("gcr.io/cloud-builders/docker"):
             self.docker(step["id"], args, values, workspace)
@@ -139,7 +156,25 @@ class LocalCloudBuild:
             print(f"simulated (no Docker engine): pushed, local digest {ref}")
 
 
-def setup(workdir: Path) -> tuple[Path, Path, Path]:
+def make_keys(workdir: Path) -> tuple[dict[str, str], Path]:
+    """An ed25519 key per signer: private keys by name, and the allowed_signers file."""
+    keys = workdir / "keys"
+    keys.mkdir(exist_ok=True)
+    private, entries = {}, []
+    for name in SIGNERS:
+        key = keys / name
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f",
+                            str(key)], check=True)
+        private[name] = key.read_text()
+        key_type, blob = key.with_suffix(".pub").read_text().split()[:2]
+        entries.append(f'{name} namespaces="git" {key_type} {blob}')
+    allowed = keys / "allowed_signers"
+    allowed.write_text("\n".join(entries) + "\n")
+    return private, allowed
+
+
+def setup(workdir: Path, operator_key: str) -> tuple[Path, Path, Path]:
     app_repo, env_repo, checkout = workdir / "app.git", workdir / "env.git", workdir / "app"
     for bare in (app_repo, env_repo):
         git("init", "--quiet", "--bare", str(bare), cwd=workdir)
@@ -150,7 +185,7 @@ def setup(workdir: Path) -> tuple[Path, Path, Path]:
     git("commit", "--quiet", "-m", "Hello app", cwd=checkout)
     git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
     subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--repo",
-                    env_repo.as_uri()], check=True)
+                    env_repo.as_uri()], check=True, env={**os.environ, KEY_ENV: operator_key})
     return app_repo, env_repo, checkout
 
 
@@ -166,9 +201,13 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-loop-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    app_repo, env_repo, checkout = setup(workdir)
+    keys, allowed_signers = make_keys(workdir)
+    app_repo, env_repo, checkout = setup(workdir, keys["operator"])
+    # Nothing of the caller's git credentials or signing reaches the builds: only what the
+    # pipelines give their steps.
     env = {key: value for key, value in os.environ.items()
-           if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY")}
+           if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY", KEY_ENV,
+                          "GITOPS_ALLOWED_SIGNERS")}
     cluster = kubeconfig()
     if cluster:
         env["GITOPS_KUBECONFIG"] = cluster
@@ -176,13 +215,22 @@ def main() -> int:
     else:
         env["GITOPS_NO_CLUSTER"] = "1"
         print("no kubeconfig: the delivery pipeline validates manifests only, NOT applying")
-    cloud_build = LocalCloudBuild(workdir, env)
+    cloud_build = LocalCloudBuild(workdir, env, {
+        version_name(PROJECT, identity): keys[identity] for identity in ("ci", "delivery")})
+    # The pipelines as they run with signing on: the app's with docs/supply-chain.md's lines,
+    # the delivery one as the program inlines it into the trigger.
+    app_pipeline = with_signing(yaml.safe_load((APP_DIR / "cloudbuild.yaml").read_text()),
+                                ("publish",), version_name(PROJECT, "ci"))
+    delivery_pipeline = with_signing(
+        yaml.safe_load((ROOT / "pipelines" / "delivery.yaml").read_text()), ("deliver",),
+        version_name(PROJECT, "delivery"), verify=True)
     trigger = {"_APP": APP, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
                "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
                "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local"}
     delivery = {"_APP": APP, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
                 "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
                 **DeliveryTiming.from_setting("300s").substitutions(),
+                ALLOWED_SIGNERS_SUBSTITUTION: ";".join(allowed_signers.read_text().splitlines()),
                 "_STEPS_IMAGE": trigger["_STEPS_IMAGE"]}
 
     candidates = []
@@ -197,21 +245,21 @@ def main() -> int:
             git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
         commit = git("rev-parse", "HEAD", cwd=checkout)
         banner(f"release {release}: app pipeline for {commit[:12]}")
-        cloud_build.run(APP_DIR / "cloudbuild.yaml", checkout,
+        cloud_build.run(app_pipeline, checkout,
                         {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
         candidate = git("rev-parse", "refs/heads/candidate", cwd=env_repo)
         candidates.append(candidate)
         banner(f"release {release}: delivery pipeline for candidate {candidate[:12]}")
-        cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+        cloud_build.run(delivery_pipeline, checkout,
                         {**delivery, "COMMIT_SHA": candidate, "SHORT_SHA": candidate[:7]})
 
     banner(f"rollback: re-running the delivery build of candidate {candidates[0][:12]}")
-    cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+    cloud_build.run(delivery_pipeline, checkout,
                     {**delivery, "COMMIT_SHA": candidates[0], "SHORT_SHA": candidates[0][:7]})
 
-    banner("history")
+    banner("history (signatures checked against the allowed signers)")
     subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo", env_repo.as_uri(),
-                    "--app", APP], check=True)
+                    "--app", APP, "--allowed-signers", str(allowed_signers)], check=True)
     print(f"\nrepositories kept in {workdir}")
     return 0
 

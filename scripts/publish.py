@@ -2,9 +2,11 @@
 
     python scripts/publish.py --repo URL --app APP --manifests DIR [--branch candidate]
         [--source-repo R] [--source-commit SHA] [--image REF] [--build-id ID]
+        [--provenance projects/P/locations/L/builds/ID]
 
 `apps/APP/` on the branch becomes exactly DIR, in one commit with provenance trailers;
-identical content makes no commit. Prints the branch tip.
+identical content makes no commit. Signs the commit with $GITOPS_SIGNING_KEY when set. Prints
+the branch tip.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--source-repo", help="app repository the manifests came from")
     parser.add_argument("--source-commit", help="app commit the manifests came from")
     parser.add_argument("--image", help="image reference with @sha256: digest")
+    parser.add_argument("--provenance", help="the Cloud Build build whose verified provenance "
+                        "describes the image: projects/P/locations/L/builds/ID")
     args = parser.parse_args(argv)
     return publish(PublishRequest(
         repo=args.repo, app=args.app, manifests=args.manifests, branch=args.branch,
         source_repo=args.source_repo, source_commit=args.source_commit, image=args.image,
-        build_id=args.build_id)).commit
+        build_id=args.build_id, provenance=args.provenance)).commit
 
 
 if __name__ == "__main__":

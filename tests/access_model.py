@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from components import pipelines
-from components.commit_signing import version_name
+from components.pipelines import version_name
 from pulumi_harness import ROOT, Graph, Resource
 
 SCRIPTS = ROOT / "scripts"

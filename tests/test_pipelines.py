@@ -203,4 +203,18 @@ class TestLocalLoop:
         assert f"from candidate {first[:12]}" in production[0]
         assert f"from candidate {second[:12]}" in production[1]
         assert "hello: production (newest first)" in proc.stdout
+        # Signed as with gitops:signers on: history checked every entry, and git agrees.
+        rows = [line for line in proc.stdout.splitlines() if line.startswith("20")]
+        assert len(rows) == 5
+        assert sum("good (ci)" in row for row in rows) == 2
+        assert sum("good (delivery)" in row for row in rows) == 3
+        allowed = tmp_path / "loop" / "keys" / "allowed_signers"
+        for branch in ("candidate", "production"):
+            subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
+                            "verify-commit", branch], cwd=env_repo, check=True,
+                           capture_output=True)
+        # The candidate commit names the build whose provenance describes its image.
+        assert re.search(r"^Provenance: projects/local-project/locations/europe-west1/builds/"
+                         r"local-build-3$", git("log", "-1", "--format=%B", "candidate",
+                                                cwd=env_repo), re.M)
         fsck(env_repo)

@@ -47,6 +47,18 @@ def check_image_ref(ref: str) -> re.Match[str]:
     return match
 
 
+# A Cloud Build build's resource name: the build whose provenance describes an image.
+BUILD_NAME_RE = re.compile(r"projects/[a-z][-a-z0-9.:]{4,61}[a-z0-9]/locations/[a-z0-9-]+/"
+                           r"builds/[A-Za-z0-9][A-Za-z0-9-]{0,127}")
+
+
+def check_build_name(name: str, what: str) -> str:
+    if not BUILD_NAME_RE.fullmatch(name):
+        raise BadInput(f"{what} {name!r} is not a build name "
+                       f"(projects/PROJECT/locations/LOCATION/builds/BUILD_ID)")
+    return name
+
+
 def check_trailer_value(key: str, value: str) -> str:
     if not value or any(ch in value for ch in "\r\n") or value != value.strip():
         raise BadInput(f"{key} {value!r} must be a non-empty single line")

@@ -32,6 +32,7 @@ class Attempt:
     source_commit: str | None
     build_id: str | None
     signature: SignatureCheck | None = None  # None: allowed signers not given, not checked
+    provenance: str | None = None  # the build whose verified provenance describes the image
     promoted: bool = False
     promoted_at: str | None = None
     production_commit: str | None = None
@@ -90,7 +91,8 @@ def collect(env: EnvRepo, app: str, source: str, target: str) -> History:
         Attempt(commit=e.sha, time=e.time, image=e.trailers.get("Image"),
                 source_repo=e.trailers.get("Source-Repo"),
                 source_commit=e.trailers.get("Source-Commit"),
-                build_id=e.trailers.get("Build-Id"), signature=e.signature)
+                build_id=e.trailers.get("Build-Id"), signature=e.signature,
+                provenance=e.trailers.get("Provenance"))
         for e in app_log(env, source, app)
     ]
     production = [

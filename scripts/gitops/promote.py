@@ -20,7 +20,7 @@ from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
 PROMOTED_DIR = ".gitops/promoted"
-PROVENANCE_KEYS = ("Image", "Source-Repo", "Source-Commit")
+PROVENANCE_KEYS = ("Image", "Provenance", "Source-Repo", "Source-Commit")
 
 
 class Kind(Enum):

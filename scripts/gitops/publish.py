@@ -16,6 +16,7 @@ from pathlib import Path
 from gitops.checks import (
     check_app,
     check_branch,
+    check_build_name,
     check_image_ref,
     check_sha,
     check_trailer_value,
@@ -40,6 +41,7 @@ class PublishRequest:
     source_commit: str | None = None
     image: str | None = None
     build_id: str | None = None
+    provenance: str | None = None  # projects/P/locations/L/builds/ID (gitops.checks)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def check_request(request: PublishRequest) -> None:
         check_trailer_value("--source-repo", request.source_repo)
     if request.build_id is not None:
         check_trailer_value("--build-id", request.build_id)
+    if request.provenance is not None:
+        check_build_name(request.provenance, "--provenance")
 
 
 def message_for(request: PublishRequest) -> str:
@@ -94,6 +98,7 @@ def message_for(request: PublishRequest) -> str:
         ("Source-Repo", request.source_repo),
         ("Source-Commit", request.source_commit),
         ("Build-Id", request.build_id),
+        ("Provenance", request.provenance),
     ])
 
 

@@ -1,6 +1,7 @@
 """Commit messages: a one-line subject and git trailers that machines read.
 
-Trailer keys: `App`, `Image`, `Source-Repo`, `Source-Commit`, `Build-Id`, and on production
+Trailer keys: `App`, `Image`, `Provenance` (the Cloud Build build whose verified provenance
+describes the image), `Source-Repo`, `Source-Commit`, `Build-Id`, and on production
 `Promoted-From` and `Rollback`. Git itself parses them back (`%(trailers)` in `gitops.envrepo`).
 """
 
