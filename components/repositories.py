@@ -128,7 +128,9 @@ class SourceRepositories(pulumi.ComponentResource):
 
     def _csr(self, cfg: StackConfig, names: dict[str, str],
              args: SourceRepositoriesArgs) -> dict[str, RepoRef]:
-        child = pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies)
+        # protect: these repositories hold the code and the delivery history; `pulumi destroy`
+        # must not delete them (docs/operations.md, "Tear down", says how to on purpose).
+        child = pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies, protect=True)
         repos = {
             key: gcp.sourcerepo.Repository(f"repo-{key}", project=cfg.project, name=repo,
                                            opts=child)

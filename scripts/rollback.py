@@ -3,11 +3,13 @@
     python scripts/rollback.py --repo URL --app APP --target REF --project P --region R
         [--trigger deliver-APP] [--from candidate] [--to production] [--dry-run]
 
-REF is a production entry (its commit, 7+ hex digits), an image digest (`sha256:...` or a full
-`NAME@sha256:...` reference), or `-N` (N promotions back: -1 is what production held before its
-current entry). It is resolved from git alone to the candidate commit that produced it; then the
-app's delivery trigger runs at that commit through the Cloud Build API (the regional endpoint of
---region), and production records the result as a Rollback. `--dry-run` prints what it would
+REF is a production entry (its commit, 7+ hex digits), an image digest (`sha256:HEX` or
+`NAME@sha256:HEX`, 7+ hex digits: the short digests `status` and `history` print work when
+unambiguous), or `-N`: the entry N rows down in the production list `history` prints (newest
+first, promotions and rollbacks alike; -1 is what production held before its current entry).
+It is resolved from git alone to the candidate commit that produced it; then the app's delivery
+trigger runs at that commit through the Cloud Build API (the regional endpoint of --region), and
+production records the result as a Rollback. `--dry-run` prints what it would
 run. Prints the build's console link.
 """
 
@@ -23,7 +25,8 @@ from gitops.rollback import plan_rollback, run_rollback
 def main(argv: Sequence[str]) -> str:
     parser = command_parser("rollback.py", __doc__, "repo", "app", "from", "to")
     parser.add_argument("--target", required=True, metavar="REF",
-                        help="what to roll back to: production commit, image digest or -N")
+                        help="what to roll back to: production commit, image digest (7+ hex "
+                        "digits) or -N (N rows down history's production list)")
     parser.add_argument("--project", required=True, help="Google Cloud project")
     parser.add_argument("--region", required=True, help="region of the delivery trigger")
     parser.add_argument("--trigger", help="delivery trigger name (default deliver-APP)")

@@ -2,6 +2,9 @@
 deployed by this: re-run the app's delivery trigger for the newest one, or push again.
 
     python scripts/unfreeze.py --repo URL --app APP [--branch candidate]
+
+Removes `.gitops/frozen/APP` from `candidate` (one commit; not frozen: no commit). Prints what it
+did, then the resulting candidate tip.
 """
 
 from __future__ import annotations
@@ -9,14 +12,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from gitops.cli import command_parser, run
+from gitops.cli import command_parser, log, run
 from gitops.freeze import set_freeze
 
 
 def main(argv: Sequence[str]) -> str:
     parser = command_parser("unfreeze.py", __doc__, "repo", "app", "branch")
     args = parser.parse_args(argv)
-    return set_freeze(args.repo, args.app, False, None, args.branch).commit
+    result = set_freeze(args.repo, args.app, False, None, args.branch)
+    log(result.describe())
+    return result.commit
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Roll an app back by re-running its delivery build at an older candidate commit.
 
-The target is a production entry (its commit, 7+ hex digits), an image digest (`sha256:...` or a
-full `NAME@sha256:...` reference), or `-N` (N promotions back: -1 is what production held before
-its current entry). It is resolved from git alone to the candidate commit that produced it; then
-the app's delivery trigger runs at that commit through the Cloud Build API, and production
-records the result as a Rollback.
+The target is a production entry (its commit, 7+ hex digits), an image digest (`sha256:HEX` or
+`NAME@sha256:HEX`, HEX at least 7 digits: the 12 that `status` and `history` print are enough
+when no other image of the app starts with them), or `-N`: the entry N rows down in the
+production list that `history` prints (newest first, promotions and rollbacks alike), so -1 is
+what production held before its current entry. It is resolved from git alone to the candidate
+commit that produced it; then the app's delivery trigger runs at that commit through the Cloud
+Build API, and production records the result as a Rollback.
 
 Delivery triggers are regional (2nd-gen repositories need them in the connection's region), so
 the API is called at the trigger region's endpoint, `{region}-cloudbuild.googleapis.com`, with
@@ -20,9 +22,9 @@ from typing import Any, Protocol
 from gitops.checks import check_app, check_branch, short_ref
 from gitops.envrepo import scratch_repo
 from gitops.errors import BadInput, OperationFailed, one_line
-from gitops.history import History, apps_on, collect
+from gitops.history import Attempt, History, apps_on, collect
 
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST = re.compile(r"sha256:([0-9a-f]{7,64})(?![0-9a-f])")
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,19 @@ def resolve(story: History, ref: str) -> tuple[str, str]:
         return entry.promoted_from, f"production entry {entry.commit[:12]} ({ref})"
     digest = DIGEST.search(ref)
     if digest:
+        prefix = digest.group(1)
+        built: dict[str, Attempt] = {}  # full digest -> its newest attempt
         for attempt in attempts:  # newest first
-            if attempt.image and attempt.image.endswith("@" + digest.group(0)):
-                return attempt.commit, f"image {short_ref(attempt.image)}"
-        raise BadInput(f"--target {ref}: no candidate attempt of {app} built {digest.group(0)}")
+            full = attempt.image.rpartition("@sha256:")[2] if attempt.image else ""
+            if full.startswith(prefix):
+                built.setdefault(full, attempt)
+        if len(built) > 1:
+            raise BadInput(f"--target {ref}: ambiguous, {len(built)} images of {app} start "
+                           f"with sha256:{prefix}; give more digits")
+        if built:
+            attempt = next(iter(built.values()))
+            return attempt.commit, f"image {short_ref(attempt.image or '')}"
+        raise BadInput(f"--target {ref}: no candidate attempt of {app} built sha256:{prefix}")
     if re.fullmatch(r"[0-9a-f]{7,64}", ref):
         matches = [p for p in production if p.commit.startswith(ref)]
         if len(matches) == 1 and matches[0].promoted_from:
