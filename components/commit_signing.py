@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from components.pipelines import secret_id, version_name
+from components.config import signing_secret_id
+from components.pipelines import version_name
 
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 
@@ -50,7 +51,7 @@ class CommitSigning(pulumi.ComponentResource):
             secret = gcp.secretmanager.Secret(
                 f"signing-key-{identity}",
                 project=args.project,
-                secret_id=secret_id(identity),
+                secret_id=signing_secret_id(identity),
                 replication=gcp.secretmanager.SecretReplicationArgs(
                     auto=gcp.secretmanager.SecretReplicationAutoArgs()),
                 labels={"gitops": "commit-signing", "identity": identity},

@@ -167,6 +167,11 @@ class StackConfig:
         return f"https://source.developers.google.com/p/{self.project}/r/{repo}"
 
 
+def signing_secret_id(identity: str) -> str:
+    """The Secret Manager secret holding the commit-signing key of a build identity."""
+    return f"gitops-signing-key-{identity}"
+
+
 def node_account_id(cluster_name: str) -> str:
     """The id of the cluster's node service account (24 characters of the name + "-nodes")."""
     return f"{cluster_name[:24].rstrip('-')}-nodes"

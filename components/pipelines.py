@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from components.config import signing_secret_id
+
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "pipelines"
 SCRIPTS = ROOT / "scripts"
@@ -41,14 +43,9 @@ KEY_ENV = "GITOPS_SIGNING_KEY"
 ALLOWED_SIGNERS_ENV = "GITOPS_ALLOWED_SIGNERS"
 
 
-def secret_id(identity: str) -> str:
-    """The Secret Manager secret holding the signing key of a build identity."""
-    return f"gitops-signing-key-{identity}"
-
-
 def version_name(project: str, identity: str) -> str:
     """The secret version a build of this identity reads (the newest: rotation adds one)."""
-    return f"projects/{project}/secrets/{secret_id(identity)}/versions/latest"
+    return f"projects/{project}/secrets/{signing_secret_id(identity)}/versions/latest"
 
 
 def load(name: str) -> dict[str, Any]:
