@@ -9,6 +9,7 @@ cloud can show (docs/supply-chain.md lists what was not run).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,25 @@ class TestSupplyChainConfig:
         assert config.binary_authorization_allowlist == ("gke.gcr.io/**", "quay.io/acme/tool")
         with pytest.raises(ConfigError, match="'nothing' is not registry/path"):
             parse_config(base_config(**{"gitops:binaryAuthorizationAllowlist": ["nothing"]}))
+
+
+class TestSupplyChainDocs:
+    """What docs/supply-chain.md tells app owners to add is exactly what the program, the
+    access model and the local loop assume an app pipeline adds."""
+
+    def test_app_pipeline_lines(self) -> None:
+        text = (ROOT / "docs" / "supply-chain.md").read_text()
+        block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                     if "availableSecrets" in b)
+        documented = yaml.safe_load(block)
+        original = yaml.safe_load(APP_PIPELINE.read_text())
+        signed = pipelines.with_signing(original, ("publish",),
+                                        pipelines.version_name("${PROJECT_ID}", "ci"))
+        assert documented["availableSecrets"] == signed["availableSecrets"]
+        publish = next(s for s in signed["steps"] if s["id"] == "publish")
+        assert documented["steps"] == [{"id": "publish", "secretEnv": publish["secretEnv"]}]
+        before = next(s for s in original["steps"] if s["id"] == "publish")
+        assert {k: v for k, v in publish.items() if k != "secretEnv"} == before
+
+    def test_linked_from_the_readme(self) -> None:
+        assert "docs/supply-chain.md" in (ROOT / "README.md").read_text()
