@@ -227,23 +227,24 @@ class TestDeployRefusesUnverifiedCommits:
         tip = env_repo.tip("production")
         assert tip is not None and verify_commit(env_repo, keys, tip).returncode == 0
 
-    @pytest.mark.parametrize("how, says", [
-        ("unsigned", "is UNSIGNED"),
-        ("stranger", "is signed by a key not allowed"),
-        ("tampered", "is BAD signature"),
-    ])
-    def test_refused(self, env_repo: EnvRepoOnDisk, tmp_path: Path, keys: Keys,
-                     monkeypatch: pytest.MonkeyPatch, how: str, says: str) -> None:
-        signing_as(monkeypatch, keys, {"unsigned": None, "stranger": "stranger",
-                                       "tampered": "ci"}[how])
-        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
-        if how == "tampered":
-            commit = tamper(env_repo, commit, "candidate")
+    def test_unsigned_wrong_key_and_tampered_commits_are_refused(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, keys: Keys,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        commits = {}
+        for how, signer in (("unsigned", None), ("stranger", "stranger"), ("tampered", "ci")):
+            signing_as(monkeypatch, keys, signer)
+            commits[how] = publish(env_repo, tmp_path, "hello", DIGEST_A if how != "stranger"
+                                   else DIGEST_B, build=how)
+        commits["tampered"] = tamper(env_repo, commits["tampered"], "candidate")
         signing_as(monkeypatch, keys, "delivery", verify=True)
         before = env_repo.snapshot()
-        with pytest.raises(BadInput, match=f"refusing to deploy hello at {commit[:12]}: "
-                                           f"commit {commit[:12]} {says}"):
-            self.deliver(env_repo, commit)
+        for how, says in (("unsigned", "is UNSIGNED"),
+                          ("stranger", "is signed by a key not allowed"),
+                          ("tampered", "is BAD signature")):
+            commit = commits[how]
+            with pytest.raises(BadInput, match=f"refusing to deploy hello at {commit[:12]}: "
+                                               f"commit {commit[:12]} {says}"):
+                self.deliver(env_repo, commit)
         assert env_repo.snapshot() == before
 
     def test_unsigned_change_beneath_a_signed_commit_is_refused(
