@@ -43,8 +43,9 @@ KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
              "sk-ecdsa-sha2-nistp256@openssh.com")
 PUBLIC_KEY = re.compile(r"(?P<type>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})(?: [^\r\n;]*)?")
 PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*")
-# An allowed_signers entry as this project writes it: principal, git namespace, key.
+# A key comment that is an email address becomes the committer email.
 EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+# An allowed_signers entry as this project writes it: principal, git namespace, key.
 ENTRY = re.compile(r'(?P<principal>[^\s;"]+) namespaces="git" (?P<type>[a-z0-9@.-]+) '
                    r"(?P<blob>[A-Za-z0-9+/]+={0,3})")
 
