@@ -54,11 +54,14 @@ lint: $(VENV_READY)
 typecheck: $(VENV_READY)
 	$(BIN)/mypy --config-file mypy.ini components/ scripts/
 
+# The event tests publish to the Pub/Sub emulator: one for the whole run (both test workers),
+# booting while the first tests run; reused when PUBSUB_EMULATOR_HOST is set (.ci/run).
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python tests/pubsub_emulator.py -- $(BIN)/python -m pytest -q
 
 bench: $(VENV_READY)
 	$(BIN)/python benchmarks/env_repo_latency.py
+	$(BIN)/python benchmarks/render_latency.py
 
 loop: $(VENV_READY)
 	$(BIN)/python examples/local_loop.py

@@ -13,9 +13,11 @@ from components.cluster_access import AppNamespaces, AppNamespacesArgs
 from components.commit_signing import CommitSigning, CommitSigningArgs
 from components.config import ConfigError, load_config
 from components.env_branches import EnvBranches, EnvBranchesArgs
+from components.events import DeliveryEvents, DeliveryEventsArgs
 from components.identities import BuildIdentities, BuildIdentitiesArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.propagation import IamPropagation, IamPropagationArgs
+from components.reconcile_schedule import ReconcileSchedule, ReconcileScheduleArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
 from components.state_access import StateAccess, StateAccessArgs
@@ -37,7 +39,9 @@ supply_chain_apis = (*(("secretmanager.googleapis.com",) if config.signing else 
                        if config.binary_authorization else ()))
 apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
                                            source_provider=config.source_provider,
-                                           extra=(state_api, *supply_chain_apis)))
+                                           extra=(state_api, "pubsub.googleapis.com",
+                                                  "cloudscheduler.googleapis.com",
+                                                  *supply_chain_apis)))
 
 # One identity per build kind; the deployer (from config) may attach them to triggers.
 identities = BuildIdentities("identities", BuildIdentitiesArgs(
@@ -90,6 +94,7 @@ registry = ImageRegistry("registry", ImageRegistryArgs(
     writers={"ci": identities.member("ci")},
     readers={"delivery": identities.member("delivery"),
              "preview": identities.member("preview"),
+             "reconcile": identities.member("reconcile"),
              "nodes": cluster.node_account.member},
     api_dependencies=apis.depends_on("artifactregistry"),
 ))
@@ -102,6 +107,7 @@ repositories = SourceRepositories("repos", SourceRepositoriesArgs(
     readers={
         "ci": ([f"app-{app.name}" for app in config.apps], identities.member("ci")),
         "preview": (["infra"], identities.member("preview")),
+        "reconcile": (["env"], identities.member("reconcile")),
     },
     api_dependencies=apis.depends_on("cloudbuild", "secretmanager" if config.github
                                      else "sourcerepo"),
@@ -122,10 +128,18 @@ signing = CommitSigning("commit-signing", CommitSigningArgs(
     api_dependencies=apis.depends_on("secretmanager"),
 )) if config.signing else None
 
+# One JSON event per delivery outcome, on a topic with a schema; delivery and reconcile publish.
+events = DeliveryEvents("events", DeliveryEventsArgs(
+    project=config.project,
+    topic_name=config.events_topic,
+    publishers={kind: identities.member(kind) for kind in ("delivery", "reconcile")},
+    api_dependencies=apis.depends_on("pubsub"),
+))
+
 # Every grant above propagates before anything acts on it.
 grants = IamPropagation("iam-propagation", IamPropagationArgs(
     grants=[*identities.grants, cluster.node_role, *registry.grants, *repositories.grants,
-            *state_access.grants, *(signing.grants if signing else [])],
+            *state_access.grants, *events.grants, *(signing.grants if signing else [])],
     seconds=config.iam_propagation_seconds,
 ))
 
@@ -142,6 +156,8 @@ namespaces = AppNamespaces("apps", AppNamespacesArgs(
     kubeconfig=cluster.kubeconfig,
     apps=[app.name for app in config.apps],
     delivery_email=identities.accounts["delivery"].email,
+    reconcile_email=identities.accounts["reconcile"].email,
+    heal_apps=config.heal_apps,
 ))
 
 # The image the build steps run in, built from scripts/ and tagged by its content hash.
@@ -179,7 +195,21 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     cluster_location=cluster.cluster.location,
     api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready,
                       *([signing] if signing else [])],
+    events_topic=events.topic_path,
     signing=signing,
+))
+
+# Cloud Scheduler runs the reconcile trigger, as an identity that may do nothing else.
+schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
+    project=config.project,
+    region=config.region,
+    schedule=config.reconcile_schedule,
+    environment="production",
+    trigger_id=triggers.reconcile.trigger_id,
+    reconcile_account=identities.resource_name("reconcile"),
+    deployer=config.deployer,
+    api_dependencies=apis.depends_on("cloudscheduler", "iam", "cloudresourcemanager"),
+    iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
 pulumi.export("registry_url", registry.url)
@@ -190,6 +220,8 @@ pulumi.export("app_repo_urls", {app: ref.url for app, ref in repositories.apps.i
 pulumi.export("ci_trigger_ids", {app: t.trigger_id for app, t in triggers.ci.items()})
 pulumi.export("delivery_trigger_ids", {app: t.trigger_id for app, t in triggers.delivery.items()})
 pulumi.export("preview_trigger_id", triggers.preview.trigger_id)
+pulumi.export("reconcile_trigger_id", triggers.reconcile.trigger_id)
+pulumi.export("events_topic", events.topic_path)
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", cluster.cluster.location)
 pulumi.export("service_accounts", {k: a.email for k, a in identities.accounts.items()})

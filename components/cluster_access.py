@@ -19,6 +19,11 @@ Design decisions:
   must not make `pulumi refresh` drop these objects from the state. When the cluster is really
   gone (deleted by hand, interrupted destroy), the operator sets
   PULUMI_K8S_DELETE_UNREACHABLE=true for that one `refresh`/`destroy` (docs/operations.md).
+- The reconcile identity gets its own Role per app. Its comparison is a server-side dry-run
+  apply, which Kubernetes authorizes like the real request (patch, and create for an object
+  that is missing), so it holds get, list, patch and create on the app's kinds even where it
+  may not heal; deleting, Leases and the rest of delivery's rules come only with self-heal for
+  that app.
 - Nested arguments use pulumi-kubernetes' typed `...Args` classes, so a misspelled key or a
   missing verb list fails before anything reaches the cluster.
 """
@@ -49,11 +54,21 @@ DELIVERY_RULES: list[k8s.rbac.v1.PolicyRuleArgs] = [
 ]
 
 
+COMPARE = ["get", "list", "patch", "create"]  # a server-side dry-run apply, and listing
+RECONCILE_RULES: list[k8s.rbac.v1.PolicyRuleArgs] = [
+    Rule(api_groups=rule.api_groups, resources=rule.resources, verbs=COMPARE)
+    for rule in DELIVERY_RULES if rule.verbs == CHANGE and rule.api_groups != [
+        "coordination.k8s.io"]
+]
+
+
 @dataclass
 class AppNamespacesArgs:
     kubeconfig: pulumi.Input[str]
     apps: list[str]
     delivery_email: pulumi.Input[str]
+    reconcile_email: pulumi.Input[str] | None = None
+    heal_apps: tuple[str, ...] = ()  # apps the reconcile identity may heal
 
 
 class AppNamespaces(pulumi.ComponentResource):
@@ -91,4 +106,26 @@ class AppNamespaces(pulumi.ComponentResource):
                                                   kind="User", name=args.delivery_email)],
                 opts=in_cluster,
             )
+            if args.reconcile_email is not None:
+                self._reconciler(app, namespace, args.reconcile_email, app in args.heal_apps,
+                                 in_cluster)
         self.register_outputs({"namespaces": list(self.namespaces)})
+
+    def _reconciler(self, app: str, namespace: k8s.core.v1.Namespace,
+                    email: pulumi.Input[str], heal: bool,
+                    in_cluster: pulumi.ResourceOptions) -> None:
+        """The reconcile identity's Role and binding in the app's namespace."""
+        metadata = k8s.meta.v1.ObjectMetaArgs(name="gitops-reconciler",
+                                              namespace=namespace.metadata.name)
+        role = k8s.rbac.v1.Role(f"reconciler-{app}", metadata=metadata,
+                                rules=DELIVERY_RULES if heal else RECONCILE_RULES,
+                                opts=in_cluster)
+        k8s.rbac.v1.RoleBinding(
+            f"reconciler-{app}",
+            metadata=metadata,
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io",
+                                             kind="Role", name=role.metadata.name),
+            subjects=[k8s.rbac.v1.SubjectArgs(api_group="rbac.authorization.k8s.io",
+                                              kind="User", name=email)],
+            opts=in_cluster,
+        )

@@ -48,6 +48,11 @@ REPO_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 # Cloud Build trigger names: 1-64 letters, digits and hyphens, alphanumeric at both ends.
 TRIGGER_NAME_MAX = 64
 TRIGGER_PREFIXES = ("ci-", "deliver-")  # trigger names are <prefix><app>
+# Pub/Sub topic ids: 3-255 characters, a letter first, never starting with "goog".
+TOPIC_NAME = re.compile(r"^(?!goog)[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
+# Cron: five fields of digits, *, ranges, steps and lists (Cloud Scheduler's unix-cron).
+CRON = re.compile(r"^([0-9*/,-]+ ){4}[0-9*/,-]+$")
+CRON_EXAMPLE = "'*/30 * * * *'"
 # VPC and subnet names, and secondary range names (RFC 1035 labels).
 NETWORK_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 # SSH public keys the signers' private keys match (`ssh-keygen -y`), as `type base64 [comment]`.
@@ -85,6 +90,7 @@ class Setting:
 class AppConfig:
     name: str
     repo: str  # GitHub repository name under github_owner, or CSR repository name
+    self_heal: bool | None = None  # None: the stack's gitops:selfHeal
 
 
 DEFAULT_APPS = (AppConfig("hello", "hello"),)
@@ -121,10 +127,19 @@ class StackConfig:
     state_backend: str = ""  # gs://BUCKET or https://api.pulumi.com
     secrets_provider: str = ""  # gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
     pulumi_token_secret: str | None = None
+    events_topic: str = "gitops-events"
+    reconcile_schedule: str = "*/30 * * * *"  # "off": no scheduled run
+    self_heal: bool = False
     # Signer name -> SSH public key line; empty: commits are not signed.
     signers: tuple[tuple[str, str], ...] = ()
     binary_authorization: bool = False
     binary_authorization_allowlist: tuple[str, ...] = SYSTEM_IMAGE_PATTERNS
+
+    @property
+    def heal_apps(self) -> tuple[str, ...]:
+        """The apps a reconcile run may heal (each app's selfHeal, else the stack's)."""
+        return tuple(app.name for app in self.apps
+                     if (self.self_heal if app.self_heal is None else app.self_heal))
 
     @property
     def signing(self) -> bool:
@@ -238,6 +253,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:secretsProvider", "gcpkms://projects/PROJECT/locations/REGION/keyRings/"
             "pulumi/cryptoKeys/state", "The stack's secrets provider with a GCS backend; the "
             "preview identity may decrypt with it, nothing more."),
+    Setting("gitops:eventsTopic", "gitops-events", "Pub/Sub topic (created, with the delivery "
+            "event schema) that receives one JSON message per delivery outcome and drift "
+            "finding; only the delivery and reconcile identities may publish to it."),
+    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler runs the "
+            "reconcile build that compares each app's namespace with production (cron, UTC), "
+            "or off. The reconcile trigger can always be run by hand."),
+    Setting("gitops:selfHeal", "false", "Whether a reconcile run re-applies production (and "
+            "prunes) when it finds drift, for every app; an app overrides it with "
+            '{"name": ..., "selfHeal": true|false} in gitops:apps. Without it drift is only '
+            "reported."),
     Setting("gitops:pulumiTokenSecret", "(required for Pulumi Cloud)", "Secret Manager secret "
             "id holding PULUMI_ACCESS_TOKEN for the preview build."),
     Setting("gitops:signers", "(none: commits unsigned)", "Turns on signed env-repo commits. "
@@ -357,9 +382,12 @@ def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
     apps = []
     for index, item in enumerate(raw):
         path = f"{key}[{index}]"
+        heal: bool | None = None
         if isinstance(item, dict):
             name, repo, name_path = item.get("name"), item.get("repo", item.get("name")), \
                 f"{path}.name"
+            if "selfHeal" in item:
+                heal = as_bool(item, problems, "selfHeal", False)
         elif isinstance(item, str):
             name, repo, name_path = item, item, path
         else:
@@ -385,7 +413,7 @@ def parse_apps(raw: Any, problems: Problems) -> tuple[AppConfig, ...]:
                          f"digits, '.', '_', '-', at most 100, not starting with '.'): "
                          f"pulumi config set --path '{path}.repo' {name}")
             continue
-        apps.append(AppConfig(name=name, repo=repo))
+        apps.append(AppConfig(name=name, repo=repo, self_heal=heal))
     names = [app.name for app in apps]
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.add(f"config {key} names app {duplicate!r} twice: each app once")
@@ -539,6 +567,13 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         token_secret_id = require(values, problems, "gitops:pulumiTokenSecret",
                                   "pulumi-access-token",
                                   "needed when gitops:stateBackend is Pulumi Cloud")
+    events_topic = matching(values, problems, "gitops:eventsTopic", "gitops-events", TOPIC_NAME,
+                            "a Pub/Sub topic name (3-255 letters, digits, -_.~+%, a letter "
+                            "first, not starting with goog)", "gitops-events")
+    schedule = str(values.get("gitops:reconcileSchedule", "*/30 * * * *"))
+    if schedule != "off" and not CRON.match(schedule):
+        problems.add(f"config gitops:reconcileSchedule {schedule!r} is not a cron schedule of "
+                     f"five fields, or off: {fix('gitops:reconcileSchedule', CRON_EXAMPLE)}")
     config = StackConfig(
         project=project,
         region=region,
@@ -571,6 +606,9 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         state_backend=backend,
         secrets_provider=secrets_provider,
         pulumi_token_secret=str(token_secret_id) if token_secret_id else None,
+        events_topic=events_topic,
+        reconcile_schedule=schedule,
+        self_heal=as_bool(values, problems, "gitops:selfHeal", False),
         signers=parse_signers(values.get("gitops:signers"), problems),
         binary_authorization=as_bool(values, problems, "gitops:binaryAuthorization", False),
         binary_authorization_allowlist=parse_allowlist(

@@ -25,12 +25,15 @@ BUILD_KINDS = {
     "ci": "Builds app images and publishes manifests to the env repo's candidate branch",
     "delivery": "Applies candidate manifests to GKE and promotes them to production",
     "preview": "Runs tests and a read-only pulumi preview on infra pull requests",
+    "reconcile": "Compares app namespaces with production; heals the apps allowed to",
 }
 LOG_WRITER = "roles/logging.logWriter"
 PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "ci": (LOG_WRITER,),
     # Authenticate to the cluster only; what it may change comes from in-cluster RBAC.
     "delivery": (LOG_WRITER, "roles/container.clusterViewer"),
+    # Like delivery: authenticate only; in-cluster RBAC says what it may read or heal.
+    "reconcile": (LOG_WRITER, "roles/container.clusterViewer"),
     "preview": (
         LOG_WRITER,
         "roles/browser",

@@ -7,9 +7,10 @@ Design decisions:
   before the connection is created, so the connection waits for that grant and its propagation.
   Builds that push (CI to candidate, delivery to production) get `roles/cloudbuild.tokenAccessor`
   on the connection only: they ask the connection for a short-lived read/write token at run
-  time, so no token sits in a substitution or a file. The deployer gets the same role, because
-  `pulumi up` creates the env branches with the connection's token too (no local GitHub
-  credential is needed).
+  time, so no token sits in a substitution or a file. Builds that only read the env repo
+  (reconcile) get `roles/cloudbuild.readTokenAccessor` and a read-only token. The deployer
+  gets the token accessor role too, because `pulumi up` creates the env branches with the
+  connection's token (no local GitHub credential is needed).
 - CSR: Cloud Source Repositories (closed to new Google Cloud customers since June 2024) are
   created here; writers (the pushing builds and the deployer) get `roles/source.writer` on the
   env repo only.
@@ -111,6 +112,18 @@ class SourceRepositories(pulumi.ComponentResource):
                 member=member,
                 opts=pulumi.ResourceOptions(parent=self),
             ))
+        # A build that reads the env repo itself (reconcile) asks for a read-only token.
+        for label, (keys, member) in args.readers.items():
+            if "env" in keys:
+                self.grants.append(gcp.cloudbuildv2.ConnectionIAMMember(
+                    f"{label}-read-token-accessor",
+                    project=cfg.project,
+                    location=cfg.region,
+                    name=self.connection.name,
+                    role="roles/cloudbuild.readTokenAccessor",
+                    member=member,
+                    opts=pulumi.ResourceOptions(parent=self),
+                ))
         refs = {}
         for key, repo in names.items():
             url = cfg.repo_url(repo)

@@ -16,6 +16,12 @@ Design decisions:
   gke-gcloud-auth-plugin and gcloud that the program's kubeconfig executes. With Pulumi Cloud it
   names the stack fully (`org/project/stack`): a bare name would resolve in the access token's
   default organisation.
+- Per environment, a manual trigger runs the reconcile build (`pipelines/reconcile.yaml`) at
+  the env repo's production branch (`source_to_build`): Cloud Scheduler runs it on a schedule
+  (components/reconcile_schedule.py) and anyone allowed can run it by hand. Its build timeout
+  covers one heal per app it may heal.
+- Delivery and reconcile builds learn the events topic and their environment's name from
+  `_EVENTS_TOPIC` and `_ENVIRONMENT`.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
   for a short-lived token at run time (`_ENV_REPO_LINK` names the linked repository).
 - With commit signing on, the delivery build reads its own key from Secret Manager
@@ -63,6 +69,9 @@ class DeliveryTriggersArgs:
     cluster_name: pulumi.Input[str]
     cluster_location: pulumi.Input[str]
     api_dependencies: list[pulumi.Resource]
+    events_topic: pulumi.Input[str] = ""  # projects/P/topics/T
+    environment: str = "production"
+    success_branch: str = "production"  # the environment's branch of successes
     signing: CommitSigning | None = None  # None: commits are not signed
 
 
@@ -120,8 +129,11 @@ class DeliveryTriggers(pulumi.ComponentResource):
                     **timing.substitutions(),
                     **signing_substitutions,
                     "_STEPS_IMAGE": args.steps_image,
+                    "_EVENTS_TOPIC": args.events_topic,
+                    "_ENVIRONMENT": args.environment,
                 },
             )
+        self.reconcile = self._reconcile_trigger(timing, env_link)
         # GitHub has pull requests; CSR does not, so there previews run on non-main branches.
         self.preview = self._trigger(
             "preview", args.infra_repo, "preview", branch="^main$", review=True,
@@ -134,7 +146,46 @@ class DeliveryTriggers(pulumi.ComponentResource):
             "ci": {app: t.trigger_id for app, t in self.ci.items()},
             "delivery": {app: t.trigger_id for app, t in self.delivery.items()},
             "preview": self.preview.trigger_id,
+            "reconcile": self.reconcile.trigger_id,
         })
+
+    def _reconcile_trigger(self, timing: DeliveryTiming,
+                           env_link: pulumi.Input[str]) -> gcp.cloudbuild.Trigger:
+        """The environment's manual trigger for the reconcile build, at production's tip."""
+        args, cfg = self.args, self.args.config
+        heal = cfg.heal_apps
+        build = cast(gcp.cloudbuild.TriggerBuildArgsDict, {
+            **pipelines.trigger_build(pipelines.load("reconcile.yaml")),
+            "timeout": f"{min(timing.build_timeout * max(1, len(heal)), 86400)}s"})
+        source: gcp.cloudbuild.TriggerSourceToBuildArgsDict = {
+            "ref": f"refs/heads/{args.success_branch}", "repo_type": "GITHUB",
+            "repository": args.env_repo.link or ""} if cfg.github else {
+            "ref": f"refs/heads/{args.success_branch}", "repo_type": "CLOUD_SOURCE_REPOSITORIES",
+            "uri": args.env_repo.url}
+        name = f"reconcile-{args.environment}"
+        return gcp.cloudbuild.Trigger(
+            name,
+            project=cfg.project,
+            location=cfg.region,
+            name=name,
+            description=f"{args.environment}: compare app namespaces with the env repo, "
+                        f"report drift" + (f", heal {', '.join(heal)}" if heal else ""),
+            service_account=args.service_accounts["reconcile"],
+            build=build,
+            source_to_build=source,
+            substitutions={
+                "_ENV_REPO": args.env_repo.url,
+                "_ENV_REPO_LINK": env_link,
+                "_CLUSTER": args.cluster_name,
+                "_CLUSTER_LOCATION": args.cluster_location,
+                "_HEAL_APPS": ",".join(heal),
+                **timing.substitutions(),
+                "_STEPS_IMAGE": args.steps_image,
+                "_EVENTS_TOPIC": args.events_topic,
+                "_ENVIRONMENT": args.environment,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies),
+        )
 
     def preview_stack(self) -> str:
         """The stack as `pulumi preview --stack` must name it for the configured backend."""

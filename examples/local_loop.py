@@ -92,7 +92,8 @@ class LocalCloudBuild:
         workspace = self.workdir / f"workspace-{self.builds}"
         shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
         values = {"PROJECT_ID": "local-project", "BUILD_ID": f"local-build-{self.builds}",
-                  "LOCATION": "europe-west1", **substitutions}
+                  "LOCATION": "europe-west1",
+                  **substitutions}
         env = dict(self.env)
         for item in config.get("options", {}).get("env", []):
             key, _, value = substitute(item, values).partition("=")
@@ -231,7 +232,10 @@ def main() -> int:
                 "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
                 **DeliveryTiming.from_setting("300s").substitutions(),
                 ALLOWED_SIGNERS_SUBSTITUTION: ";".join(allowed_signers.read_text().splitlines()),
-                "_STEPS_IMAGE": trigger["_STEPS_IMAGE"]}
+                "_STEPS_IMAGE": trigger["_STEPS_IMAGE"],
+                # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
+                "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", ""),
+                "_ENVIRONMENT": "production"}
 
     candidates = []
     for release in (1, 2):

@@ -58,14 +58,23 @@ PUSH = ("artifactregistry.repositories.downloadArtifacts",
 
 # kubectl subcommand -> (what it acts on, Kubernetes verbs). "manifests": every kind in the
 # app's manifests; "workloads": those with a rollout; "lease": the delivery Lease.
+# A `get` or `delete` whose first argument is the constant "lease" acts on the Lease; any
+# other acts on the app's objects (drift lists them, a heal deletes leftovers).
 KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
     "apply": ("manifests", ("get", "create", "patch")),  # client-side apply
     "rollout": ("workloads", ("get", "list", "watch")),  # rollout status watches the workload
     "create": ("lease", ("create",)),
-    "get": ("lease", ("get",)),
+    "get lease": ("lease", ("get",)),
     "replace": ("lease", ("update",)),
-    "delete": ("lease", ("delete",)),
+    "delete lease": ("lease", ("delete",)),
+    # A server-side dry-run apply: authorized as the real patch, or create when missing.
+    "diff": ("manifests", ("get", "patch", "create")),
+    "get": ("manifests", ("get", "list")),
+    "delete": ("manifests", ("delete",)),
+    "kustomize": ("nothing", ()),  # render builds overlays locally: no cluster call
 }
+# What a reconcile run does in the namespace of an app it may not heal: compare only.
+COMPARE_ONLY = {"diff", "get"}
 KUBECTL_FLAGS: dict[str, tuple[str, ...]] = {  # flags that need more verbs on the manifests
     "--prune": ("list", "delete"),
     "--server-side": ("patch",),
@@ -89,6 +98,7 @@ GCLOUD = {("container", "clusters", "get-credentials"): "container.clusters.get"
 # Google API client method -> (IAM permission, what it acts on).
 API_METHODS = {
     "fetch_read_write_token": ("cloudbuild.repositories.accessReadWriteToken", "token-repo"),
+    "fetch_read_token": ("cloudbuild.repositories.accessReadToken", "token-repo"),
     "run_build_trigger": ("cloudbuild.builds.create", "project"),
 }
 
@@ -132,7 +142,13 @@ def role_permissions() -> dict[str, frozenset[str]]:
     return {role: frozenset(perms) for role, perms in data["roles"].items()}
 
 
+# Custom roles the program defines (projects/P/roles/X), read from the graph by grants().
+CUSTOM_ROLES: dict[str, frozenset[str]] = {}
+
+
 def permissions_of(role: str) -> frozenset[str]:
+    if role in CUSTOM_ROLES:
+        return CUSTOM_ROLES[role]
     roles = role_permissions()
     if role not in roles:
         raise KeyError(f"{role} is not in {ROLE_DATA.name}: vendor it with "
@@ -161,6 +177,8 @@ def grant_resource(resource: Resource) -> str:
         "gcp:secretmanager/secretIamMember:SecretIamMember":
             lambda: f"projects/{project}/secrets/{i['secretId']}",
         "gcp:serviceaccount/iAMMember:IAMMember": lambda: i["serviceAccountId"],
+        "gcp:pubsub/topicIAMMember:TopicIAMMember":
+            lambda: f"projects/{project}/topics/{i['topic'].rsplit('/', 1)[-1]}",
     }
     if resource.typ not in paths:
         raise KeyError(f"the access model does not know grants of type {resource.typ}")
@@ -168,6 +186,8 @@ def grant_resource(resource: Resource) -> str:
 
 
 def grants(graph: Graph) -> list[Grant]:
+    for role in graph.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"):
+        CUSTOM_ROLES[role.outputs["name"]] = frozenset(role.inputs["permissions"])
     return [Grant(r.inputs["member"], r.inputs["role"], grant_resource(r), r.name)
             for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
 
@@ -199,6 +219,7 @@ class ScriptCalls:
     api_methods: set[str]
     pushes: bool
     fetches: bool
+    publishes_events: bool = False  # imports the Pub/Sub publisher
 
 
 def local_module(name: str) -> Path | None:
@@ -265,7 +286,9 @@ def script_calls(script: Path) -> ScriptCalls:
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else \
                     node.func.id if isinstance(node.func, ast.Name) else ""
                 if name == "kubectl" and strings(node.args[:1]):
-                    calls.kubectl.add(strings(node.args[:1])[0])
+                    sub = strings(node.args[:1])[0]
+                    calls.kubectl.add(f"{sub} lease" if strings(node.args[:2])[1:] == ["lease"]
+                                      else sub)
                     calls.kubectl_flags |= {c.split("=")[0] for c in constants(node.args)
                                             if c.split("=")[0] in KUBECTL_FLAGS}
                 elif name in API_METHODS:
@@ -282,6 +305,8 @@ def script_calls(script: Path) -> ScriptCalls:
                     calls.gcloud.add(tuple(w for w in words[1:4] if not w.startswith("-")))
                 elif words[:1] in (["push"], ["git", "push"]):
                     calls.pushes = True
+            elif isinstance(node, ast.ImportFrom) and node.module == "google.cloud.pubsub_v1":
+                calls.publishes_events = True
     return calls
 
 
@@ -417,12 +442,18 @@ def script_operations(member: str, script: str, env: dict[str, str], project: st
         ops.append(Operation(member, GCLOUD[command], f"projects/{project}",
                              f"{why} runs gcloud {' '.join(command)}"))
     token_repo = env.get("GITOPS_GIT_TOKEN_REPOSITORY", "")
-    for method in calls.api_methods:
+    unused = "fetch_read_write_token" if env.get("GITOPS_GIT_READ_ONLY") == "1" \
+        else "fetch_read_token"  # the step's environment picks the token it asks for
+    for method in calls.api_methods - {unused}:
         permission, target = API_METHODS[method]
         if target == "token-repo" and not token_repo:
             continue  # no linked repository named: the script uses git's own credentials
         resource = token_repo if target == "token-repo" else f"projects/{project}"
         ops.append(Operation(member, permission, resource, f"{why} calls {method}"))
+    topic = env.get("GITOPS_EVENTS_TOPIC", "")
+    if calls.publishes_events and topic:
+        ops.append(Operation(member, "pubsub.topics.publish", topic,
+                             f"{why} publishes delivery events"))
     csr = csr_repository(env.get("_REPO", ""))
     if csr and calls.fetches:
         ops.append(Operation(member, "source.repos.get", csr, f"{why} fetches {csr}"))
@@ -466,16 +497,50 @@ def operations(graph: Graph, config: Any) -> Derived:
             ops.append(Operation(member, "source.repos.get",
                                  f"projects/{source['projectId']}/repos/{source['repoName']}",
                                  f"{why}: fetch the source"))
+        manual = csr_repository((trigger.inputs.get("sourceToBuild") or {}).get("uri", ""))
+        if manual:  # a manual trigger on CSR: the build's identity fetches the source
+            ops.append(Operation(member, "source.repos.get", manual, f"{why}: fetch the source"))
         for script, env in scripts:
             ops += script_operations(member, script, env, subs["PROJECT_ID"], why)
-            kube += kube_operations(member, script, subs.get("_APP", ""), why)
+            if "_APP" in subs:
+                kube += kube_operations(member, script, subs["_APP"], why)
+            else:  # a reconcile run: every app, healing only those allowed to
+                heal = set(filter(None, subs.get("_HEAL_APPS", "").split(",")))
+                for app in config.apps:
+                    kube += kube_operations(member, script, app.name, why,
+                                            None if app.name in heal else COMPARE_ONLY)
         # The deployer creates the trigger, which runs as the trigger's account.
         ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs",
                              trigger.inputs["serviceAccount"], f"create {why}"))
     ops += deployer_commands(graph, config)
+    ops += scheduler_operations(graph, config)
     ops += node_operations(graph, ops)
     ops += connection_operations(graph)
     return Derived(ops, kube)
+
+
+def scheduler_operations(graph: Graph, config: Any) -> list[Operation]:
+    """A Cloud Scheduler job POSTs to a trigger's :run endpoint with its account's OAuth token:
+    the account starts a build (cloudbuild.builds.create) that runs as the trigger's account
+    (actAs); the deployer attaches the account to the job (actAs)."""
+    ops = []
+    for job in graph.of_type("gcp:cloudscheduler/job:Job"):
+        target = job.inputs["httpTarget"]
+        email = target["oauthToken"]["serviceAccountEmail"]
+        member = f"serviceAccount:{email}"
+        match = re.fullmatch(r"https://cloudbuild\.googleapis\.com/v1/projects/([^/]+)/"
+                             r"locations/([^/]+)/triggers/([^/:]+):run", target["uri"])
+        assert match, target["uri"]
+        trigger = next(t for t in graph.of_type("gcp:cloudbuild/trigger:Trigger")
+                       if t.outputs.get("triggerId") == match[3])
+        why = f"scheduler job {job.name} runs trigger {trigger.name}"
+        ops += [Operation(member, "cloudbuild.builds.create", f"projects/{match[1]}", why),
+                Operation(member, "iam.serviceAccounts.actAs",
+                          trigger.inputs["serviceAccount"], why),
+                Operation(deployer_member(config), "iam.serviceAccounts.actAs",
+                          f"projects/{job.inputs['project']}/serviceAccounts/{email}",
+                          f"create scheduler job {job.name}")]
+    return ops
 
 
 def connection_operations(graph: Graph) -> list[Operation]:
@@ -551,15 +616,17 @@ def manifest_kinds() -> list[str]:
     return kinds
 
 
-def kube_operations(member: str, script: str, app: str, why: str) -> list[KubeOperation]:
-    """Kubernetes verbs the script's kubectl calls need in the app's namespace."""
+def kube_operations(member: str, script: str, app: str, why: str,
+                    only: set[str] | None = None) -> list[KubeOperation]:
+    """Kubernetes verbs the script's kubectl calls need in the app's namespace (only: just
+    these subcommands)."""
     calls = script_calls(SCRIPTS / f"{script}.py")
     user = member.split(":", 1)[1]
     kinds = manifest_kinds()
     targets = {"manifests": kinds, "workloads": [k for k in kinds if k in ROLLOUT_KINDS],
-               "lease": ["Lease"]}
+               "lease": ["Lease"], "nothing": []}
     out = []
-    for sub in sorted(calls.kubectl):
+    for sub in sorted(calls.kubectl if only is None else calls.kubectl & only):
         target, verbs = KUBECTL[sub]
         if target == "manifests":
             verbs = tuple(sorted({*verbs, *(v for flag in calls.kubectl_flags

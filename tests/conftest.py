@@ -28,6 +28,8 @@ from gitops.deploy import Cluster
 from gitops.promote import PromoteRequest, promote
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
+from pubsub_emulator import HOST_ENV as EMULATOR_HOST_ENV
+from pubsub_emulator import Emulator, reused_host
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -290,3 +292,93 @@ class ScriptedCluster(Cluster):
                 return 1, "", f"error: {args[3]} exceeded its progress deadline"
             return 0, "", ""
         raise AssertionError(f"unexpected command {args}")
+
+
+# --- the Pub/Sub emulator (delivery events) ----------------------------------------------------
+
+EVENTS_PROJECT = "acme-delivery"
+_emulator: Emulator | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Launch the emulator as soon as a collected test needs it, so it boots while the tests
+    before the first event test run (unless PUBSUB_EMULATOR_HOST names a running one)."""
+    global _emulator
+    if os.environ.get(EMULATOR_HOST_ENV) or not any(
+            "pubsub_host" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    _emulator = Emulator().start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _emulator is not None:
+        _emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub_host() -> str:
+    """host:port of a running Pub/Sub emulator; an emulator that cannot start fails the test."""
+    host = reused_host()
+    if host is not None:
+        return host
+    emulator = _emulator or Emulator().start()
+    emulator.wait()
+    return emulator.host
+
+
+@dataclass
+class EventsTopic:
+    """A fresh topic with the events schema registered (JSON encoding) and one subscription."""
+
+    name: str
+    subscription: str
+    subscriber: Any
+
+    def received(self) -> list[dict[str, Any]]:
+        """Every message published so far (acknowledged), each data parsed, in publish order."""
+        messages: list[Any] = []
+        while True:
+            response = self.subscriber.pull(request={
+                "subscription": self.subscription, "max_messages": 100,
+                "return_immediately": True})
+            if not response.received_messages:
+                break
+            messages += response.received_messages
+            self.subscriber.acknowledge(request={
+                "subscription": self.subscription,
+                "ack_ids": [m.ack_id for m in response.received_messages]})
+        messages.sort(key=lambda m: m.message.publish_time)
+        return [{**json.loads(m.message.data), "attributes": dict(m.message.attributes)}
+                for m in messages]
+
+
+@pytest.fixture
+def events_topic(pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> EventsTopic:
+    """GITOPS_EVENTS_TOPIC names a new emulator topic carrying the schema file, as the program
+    creates it; the step code publishes there in this process and in the scripts it starts."""
+    import uuid
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.types import Encoding, Schema
+
+    from gitops.events import schema_text
+
+    monkeypatch.setenv(EMULATOR_HOST_ENV, pubsub_host)
+    suffix = uuid.uuid4().hex[:12]
+    schema = f"projects/{EVENTS_PROJECT}/schemas/delivery-event-{suffix}"
+    topic = f"projects/{EVENTS_PROJECT}/topics/gitops-events-{suffix}"
+    subscription = f"projects/{EVENTS_PROJECT}/subscriptions/all-{suffix}"
+    pubsub_v1.SchemaServiceClient().create_schema(request={
+        "parent": f"projects/{EVENTS_PROJECT}", "schema_id": schema.rsplit("/", 1)[1],
+        "schema": Schema(type_=Schema.Type.AVRO, definition=schema_text())})
+    pubsub_v1.PublisherClient().create_topic(request={
+        "name": topic, "schema_settings": {"schema": schema, "encoding": Encoding.JSON}})
+    subscriber = pubsub_v1.SubscriberClient()
+    subscriber.create_subscription(request={"name": subscription, "topic": topic})
+    monkeypatch.setenv("GITOPS_EVENTS_TOPIC", topic)
+    monkeypatch.setenv("GITOPS_BUILD_LINK",
+                       "https://console.cloud.google.com/cloud-build/builds;region=europe-west1/"
+                       "b-1?project=acme-delivery")
+    return EventsTopic(topic, subscription, subscriber)

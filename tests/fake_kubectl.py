@@ -3,6 +3,13 @@
 whose state is the last manifests applied per namespace. State lives in $FAKE_CLUSTER_DIR, so
 concurrent processes share one cluster. A rollout fails when the applied manifests contain
 $FAKE_FAIL_MARKER. Every call is appended to calls.log.
+
+Drift: `applied/NS/` holds the live objects (edit a file there to change the cluster by hand;
+files under `created/NS/` are objects someone created without kubectl apply). `diff
+--server-side` writes LIVE and MERGED folders (MERGED: the live object with the given manifest's
+fields laid over it, as a server-side apply merges) and runs $KUBECTL_EXTERNAL_DIFF on them, as
+kubectl does; `get KINDS --output=json` lists the namespace's objects (applied ones carry
+kubectl's last-applied annotation); `delete KIND/NAME` removes one object.
 """
 
 import fcntl
@@ -13,7 +20,8 @@ import shutil
 import sys
 from pathlib import Path
 
-STATE = Path(os.environ["FAKE_CLUSTER_DIR"])
+# In-process callers (tests) set STATE themselves before calling main(argv).
+STATE = Path(os.environ["FAKE_CLUSTER_DIR"]) if "FAKE_CLUSTER_DIR" in os.environ else None
 
 
 def option(args: list[str], name: str) -> str:
@@ -27,8 +35,93 @@ def tree_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def main() -> int:
-    args = [a for a in sys.argv[1:] if not a.startswith("--kubeconfig=")]
+APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def documents(folder: Path) -> list[tuple[Path, dict]]:
+    import yaml  # here, not at the top: the Lease and apply calls stay fast
+
+    found = []
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.is_file():
+            found += [(path, doc) for doc in yaml.safe_load_all(path.read_text())
+                      if isinstance(doc, dict)]
+    return found
+
+
+def key(doc: dict) -> tuple[str, str]:
+    return str(doc.get("kind")), str((doc.get("metadata") or {}).get("name"))
+
+
+def merged(live: dict, desired: dict) -> dict:
+    """desired laid over live: mappings merge, anything else is replaced."""
+    out = dict(live)
+    for field, value in desired.items():
+        out[field] = merged(live[field], value) \
+            if isinstance(value, dict) and isinstance(live.get(field), dict) else value
+    return out
+
+
+def file_name(doc: dict, namespace: str) -> str:
+    group_version = str(doc.get("apiVersion", "v1")).replace("/", ".")
+    return f"{group_version}.{doc.get('kind')}.{namespace}.{key(doc)[1]}"
+
+
+def diff(namespace: str, source: Path) -> int:
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    live = {key(doc): doc for _, doc in documents(STATE / "applied" / namespace)}
+    with tempfile.TemporaryDirectory() as work:
+        live_dir, merged_dir = Path(work, "LIVE"), Path(work, "MERGED")
+        live_dir.mkdir()
+        merged_dir.mkdir()
+        for _, doc in documents(source):
+            name = file_name(doc, namespace)
+            current = live.get(key(doc))
+            if current is not None:
+                (live_dir / name).write_text(yaml.safe_dump(current))
+                (merged_dir / name).write_text(yaml.safe_dump(merged(current, doc)))
+            else:
+                (merged_dir / name).write_text(yaml.safe_dump(doc))
+        differ = os.environ.get("KUBECTL_EXTERNAL_DIFF", "diff -u -N").split()
+        proc = subprocess.run([*differ, str(live_dir), str(merged_dir)], capture_output=True,
+                              text=True)
+        sys.stdout.write(proc.stdout)
+        sys.stderr.write(proc.stderr)
+        return proc.returncode
+
+
+def listing(namespace: str) -> dict:
+    items = []
+    for _, doc in documents(STATE / "applied" / namespace):
+        metadata = {**(doc.get("metadata") or {}), "namespace": namespace}
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), APPLIED: "{}"}
+        items.append({**doc, "metadata": metadata})
+    for _, doc in documents(STATE / "created" / namespace):
+        items.append({**doc, "metadata": {**(doc.get("metadata") or {}),
+                                          "namespace": namespace}})
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def delete(namespace: str, what: str) -> None:
+    import yaml
+
+    kind, name = what.split("/", 1)
+    for path, _ in documents(STATE / "applied" / namespace):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        kept = [d for d in docs if (str(d.get("kind")).lower(), key(d)[1]) != (kind, name)]
+        if len(kept) != len(docs):
+            path.write_text(yaml.safe_dump_all(kept)) if kept else path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One kubectl call (argv: its arguments; None: this process's)."""
+    assert STATE is not None, "set FAKE_CLUSTER_DIR"
+    args = [a for a in (sys.argv[1:] if argv is None else argv)
+            if not a.startswith("--kubeconfig=")]
     STATE.mkdir(parents=True, exist_ok=True)
     with open(STATE / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one kubectl at a time, like one API server
@@ -68,6 +161,15 @@ def main() -> int:
                 print(path.read_text())
             else:
                 path.unlink()
+            return 0
+        if verb == "diff":
+            return diff(option(args, "namespace"), Path(option(args, "filename")))
+        if verb == "get":
+            print(json.dumps(listing(option(args, "namespace"))))
+            return 0
+        if verb == "delete":
+            delete(option(args, "namespace"), args[1])
+            print(f"{args[1]} deleted")
             return 0
         if verb == "apply":
             namespace, source = option(args, "namespace"), Path(option(args, "filename"))

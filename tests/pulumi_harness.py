@@ -135,6 +135,16 @@ class RecordingMocks(Mocks):
             trigger_id = f"{abs(hash(name)) % 10**8:08d}-5c1e-4f7a-9b2d-3e8f0a6c4d21"
             return (f"projects/{project}/locations/{location}/triggers/{trigger_id}",
                     {"triggerId": trigger_id})
+        if typ == "gcp:pubsub/schema:Schema":
+            return f"projects/{project}/schemas/{inputs['name']}", {}
+        if typ == "gcp:pubsub/topic:Topic":
+            return f"projects/{project}/topics/{inputs['name']}", {}
+        if typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+            role = f"projects/{project}/roles/{inputs['roleId']}"
+            return role, {"name": role}
+        if typ == "gcp:cloudscheduler/job:Job":
+            return (f"projects/{project}/locations/{inputs['region']}/jobs/{inputs['name']}",
+                    {})
         if typ == "command:local:Command":
             return f"{name}-cmd", {"stdout": "created candidate\ncreated production"}
         if typ.startswith("kubernetes:"):

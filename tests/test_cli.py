@@ -35,7 +35,8 @@ class TestSharedOptions:
         takes = {name: help_text(name) for name in SCRIPT_NAMES}
         with_from = [name for name, text in takes.items() if "--from" in text]
         with_to = [name for name, text in takes.items() if "--to " in text]
-        assert with_from == with_to == ["deploy", "history", "promote", "rollback", "status"]
+        assert with_from == with_to == ["deploy", "history", "promote", "reconcile",
+                                          "rollback", "status"]
         for name in with_from:
             assert "--from BRANCH branch of attempts (default: candidate)" in takes[name]
             assert "--to BRANCH branch of successes (default: production)" in takes[name]

@@ -107,8 +107,8 @@ class TestManifests:
 
     def test_render_pins_the_sample_app(self, tmp_path: Path) -> None:
         ref = f"europe-west1-docker.pkg.dev/acme/apps/hello@{DIGEST_A}"
-        result = cli("render", "--templates", str(MANIFESTS[0].parent),
-                            "--image", f"hello={ref}", "--out", str(tmp_path / "out"))
+        result = cli("render", "--templates", str(MANIFESTS[0].parent), "--app", "hello",
+                     "--image", f"hello={ref}", "--out", str(tmp_path / "out"))
         assert result.code == 0, result.stderr
         deployment = yaml.safe_load((tmp_path / "out" / "deployment.yaml").read_text())
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == ref

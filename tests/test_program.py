@@ -82,6 +82,10 @@ API_OF = {
     "gcp:compute/network:Network": "compute", "gcp:compute/subnetwork:Subnetwork": "compute",
     "gcp:secretmanager/secret:Secret": "secretmanager",
     "gcp:binaryauthorization/policy:Policy": "binaryauthorization",
+    "gcp:pubsub/schema:Schema": "pubsub", "gcp:pubsub/topic:Topic": "pubsub",
+    "gcp:pubsub/topicIAMMember:TopicIAMMember": "pubsub",
+    "gcp:cloudscheduler/job:Job": "cloudscheduler",
+    "gcp:projects/iAMCustomRole:IAMCustomRole": "iam",
 }
 
 
@@ -95,7 +99,8 @@ class TestResourceGraph:
         assert components == sorted(f"gitops:index:{name}" for name in [
             "ProjectApis", "BuildIdentities", "ClusterNetwork", "GkeCluster", "ImageRegistry",
             "SourceRepositories", "EnvBranches", "AppNamespaces", "StepsImage",
-            "StateAccess", "IamPropagation", "DeliveryTriggers", *opt_in])
+            "StateAccess", "IamPropagation", "DeliveryTriggers", "DeliveryEvents",
+            "ReconcileSchedule", *opt_in])
         for resource in graph.resources:
             if resource.typ not in ("pulumi:providers:kubernetes",) and \
                     not resource.typ.startswith("gitops:index:"):
@@ -107,13 +112,15 @@ class TestResourceGraph:
         assert len(graph.of_type(CLUSTER)) == 1
         assert len(graph.of_type(REGISTRY)) == 1
         assert sorted(account_emails(graph)) == ["ci-builds", "delivery-builds", "nodes",
-                                                 "preview-builds"]
+                                                 "preview-builds", "reconcile-builds",
+                                                 "scheduler"]
 
     def test_per_app_pieces(self, graph: Graph) -> None:
         apps = apps_of(graph)
         triggers = {t.name: t for t in graph.of_type(TRIGGER)}
         assert sorted(triggers) == sorted([f"ci-{a}" for a in apps] +
-                                          [f"deliver-{a}" for a in apps] + ["preview"])
+                                          [f"deliver-{a}" for a in apps] +
+                                          ["preview", "reconcile-production"])
         namespaces = graph.of_type("kubernetes:core/v1:Namespace")
         assert sorted(n.inputs["metadata"]["name"] for n in namespaces) == sorted(apps)
         for app in apps:
@@ -142,7 +149,8 @@ class TestResourceGraph:
         assert set(out) == {"registry_url", "steps_image", "env_repo_url", "infra_repo_url",
                             "app_repo_urls", "ci_trigger_ids", "delivery_trigger_ids",
                             "preview_trigger_id", "cluster_name", "cluster_location",
-                            "service_accounts", "kubeconfig", *opt_in}
+                            "service_accounts", "kubeconfig", "reconcile_trigger_id",
+                            "events_topic", *opt_in}
         assert sorted(out["ci_trigger_ids"]) == sorted(apps_of(graph))
         triggers = {t.name: t.outputs["triggerId"] for t in graph.of_type(TRIGGER)}
         assert out["preview_trigger_id"] == triggers["preview"]
@@ -183,7 +191,8 @@ class TestRealCloudConstraints:
 
     def test_new_triggers_must_name_a_service_account(self, graph: Graph) -> None:
         emails = account_emails(graph)
-        expected = {"ci": "ci-builds", "deliver": "delivery-builds", "preview": "preview-builds"}
+        expected = {"ci": "ci-builds", "deliver": "delivery-builds", "preview": "preview-builds",
+                    "reconcile": "reconcile-builds"}
         for trigger in graph.of_type(TRIGGER):
             kind = trigger.name.split("-")[0]
             email = emails[expected[kind]]
@@ -199,15 +208,20 @@ class TestRealCloudConstraints:
             assert link.inputs["parentConnection"] == connection.inputs["name"]
         for trigger in github.of_type(TRIGGER):
             assert trigger.inputs["location"] == connection.inputs["location"]
-            assert trigger.inputs["repositoryEventConfig"]["repository"] in links
+            source = trigger.inputs.get("repositoryEventConfig") or \
+                trigger.inputs["sourceToBuild"]  # the manual reconcile trigger
+            assert source["repository"] in links
             assert "triggerTemplate" not in trigger.inputs
 
     def test_include_build_logs_is_valid_on_github_triggers_only(
             self, github: Graph, csr: Graph) -> None:
+        # Status with logs goes to GitHub for pushes and pull requests; a manual trigger has
+        # no commit status to report.
         assert all(t.inputs["includeBuildLogs"] == "INCLUDE_BUILD_LOGS_WITH_STATUS"
-                   for t in github.of_type(TRIGGER))
+                   for t in github.of_type(TRIGGER) if "repositoryEventConfig" in t.inputs)
         assert all("includeBuildLogs" not in t.inputs for t in csr.of_type(TRIGGER))
-        assert all("triggerTemplate" in t.inputs for t in csr.of_type(TRIGGER))
+        assert all("triggerTemplate" in t.inputs or "sourceToBuild" in t.inputs
+                   for t in csr.of_type(TRIGGER))
 
     def test_service_agent_reads_the_token_secret_before_the_connection_exists(
             self, github: Graph) -> None:
@@ -291,6 +305,7 @@ class TestLeastPrivilege:
         assert sorted((g.inputs["role"], g.inputs["member"]) for g in grants) == sorted([
             (reader, f"serviceAccount:{emails['delivery-builds']}"),
             (reader, f"serviceAccount:{emails['preview-builds']}"),
+            (reader, f"serviceAccount:{emails['reconcile-builds']}"),
             (reader, f"serviceAccount:{emails['nodes']}"),
             (writer, f"serviceAccount:{emails['ci-builds']}"),
         ])
@@ -316,6 +331,9 @@ class TestLeastPrivilege:
         emails = account_emails(github)
         connection = github.one(CONNECTION)
         grants = github.of_type("gcp:cloudbuildv2/connectionIAMMember:ConnectionIAMMember")
+        [reads] = [g for g in grants if g.inputs["role"] == "roles/cloudbuild.readTokenAccessor"]
+        assert reads.inputs["member"] == f"serviceAccount:{emails['reconcile-builds']}"
+        grants = [g for g in grants if g is not reads]  # reconcile reads, never pushes
         assert sorted(g.inputs["member"] for g in grants) == sorted(
             [f"serviceAccount:{emails[k]}" for k in ("ci-builds", "delivery-builds")] +
             [f"user:{DEPLOYER_EMAIL}"])
@@ -330,8 +348,11 @@ class TestLeastPrivilege:
 
     def test_delivery_may_change_its_app_namespaces_only(self, three_apps: Graph) -> None:
         email = account_emails(three_apps)["delivery-builds"]
-        bindings = three_apps.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
-        roles = three_apps.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+        bindings = [b for b in three_apps.of_type(
+            "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+            if b.name.startswith("deployer-")]
+        roles = [r for r in three_apps.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+                 if r.name.startswith("deployer-")]
         assert not [r for r in three_apps.resources if "ClusterRole" in r.typ]
         assert sorted(b.inputs["metadata"]["namespace"] for b in bindings) == \
             ["billing", "hello", "shop"]
@@ -393,7 +414,11 @@ class TestRepositories:
         repos = sorted(r.inputs["name"] for r in csr.of_type(CSR_REPO))
         assert repos == ["gitops-env", "gitops-infra", "hello"]
         assert not csr.of_type(CONNECTION)
-        templates = {t.name: t.inputs["triggerTemplate"] for t in csr.of_type(TRIGGER)}
+        templates = {t.name: t.inputs["triggerTemplate"] for t in csr.of_type(TRIGGER)
+                     if "triggerTemplate" in t.inputs}  # not the manual reconcile trigger
+        assert csr.named("reconcile-production").inputs["sourceToBuild"] == {
+            "ref": "refs/heads/production", "repoType": "CLOUD_SOURCE_REPOSITORIES",
+            "uri": "https://source.developers.google.com/p/acme-delivery/r/gitops-env"}
         assert templates["deliver-hello"] == {"projectId": "acme-delivery",
                                               "repoName": "gitops-env",
                                               "branchName": "^candidate$",
@@ -637,8 +662,9 @@ class TestSameGraphWhoeverRunsIt:
     def test_act_as_goes_to_the_configured_deployer(self) -> None:
         ops = "serviceAccount:ops-deployer@acme-ops.iam.gserviceaccount.com"
         graph = run_program(base_config(**{"gitops:deployer": ops}), caller="anyone@acme.example")
-        act_as = graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
-        assert len(act_as) == 3 and {g.inputs["member"] for g in act_as} == {ops}
+        act_as = [g for g in graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+                  if g.name != "scheduler-acts-as-reconcile"]  # the scheduler's own
+        assert len(act_as) == 5 and {g.inputs["member"] for g in act_as} == {ops}
 
 
 class TestNetwork:
@@ -712,11 +738,15 @@ class TestOrderAndPropagation:
         assert sleep.typ == "time:index/sleep:Sleep"
         assert sleep.inputs["createDuration"] == "120s"
         before = graph.depends_on(sleep)
+        # Waited for inside their components: StepsImage, and ReconcileSchedule (whose grants
+        # name the reconcile trigger's identity and wait before the job).
+        inside = {"builder-reads-sources", "scheduler-runs-builds",
+                  "scheduler-acts-as-reconcile", "scheduler-deployer-act-as"}
         late = [g.name for g in self.grants(graph) if g.urn not in before and
-                g.name not in ("builder-reads-sources",)]  # waited for inside StepsImage
+                g.name not in inside]
         assert late == []
         assert sorted(sleep.inputs["triggers"].values()) == sorted(
-            g.id for g in self.grants(graph) if g.name != "builder-reads-sources")
+            g.id for g in self.grants(graph) if g.name not in inside)
 
     def test_users_of_grants_wait(self, graph: Graph) -> None:
         sleep = graph.named("grants-propagated")
@@ -731,7 +761,8 @@ class TestOrderAndPropagation:
 
     def test_each_trigger_waits_for_the_act_as_grant_on_its_identity(self, graph: Graph) -> None:
         act_as = {g.inputs["serviceAccountId"]: g for g in
-                  graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")}
+                  graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+                  if g.inputs["member"] == f"user:{DEPLOYER_EMAIL}"}
         for trigger in graph.of_type(TRIGGER):
             grant = act_as[trigger.inputs["serviceAccount"]]
             assert grant.urn in graph.depends_on(trigger), trigger.name

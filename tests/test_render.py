@@ -59,7 +59,7 @@ def render(tmp_path: Path, files: dict[str, str], *images: str) -> tuple[object,
     args = ["--templates", str(templates), "--out", str(out)]
     for image in images:
         args += ["--image", image]
-    return cli("render", *args), out
+    return cli("render", "--app", "hello", *args), out
 
 
 def images_in(text: str) -> list[str]:
@@ -108,7 +108,7 @@ class TestPinning:
         assert changed == [
             ("          image: hello:1.0   # replaced too",
              f"          image: {REF}   # replaced too"),
-            ('          image: "hello"', f"          image: {REF}"),
+            ('          image: "hello"', f'          image: "{REF}"'),  # still quoted
         ]
 
     def test_tagged_and_digested_templates_match_by_name(self, tmp_path: Path) -> None:
@@ -182,3 +182,183 @@ class TestRefusals:
 
     def test_usage_error_is_one_line(self, tmp_path: Path) -> None:
         assert_bad_input(cli("render", "--templates", str(tmp_path)), "required")
+
+
+def render_bytes(tmp_path: Path, files: dict[str, bytes], *images: str,
+                 extra: tuple[str, ...] = ()) -> tuple[object, Path]:
+    templates = tmp_path / "templates"
+    for name, data in files.items():
+        (templates / name).parent.mkdir(parents=True, exist_ok=True)
+        (templates / name).write_bytes(data)
+    out = tmp_path / "out"
+    args = ["--app", "hello", "--templates", str(templates), "--out", str(out), *extra]
+    for image in images:
+        args += ["--image", image]
+    return cli("render", *args), out
+
+
+POD_HEAD = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n"
+
+
+class TestFaithful:
+    """Only the image values change, byte for byte, whatever the file's form: the output is
+    exactly the input with each pinned value's text replaced (expected bytes built by hand)."""
+
+    def check(self, tmp_path: Path, before: bytes, after: bytes, name: str = "pod.yaml") -> None:
+        result, out = render_bytes(tmp_path, {name: before}, f"hello={REF}")
+        assert result.code == 0, result.stderr
+        assert (out / name).read_bytes() == after
+
+    def test_crlf_stays_crlf(self, tmp_path: Path) -> None:
+        text = (POD_HEAD + "    - name: a\n      image: hello  # pinned\n").replace("\n", "\r\n")
+        self.check(tmp_path, text.encode(), text.replace("image: hello", f"image: {REF}")
+                   .encode())
+
+    def test_byte_order_mark_kept(self, tmp_path: Path) -> None:
+        text = "\ufeff" + POD_HEAD + "    - name: a\n      image: hello\n"
+        self.check(tmp_path, text.encode(), text.replace("image: hello", f"image: {REF}")
+                   .encode())
+
+    @pytest.mark.parametrize("written,pinned", [
+        ("'hello'", f"'{REF}'"), ('"hello:1"', f'"{REF}"'), ("hello", REF)])
+    def test_quoting_style_kept(self, tmp_path: Path, written: str, pinned: str) -> None:
+        text = POD_HEAD + f"    - name: a\n      image: {written}\n"
+        self.check(tmp_path, text.encode(), text.replace(written, pinned).encode())
+
+    def test_trailing_spaces_and_tabs_after_a_value(self, tmp_path: Path) -> None:
+        text = ("apiVersion: v1 \t\nkind: Pod\t\nmetadata:\n  name: p   \nspec:\n"
+                "  containers:\n    - name: a\t\n      image: hello \t \n")
+        self.check(tmp_path, text.encode(), text.replace("image: hello", f"image: {REF}")
+                   .encode())
+
+    def test_flow_style_and_comments(self, tmp_path: Path) -> None:
+        text = ("# top\napiVersion: v1  # api\nkind: Pod\nmetadata: {name: p}  # flow\n"
+                "spec: {containers: [{name: a, image: hello}, {name: b, image: 'other'}]}\n"
+                "# end\n")
+        self.check(tmp_path, text.encode(), text.replace("image: hello", f"image: {REF}")
+                   .encode())
+
+    def test_anchor_on_the_image_pins_its_aliases(self, tmp_path: Path) -> None:
+        text = POD_HEAD + "    - name: a\n      image: &img hello\n    - name: b\n" \
+                          "      image: *img\n"
+        self.check(tmp_path, text.encode(), text.replace("&img hello", f"&img {REF}").encode())
+
+    def test_alias_of_a_label_used_as_image_is_replaced_at_the_alias(
+            self, tmp_path: Path) -> None:
+        text = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {app: &app hello}\n"
+                "spec:\n  containers:\n    - name: a\n      image: *app\n")
+        self.check(tmp_path, text.encode(), text.replace("image: *app", f"image: {REF}").encode())
+
+    def test_anchored_image_also_used_elsewhere_keeps_the_other_use(
+            self, tmp_path: Path) -> None:
+        text = (POD_HEAD + "    - name: a\n      image: &app hello\n"
+                "      env: [{name: IMAGE, value: *app}]\n")
+        after = text.replace("&app hello", f"&app {REF}").replace("value: *app", 'value: "hello"')
+        self.check(tmp_path, text.encode(), after.encode())
+
+    def test_merge_keys_and_block_scalars(self, tmp_path: Path) -> None:
+        text = (POD_HEAD + "    - &base\n      name: a\n      image: hello\n"
+                "    - <<: *base\n      name: b\n    - name: c\n      image: |-\n        hello\n")
+        after = text.replace("      image: hello\n", f"      image: {REF}\n") \
+                    .replace("      image: |-\n        hello\n", f'      image: "{REF}"\n')
+        self.check(tmp_path, text.encode(), after.encode())
+
+    def test_documents_separators_and_end_markers(self, tmp_path: Path) -> None:
+        pod = POD_HEAD + "    - name: a\n      image: hello\n"
+        text = f"---\n{pod}...\n---\n# only a comment\n---\n{pod.replace('name: p', 'name: q')}"
+        self.check(tmp_path, text.encode(), text.replace("image: hello", f"image: {REF}")
+                   .encode())
+
+
+class TestJson:
+    """`.json` manifests are pinned in place too; what the API server would refuse is refused."""
+
+    def test_pinned_with_formatting_kept(self, tmp_path: Path) -> None:
+        text = ('{\n\t"apiVersion": "v1", "kind": "Pod",\n\t"metadata": {"name": "p"},\n'
+                '\t"spec": {"containers": [{"name": "a", "image": "hello:1"}]}\n}\n')
+        result, out = render_bytes(tmp_path, {"pod.json": text.encode()}, f"hello={REF}")
+        assert result.code == 0, result.stderr
+        assert (out / "pod.json").read_text() == text.replace('"hello:1"', f'"{REF}"')
+
+    def test_several_objects_in_a_row(self, tmp_path: Path) -> None:
+        pod = '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "%s"}, ' \
+              '"spec": {"containers": [{"name": "a", "image": "hello"}]}}'
+        text = (pod % "p") + "\n" + (pod % "q") + "\n"
+        result, out = render_bytes(tmp_path, {"pods.json": text.encode()}, f"hello={REF}")
+        assert result.code == 0, result.stderr
+        assert (out / "pods.json").read_text().count(f'"image": "{REF}"') == 2
+
+    @pytest.mark.parametrize("text,fragment", [
+        ('{"apiVersion": "v1", "apiVersion": "v1"}', "duplicate key"),
+        ('{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, '
+         '"data": {"x": NaN}}', "NaN"),
+        ('{"apiVersion": "v1",', "invalid JSON"),
+        ("", "empty JSON file"),
+    ])
+    def test_refused(self, tmp_path: Path, text: str, fragment: str) -> None:
+        pod = (POD_HEAD + "    - name: a\n      image: hello\n").encode()
+        result, out = render_bytes(tmp_path, {"a.yaml": pod, "b.json": text.encode()},
+                                   f"hello={REF}")
+        assert_bad_input(result, "b.json", fragment)
+        assert not out.exists()
+
+
+class TestEveryFile:
+    """Every input manifest is in the output or the run fails; other files are named."""
+
+    def test_nested_folders_and_every_suffix(self, tmp_path: Path) -> None:
+        pod = (POD_HEAD + "    - name: a\n      image: hello\n").encode()
+        config = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+        files = {"a.yaml": pod, "sub/b.yml": config, "sub/deeper/c.json":
+                 b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}',
+                 "empty.yaml": b"", "README.md": b"# notes\n"}
+        result, out = render_bytes(tmp_path, files, f"hello={REF}")
+        assert result.code == 0, result.stderr
+        written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+        assert written == ["a.yaml", "empty.yaml", "sub/b.yml", "sub/deeper/c.json"]
+        assert (out / "sub/b.yml").read_bytes() == config
+        assert "notice: README.md skipped" in result.stdout
+        assert result.last_line == str(out)
+
+    @pytest.mark.parametrize("name,data,fragment", [
+        ("Deploy.YAML", b"a: 1\n", "lower-case"),
+        ("latin1.yaml", "name: caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        ("values.yaml", b"replicaCount: 2\n", "not a Kubernetes object"),
+    ])
+    def test_refused_files(self, tmp_path: Path, name: str, data: bytes, fragment: str) -> None:
+        pod = (POD_HEAD + "    - name: a\n      image: hello\n").encode()
+        result, out = render_bytes(tmp_path, {"pod.yaml": pod, name: data}, f"hello={REF}")
+        assert_bad_input(result, name, fragment)
+        assert not out.exists()
+
+    def test_symlink_out_of_the_folder(self, tmp_path: Path) -> None:
+        (tmp_path / "secret.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
+        pod = (POD_HEAD + "    - name: a\n      image: hello\n").encode()
+        templates = tmp_path / "templates"
+        templates.mkdir()
+        (templates / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+        result, out = render_bytes(tmp_path, {"pod.yaml": pod}, f"hello={REF}")
+        assert_bad_input(result, "link.yaml", "symlink")
+        assert not out.exists()
+
+
+class TestLists:
+    """`kind: List` is accepted and each of its items validated like any object."""
+
+    def list_of(self, item: str) -> bytes:
+        pod = ("{apiVersion: v1, kind: Pod, metadata: {name: p}, "
+               "spec: {containers: [{name: a, image: hello}]}}")
+        return f"apiVersion: v1\nkind: List\nitems:\n  - {pod}\n  - {item}\n".encode()
+
+    def test_items_pinned_and_validated(self, tmp_path: Path) -> None:
+        data = self.list_of("{apiVersion: v1, kind: Service, metadata: {name: s}, "
+                            "spec: {ports: [{port: 80}]}}")
+        result, out = render_bytes(tmp_path, {"list.yaml": data}, f"hello={REF}")
+        assert result.code == 0, result.stderr
+        assert images_in((out / "list.yaml").read_text()) == [REF]
+
+    def test_invalid_item_named(self, tmp_path: Path) -> None:
+        data = self.list_of("{apiVersion: v1, kind: Service, metadata: {name: s}, "
+                            "spec: {ports: [{port: eighty}]}}")
+        result, _ = render_bytes(tmp_path, {"list.yaml": data}, f"hello={REF}")
+        assert_bad_input(result, "list.yaml: document 1 item 2 (Service s)", "port")

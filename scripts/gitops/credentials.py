@@ -20,6 +20,8 @@ TOKEN_ENV = "GITOPS_GIT_TOKEN"
 # when no token is given.
 TOKEN_REPOSITORY_ENV = "GITOPS_GIT_TOKEN_REPOSITORY"
 TOKEN_USER_ENV = "GITOPS_GIT_USERNAME"
+# "1": a build that only reads (reconcile) asks for a read-only token.
+READ_ONLY_ENV = "GITOPS_GIT_READ_ONLY"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "gitops-bot",
     "GIT_AUTHOR_EMAIL": "gitops-bot@noreply.invalid",
@@ -34,13 +36,16 @@ def basic_auth(token: str) -> str:
 
 
 def connection_token(repository: str) -> str:
-    """A short-lived read/write token from a Cloud Build connection's linked repository."""
+    """A short-lived token from a Cloud Build connection's linked repository: read/write, or
+    read-only when GITOPS_GIT_READ_ONLY=1."""
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # Python-version notices
     from google.cloud.devtools import cloudbuild_v2
 
     client = cloudbuild_v2.RepositoryManagerClient()
+    if os.environ.get(READ_ONLY_ENV) == "1":
+        return str(client.fetch_read_token(repository=repository).token)
     return str(client.fetch_read_write_token(repository=repository).token)
 
 

@@ -20,177 +20,49 @@ two signatures verify: the candidate commit's own, and that of the commit that l
 whole tree, but a writer builds on whatever tip it finds, so an unsigned change pushed beneath a
 signed commit would otherwise be applied under someone else's signature.
 
-Cluster access goes through one small boundary (`Cluster`), which the tests replace. Without a
+Cluster access goes through one small boundary (`gitops.cluster`: `Cluster`, the Lease, apply
+and wait), which the tests replace and which heals (gitops.drift) share. Without a
 cluster (GITOPS_NO_CLUSTER=1, used by the local loop) the manifests are validated only, and the
 output says so plainly.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
+from gitops import events
 from gitops.checks import check_app, check_branch, check_sha, check_trailer_value
 from gitops.cli import log
+from gitops.cluster import (  # noqa: F401 - the cluster boundary, re-exported for callers
+    LEASE_NAME,
+    LEASE_POLL_ENV,
+    ROLLOUT_KINDS,
+    Clock,
+    Cluster,
+    acquire_lease,
+    apply_and_wait,
+    lease_expired,
+    lease_manifest,
+    release_lease,
+    workloads,
+)
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed
-from gitops.promote import PromoteRequest, promote, promoted_from
+from gitops.promote import Kind, PromoteRequest, promote, promoted_from
 from gitops.signing import Signing
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
 PROMOTED_DIR = ".gitops/promoted"
-LEASE_NAME = "gitops-delivery"
-ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 NO_CLUSTER_ENV = "GITOPS_NO_CLUSTER"
 KUBECONFIG_ENV = "GITOPS_KUBECONFIG"
-LEASE_POLL_ENV = "GITOPS_LEASE_POLL"  # seconds between attempts on a held Lease
-
-Clock = Callable[[], float]
-
-
-@dataclass
-class Cluster:
-    """The only place that runs kubectl or gcloud. Tests replace `run`."""
-
-    kubeconfig: str
-    calls: list[list[str]] = field(default_factory=list)
-
-    def run(self, args: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
-        proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True,
-                              env={**os.environ, "KUBECONFIG": self.kubeconfig})
-        return proc.returncode, proc.stdout, proc.stderr
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        return self.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], stdin)
-
-    def get_credentials(self, project: str, cluster: str, location: str) -> None:
-        code, _, err = self.run(["gcloud", "container", "clusters", "get-credentials", cluster,
-                                 f"--location={location}", f"--project={project}"])
-        if code != 0:
-            raise OperationFailed(f"cannot get credentials for cluster {cluster}: "
-                                  f"{' '.join(err.split())}")
-
-
-# --- the Lease: one delivery per app at a time ------------------------------------------------
-
-
-def lease_manifest(app: str, holder: str, seconds: int, resource_version: str | None) -> str:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    metadata: dict[str, str] = {"name": LEASE_NAME, "namespace": app}
-    if resource_version:
-        metadata["resourceVersion"] = resource_version
-    return json.dumps({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
-        "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
-                 "acquireTime": now, "renewTime": now},
-    })
-
-
-def lease_expired(spec: dict[str, Any], now: float) -> bool:
-    renewed = spec.get("renewTime") or spec.get("acquireTime")
-    if not spec.get("holderIdentity") or not renewed:
-        return True
-    stamp = datetime.strptime(str(renewed).replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
-    return stamp.timestamp() + int(spec.get("leaseDurationSeconds", 0)) < now
-
-
-def acquire_lease(cluster: Cluster, app: str, holder: str, seconds: int, wait: float,
-                  poll: float | None = None) -> None:
-    """Create the Lease, or take it over once expired; wait while another build holds it."""
-    deadline = time.monotonic() + wait
-    poll = poll if poll is not None else float(os.environ.get(LEASE_POLL_ENV, "5"))
-    while True:
-        code, _, err = cluster.kubectl("create", "-f", "-",
-                                       stdin=lease_manifest(app, holder, seconds, None))
-        if code == 0:
-            return
-        if "AlreadyExists" not in err:
-            raise OperationFailed(f"cannot create Lease {app}/{LEASE_NAME}: "
-                                  f"{' '.join(err.split())}")
-        code, out, err = cluster.kubectl("get", "lease", LEASE_NAME, f"--namespace={app}",
-                                         "--output=json")
-        if code == 0:
-            lease = json.loads(out)
-            spec = lease.get("spec", {})
-            if spec.get("holderIdentity") == holder:
-                return
-            if lease_expired(spec, time.time()):
-                # resourceVersion makes the takeover fail if someone else took it first.
-                version = lease["metadata"]["resourceVersion"]
-                code, _, _ = cluster.kubectl(
-                    "replace", "-f", "-",
-                    stdin=lease_manifest(app, holder, seconds, version))
-                if code == 0:
-                    return
-            holder_now = spec.get("holderIdentity", "?")
-        else:
-            holder_now = "?"
-        if time.monotonic() >= deadline:
-            raise OperationFailed(f"delivery of {app} is locked by build {holder_now}; "
-                                  f"waited {int(wait)}s")
-        log(f"waiting: build {holder_now} is delivering {app}")
-        time.sleep(poll)
-
-
-def release_lease(cluster: Cluster, app: str, holder: str) -> None:
-    code, out, _ = cluster.kubectl("get", "lease", LEASE_NAME, f"--namespace={app}",
-                                   "--output=json")
-    if code == 0 and json.loads(out).get("spec", {}).get("holderIdentity") == holder:
-        cluster.kubectl("delete", "lease", LEASE_NAME, f"--namespace={app}",
-                        "--ignore-not-found")
-
-
-# --- manifests --------------------------------------------------------------------------------
-
-
-def workloads(folder: Path) -> list[tuple[str, str]]:
-    """(kind, name) of every workload with a rollout, in file order."""
-    import yaml
-
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in (".yaml", ".yml"):
-            continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") in ROLLOUT_KINDS:
-                found.append((str(doc["kind"]), str(doc["metadata"]["name"])))
-    return found
-
-
-def apply_and_wait(cluster: Cluster, app: str, folder: Path, timeout: int,
-                   clock: Clock = time.monotonic) -> str | None:
-    """Apply the folder to namespace app, wait for every rollout; the failure, or None.
-
-    All rollouts share one deadline: each waits only for what remains of the timeout.
-    """
-    code, out, err = cluster.kubectl("apply", f"--namespace={app}", "--recursive",
-                                     f"--filename={folder}")
-    if code != 0:
-        return f"apply failed: {' '.join(err.split())}"
-    for line in out.splitlines():
-        log(f"  {line}")
-    deadline = clock() + timeout
-    for kind, name in workloads(folder):
-        remaining = max(1, math.ceil(deadline - clock()))
-        code, _, err = cluster.kubectl("rollout", "status", f"{kind.lower()}/{name}",
-                                       f"--namespace={app}", f"--timeout={remaining}s")
-        if code != 0:
-            return f"rollout of {kind.lower()}/{name} failed: {' '.join(err.split())}"
-        log(f"  {kind.lower()}/{name} rolled out")
-    return None
-
 
 def validate_only(folder: Path) -> None:
     from gitops.render import DEFAULT_KUBE_VERSION, validate
@@ -208,6 +80,7 @@ class Outcome(Enum):
     VALIDATED = "validated"  # no cluster: validated only, then recorded on the target
     STALE = "stale"  # a newer delivery already won: nothing applied
     FROZEN = "frozen"  # the app is frozen: nothing applied
+    FAILED = "failed"  # the rollout failed, production's manifests re-applied (then raised)
 
 
 @dataclass(frozen=True)
@@ -230,6 +103,7 @@ class DeliveryRequest:
 class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
     outcome: Outcome
+    rollback: bool = False  # the target recorded it as a Rollback
 
 
 def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> str | None:
@@ -297,11 +171,24 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
 
     signing = request.signing if request.signing is not None else Signing.from_env()
 
+    def told(kind: events.Kind, result: DeployResult, summary: str,
+             detail: str = "") -> DeployResult:
+        """Announce the outcome as an event (which never fails the delivery), pass it on."""
+        events.announce(kind, env, app, commit, target, request.build_id, result.commit,
+                        summary, detail)
+        return result
+
     def promoted(outcome: Outcome) -> DeployResult:
         result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                         source=source, target=target,
                                         build_id=request.build_id, signing=signing))
-        return DeployResult(result.commit, outcome)
+        rollback = result.kind is Kind.ROLLBACK
+        return told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
+                    DeployResult(result.commit, outcome, rollback),
+                    f"{app}: {'rolled back to' if rollback else 'promoted'} {commit[:12]} "
+                    f"on {target}",
+                    "validated only, not applied (no cluster)"
+                    if outcome is Outcome.VALIDATED else "")
 
     with scratch_repo(request.repo, signing=signing) as env, \
             tempfile.TemporaryDirectory() as work:
@@ -314,7 +201,10 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if note is not None:
             log(f"{app} is frozen ({note.strip() or 'no reason given'}): "
                 f"{commit[:12]} is recorded on {source} but not deployed")
-            return DeployResult(env.tip(target) or commit, Outcome.FROZEN)
+            return told(events.Kind.HELD_BY_FREEZE,
+                        DeployResult(env.tip(target) or commit, Outcome.FROZEN),
+                        f"{app} is frozen: {commit[:12]} is recorded, not deployed",
+                        note.strip())
         if env.signing.verifies:
             check_signatures(env, source, app, commit)
         candidate = Path(work) / "candidate"
@@ -323,7 +213,8 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if no_cluster:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
-                return skipped
+                return told(events.Kind.SKIPPED_STALE, skipped,
+                            f"{app}: {commit[:12]} skipped, a newer delivery already won")
             validate_only(candidate)
             log(f"NO CLUSTER: {app} manifests at {commit[:12]} validated only, NOT applied "
                 f"({NO_CLUSTER_ENV}=1); promoting to simulate a successful delivery")
@@ -338,31 +229,38 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         try:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
-                return skipped
+                return told(events.Kind.SKIPPED_STALE, skipped,
+                            f"{app}: {commit[:12]} skipped, a newer delivery already won")
             log(f"applying {app} at {commit[:12]}")
             failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
             if failure is None:
                 return promoted(Outcome.PROMOTED)
-            revert(env, cluster, app, target, Path(work) / "production", request.timeout,
-                   clock)
+            reverted = revert(env, cluster, app, target, Path(work) / "production",
+                              request.timeout, clock)
+            told(events.Kind.FAILED_AND_REVERTED,
+                 DeployResult(env.tip(target) or "", Outcome.FAILED),
+                 f"{app}: {commit[:12]} failed on {target}, production's version re-applied",
+                 failure + (f"; revert: {reverted}" if reverted else ""))
             raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
         finally:
             release_lease(cluster, app, request.build_id)
 
 
 def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
-           timeout: int, clock: Clock = time.monotonic) -> None:
-    """Re-apply what production holds for app, so cluster and production agree again."""
+           timeout: int, clock: Clock = time.monotonic) -> str | None:
+    """Re-apply what production holds for app, so cluster and production agree again; the
+    revert's own failure, or None."""
     tip = env.fetch(target)
     entry = env.lookup(tip, f"{APPS_DIR}/{app}")
     if entry is None or tip is None:
         log(f"revert: {target} holds nothing for {app} yet; nothing to re-apply")
-        return
+        return None
     env.materialize(entry.sha, folder)
     log(f"revert: re-applying {app} from {target} {tip[:12]}")
     failure = apply_and_wait(cluster, app, folder, timeout, clock)
     if failure:
         log(f"revert: {failure}")
+    return failure
 
 
 def seconds(value: str, flag: str) -> int:

@@ -1,44 +1,61 @@
-"""Render an app's manifests with its images pinned to a digest.
+"""Render an app's manifests with its images pinned to a digest, or refuse them with a reason.
 
-Every `.yaml`/`.yml` file of the templates folder is copied, replacing the `image:` of every
-container and init container whose image name (without tag or digest) is NAME by REF. Only the
-image values change: the file is edited in place of the old value, so comments, key order,
-quoting and indentation stay byte for byte. Every output document must parse and pass Kubernetes
-schema validation; on any failure nothing is written.
+Two sources of manifests:
+- plain: every `.yaml`, `.yml` and `.json` file of the templates folder, at any depth, is in
+  the output under the same name, with only its image values replaced (`manifest_text`); any
+  other file is named in a notice; a file that cannot be rendered fails the run;
+- kustomize: when the templates folder (or the `--overlay` chosen in it) holds a kustomization,
+  `kubectl kustomize` hydrates it with the images set by kustomize's own override
+  (`kustomize`), and the output is its objects, one file each.
+
+Either way every object then passes the same checks, and on any failure nothing is written:
+- an image is pinned where a container uses it (containers, init and ephemeral containers, in
+  any kind) and, in custom resources, in every `image` field at any depth, whose value names
+  NAME (without tag or digest); a NAME that nothing uses is an error;
+- built-in kinds are validated strictly against Kubernetes' schemas (`kube_api`), removed API
+  versions are refused naming their replacement; custom resources are validated against the
+  CRDs the user supplies (`crds`), otherwise passed with one notice per kind;
+- what the delivery identity cannot apply is refused: cluster-scoped kinds and objects of
+  another namespace than the app's (those belong in the infra program);
+- the pinned text is parsed again and must hold exactly the original data with the image
+  values replaced: only image values ever change.
 """
 
 from __future__ import annotations
 
-import re
+import copy
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from gitops import kustomize
+from gitops.checks import check_app, check_image_ref
+from gitops.crds import CustomSchemas
+from gitops.crds import problem as custom_problem
+from gitops.errors import BadInput, one_line
+from gitops.kube_api import KubeSchemas, Problem, is_cluster_scoped, schemas_for
+from gitops.manifest_text import (
+    Decoded,
+    Document,
+    Site,
+    Use,
+    apply_edits,
+    decode,
+    encode,
+    literal,
+    parse,
+    parse_yaml,
+    scalar_text,
+)
 
-from gitops.checks import check_image_ref
-from gitops.errors import BadInput
-
-MANIFEST_SUFFIXES = (".yaml", ".yml")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_KUBE_VERSION = "1.33.0"
-CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
-# Where the pod spec sits in each workload kind.
-POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "ReplicationController": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-    "PodTemplate": ("template", "spec"),
-}
-# A single-line scalar as it appears in the file: quoted, or plain up to a comment or flow end.
-SCALAR_RE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^']|'')*'|[^\s,\]}#]+(?:[ \t]+[^\s,\]}#]+)*")
+MESSAGE_LIMIT = 300
+INFRA = "cluster-wide and other-namespace objects belong in the infra program (the Pulumi " \
+        "project), not in an app's manifests"
 
 
 def image_name(image: str) -> str:
@@ -57,127 +74,338 @@ def parse_image_flag(value: str) -> tuple[str, str]:
     return name, ref
 
 
-def pod_specs(doc: Any) -> Iterator[Any]:
-    if not isinstance(doc, dict):
-        return
-    if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-        for item in doc["items"]:
-            yield from pod_specs(item)
-        return
-    node: Any = doc
-    for key in POD_SPEC_PATHS.get(str(doc.get("kind")), ()):
-        node = node.get(key) if isinstance(node, dict) else None
-    if node is not doc and isinstance(node, dict):
-        yield node
+@dataclass(frozen=True)
+class RenderRequest:
+    templates: Path
+    images: dict[str, str]  # image name -> pinned reference (NAME[:TAG]@sha256:...)
+    out: Path
+    app: str  # the app, whose namespace delivery applies to
+    overlay: str | None = None  # a kustomization folder inside templates
+    crds: tuple[Path, ...] = ()  # CRD files or folders: schemas for custom resources
+    kube_version: str = DEFAULT_KUBE_VERSION
 
 
-def image_slots(doc: Any) -> Iterator[tuple[Any, int, int]]:
-    """(container, line, column) of every container image value in a document."""
-    for spec in pod_specs(doc):
-        for list_key in CONTAINER_LISTS:
-            for container in spec.get(list_key) or []:
-                if isinstance(container, dict) and isinstance(container.get("image"), str):
-                    # ruamel's round-trip maps know where each value sits in the file.
-                    position: Any = container
-                    line, col = position.lc.value("image")
-                    yield container, line, col
+@dataclass(frozen=True)
+class RenderResult:
+    out: Path
+    files: tuple[str, ...]
+    notices: tuple[str, ...]
+    kustomized: bool
 
 
-def rewrite(text: str, source: str, images: dict[str, str], used: set[str]) -> str:
-    """Replace matching image values in text; return the new text."""
-    yaml = YAML()
-    try:
-        docs = list(yaml.load_all(text))
-    except YAMLError as exc:
-        raise BadInput(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
-    lines = text.splitlines(keepends=True)
-    edits: list[tuple[int, int, str]] = []
-    for doc in docs:
-        for container, line, col in image_slots(doc):
-            name = image_name(container["image"])
-            if name in images:
-                used.add(name)
-                edits.append((line, col, images[name]))
-    # Edit from the end so earlier positions stay valid.
-    for line, col, ref in sorted(edits, reverse=True):
-        match = SCALAR_RE.match(lines[line], col)
-        if not match:
-            raise BadInput(f"{source}:{line + 1}: cannot rewrite this image value in place")
-        lines[line] = lines[line][: match.start()] + ref + lines[line][match.end():]
-    return "".join(lines)
+@dataclass
+class Checker:
+    """Pins and checks manifest files one by one; remembers what it used and noticed."""
+
+    images: dict[str, str]
+    schemas: KubeSchemas
+    custom: CustomSchemas
+    app: str | None  # None: no namespace checks (delivery re-validating the env repo)
+    prehydrated: bool = False  # kustomize already set the images
+    used: set[str] = field(default_factory=set)
+    unchecked: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def file(self, name: str, raw: bytes) -> bytes:
+        """The file with its image values pinned, after every check."""
+        decoded = decode(raw, name)
+        documents = parse(decoded.text, name)
+        edits, paths = self.plan(decoded, documents, name)
+        text = apply_edits(decoded.text, edits)
+        if edits:
+            pinned = parse(text, name)
+            self.same_but_images(documents, pinned, paths, name)
+            documents = pinned
+        self.objects(documents, name)
+        return encode(text, decoded)
+
+    # --- pinning ------------------------------------------------------------------------------
+
+    def owner(self, data: Any, path: tuple[str | int, ...]) -> Any:
+        """The object a path belongs to: a list's item, or the document itself."""
+        if is_list(data) and len(path) > 1 and path[0] == "items" and \
+                isinstance(path[1], int) and path[1] < len(data["items"]):
+            return data["items"][path[1]]
+        return data
+
+    def pinnable(self, document: Document, use: Use) -> bool:
+        """An image field render may pin: a container's, or any `image` of a custom resource."""
+        if not use.image_key or use.value is None:
+            return False
+        if use.in_container:
+            return True
+        owner = self.owner(document.data, use.path)
+        if not isinstance(owner, dict):
+            return False
+        api, kind = owner.get("apiVersion"), owner.get("kind")
+        return isinstance(api, str) and isinstance(kind, str) and \
+            not self.schemas.is_builtin(api, kind)
+
+    def plan(self, decoded: Decoded, documents: list[Document],
+             name: str) -> tuple[list[tuple[Site, str]], list[list[tuple[Any, str]]]]:
+        """The text edits, and per document the data paths that will hold a pinned ref."""
+        edits: list[tuple[Site, str]] = []
+        paths: list[list[tuple[Any, str]]] = []
+        for document in documents:
+            by_node: dict[int, list[tuple[Use, str | None]]] = defaultdict(list)
+            pinned_paths: list[tuple[Any, str]] = []
+            for use in document.uses:
+                ref = None
+                if self.pinnable(document, use):
+                    assert use.value is not None
+                    ref = self.images.get(image_name(use.value))
+                    if self.prehydrated and use.value in self.images.values():
+                        self.used |= {n for n, r in self.images.items() if r == use.value}
+                by_node[use.node].append((use, ref))
+            for uses in by_node.values():
+                refs = {ref for _, ref in uses if ref}
+                if not refs:
+                    continue
+                ref = refs.pop()
+                value = str(uses[0][0].value)
+                self.used.add(image_name(value))
+                edits += self.site_edits(decoded.text, uses, ref, value, name)
+                pinned_paths += [(use.path, ref) for use, r in uses if r]
+            paths.append(pinned_paths)
+        return edits, paths
+
+    @staticmethod
+    def site_edits(text: str, uses: list[tuple[Use, str | None]], ref: str, value: str,
+                   name: str) -> list[tuple[Site, str]]:
+        """Edits so that every pinnable use reads ref and every other use keeps value."""
+        wanted: dict[Site, set[bool]] = defaultdict(set)
+        for use, r in uses:
+            wanted[use.site].add(r is not None)
+        for site, flags in wanted.items():
+            if len(flags) == 2:
+                line = text.count("\n", 0, site.start) + 1
+                raise BadInput(f"{name}: line {line}: {value!r} is used as an image and, "
+                               "through the same anchor, elsewhere: give the image its own value")
+        at_anchor = any(flags == {True} for site, flags in wanted.items() if site.style != "*")
+        edits = []
+        for site, flags in wanted.items():
+            pin = True in flags
+            if site.style != "*":
+                if pin:
+                    edits.append((site, scalar_text(ref, site, text)))
+            elif pin and not at_anchor:
+                edits.append((site, ref))
+            elif not pin and at_anchor:
+                edits.append((site, literal(value)))
+        return edits
+
+    @staticmethod
+    def same_but_images(before: list[Document], after: list[Document],
+                        paths: list[list[tuple[Any, str]]], name: str) -> None:
+        """The pinned text holds the original data with exactly the pinned values replaced."""
+        expected = []
+        for document, pinned in zip(before, paths, strict=True):
+            data = copy.deepcopy(document.data)
+            for path, ref in pinned:
+                node = data
+                for key in path[:-1]:
+                    node = node[key]
+                node[path[-1]] = ref
+            expected.append(data)
+        if expected != [document.data for document in after]:
+            raise BadInput(f"{name}: the image values cannot be replaced without changing "
+                           "other values; please report this file")
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def objects(self, documents: list[Document], name: str) -> None:
+        for document in documents:
+            data = document.data
+            where = f"{name}: document {document.number}"
+            if data is None:
+                continue
+            if not is_object(data):
+                raise BadInput(f"{where} is not a Kubernetes object (apiVersion and kind are "
+                               "required)")
+            if not is_list(data):
+                self.object(data, where)
+                continue
+            for index, item in enumerate(data["items"], start=1):
+                if isinstance(item, dict) and data["kind"] != "List":
+                    # A typed list (DeploymentList) may leave apiVersion and kind to the list.
+                    item = {"apiVersion": data["apiVersion"], "kind": data["kind"][:-4], **item}
+                if not is_object(item):
+                    raise BadInput(f"{where} item {index} is not a Kubernetes object "
+                                   "(apiVersion and kind are required)")
+                self.object(item, f"{where} item {index}")
+
+    def object(self, data: dict[str, Any], where: str) -> None:
+        api, kind = data["apiVersion"], data["kind"]
+        metadata = data.get("metadata")
+        object_name = metadata.get("name") if isinstance(metadata, dict) else None
+        label = f"{where} ({kind} {object_name})" if isinstance(object_name, str) else \
+            f"{where} ({kind})"
+        problem: Problem | None
+        if self.schemas.is_builtin(api, kind):
+            if not self.schemas.knows(api, kind):
+                raise BadInput(f"{label}: {self.schemas.unknown(api, kind)}")
+            if self.app and is_cluster_scoped(api, kind):
+                raise BadInput(f"{label}: {kind} is cluster-scoped; delivery applies only in "
+                               f"namespace {self.app!r}: {INFRA}")
+            self.namespace(metadata, label)
+            problem = self.schemas.problem(data)
+        else:
+            custom = self.custom.find(api, kind)
+            if custom is None and self.custom.knows_group(api):
+                raise BadInput(f"{label}: the CRDs given (--crds) serve no {kind} {api}")
+            if custom is None:
+                file = where.rsplit(": document", 1)[0]
+                self.unchecked.setdefault((api, kind), []).append(file)
+                self.namespace(metadata, label)
+                return
+            if self.app and custom.scope == "Cluster":
+                raise BadInput(f"{label}: {kind} is cluster-scoped (its CRD in "
+                               f"{custom.source}); delivery applies only in namespace "
+                               f"{self.app!r}: {INFRA}")
+            self.namespace(metadata, label)
+            problem = custom_problem(custom, data)
+        if problem:
+            message = one_line(problem.message)
+            if kind == "Secret":  # schema messages quote values: a Secret's stay out of logs
+                message = f"fails the schema's {problem.rule!r} rule (value not shown)"
+            if len(message) > MESSAGE_LIMIT:
+                message = message[:MESSAGE_LIMIT] + "..."
+            raise BadInput(f"{label}: {problem.path}: {message}")
+
+    def namespace(self, metadata: Any, label: str) -> None:
+        namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+        if self.app and namespace not in (None, "", self.app):
+            raise BadInput(f"{label}: metadata.namespace is {namespace!r}, but delivery applies "
+                           f"only in namespace {self.app!r}: {INFRA}")
+
+    def notices(self) -> list[str]:
+        return [f"notice: {len(files)} {kind} ({api}) custom resource(s), first in {files[0]}, "
+                "passed without schema validation: give its CRD with --crds to validate"
+                for (api, kind), files in sorted(self.unchecked.items())]
 
 
-def validate(text: str, source: str, images: dict[str, str], kube_version: str) -> None:
-    """Parse the output, check every NAME is pinned, check each document's schema."""
-    import kubernetes_validate  # imported late: it is the slowest import of this script
-
-    for doc in YAML().load_all(text):
-        for container, line, _ in image_slots(doc):
-            name = image_name(container["image"])
-            if name in images and container["image"] != images[name]:
-                raise BadInput(f"{source}:{line + 1}: image {container['image']!r} "
-                               "could not be pinned")
-    docs = [doc for doc in YAML(typ="safe").load_all(text) if doc is not None]
-    for index, doc in enumerate(docs, start=1):
-        if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
-            raise BadInput(f"{source}: document {index} is not a Kubernetes object "
-                           "(apiVersion and kind are required)")
-        try:
-            kubernetes_validate.validate(doc, kube_version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = ".".join(str(p) for p in exc.path) or "(root)"
-            raise BadInput(f"{source}: document {index} ({doc.get('kind', '?')}): "
-                           f"{path}: {' '.join(exc.message.split())}") from None
-        except kubernetes_validate.utils.SchemaNotFoundError as exc:
-            raise BadInput(f"{source}: document {index}: no schema for {exc.kind} "
-                           f"{exc.api_version} in Kubernetes {kube_version}") from None
-        except kubernetes_validate.utils.VersionNotSupportedError as exc:
-            raise BadInput(f"--kube-version: {exc.message}") from None
+def is_object(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("apiVersion"), str) and \
+        isinstance(data.get("kind"), str) and bool(data["apiVersion"]) and bool(data["kind"])
 
 
-def render(templates: Path, images: dict[str, str], kube_version: str) -> dict[str, str]:
+def is_list(data: Any) -> bool:
+    return is_object(data) and str(data["kind"]).endswith("List") and \
+        isinstance(data.get("items"), list)
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def template_files(templates: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Manifest files by relative name, and notices for the other files."""
+    files: dict[str, bytes] = {}
+    notices: list[str] = []
+    root = templates.resolve()
+    paths = sorted(templates.rglob("*"))
+    overlays = [p.relative_to(templates).as_posix() for p in paths
+                if p.is_dir() and kustomize.kustomization_in(p)]
+    if overlays:
+        raise BadInput(f"the templates folder holds kustomizations ({', '.join(overlays[:5])}): "
+                       "choose the one to render with --overlay PATH")
+    for path in paths:
+        name = path.relative_to(templates).as_posix()
+        if path.is_symlink():
+            target = path.resolve()
+            if not target.is_relative_to(root):
+                raise BadInput(f"{name} is a symlink leading out of the templates folder")
+            if target.is_dir():
+                raise BadInput(f"{name} is a symlink to a folder: move or copy its files")
+        if path.is_dir():
+            continue
+        if not path.is_file():
+            raise BadInput(f"{name} is not a regular file")
+        if path.suffix in MANIFEST_SUFFIXES:
+            files[name] = path.read_bytes()
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+            raise BadInput(f"{name}: kubectl reads only lower-case .yaml, .yml and .json "
+                           "files: rename it")
+        else:
+            notices.append(f"notice: {name} skipped: not a manifest (.yaml, .yml or .json)")
+    return files, notices
+
+
+def overlay_folder(templates: Path, overlay: str | None) -> Path | None:
+    """The kustomization folder to build, or None for plain manifests."""
+    if overlay is None:
+        return templates if kustomize.kustomization_in(templates) else None
+    folder = (templates / overlay).resolve()
+    if not folder.is_relative_to(templates.resolve()):
+        raise BadInput(f"--overlay {overlay!r} is outside the templates folder")
+    if not folder.is_dir() or not kustomize.kustomization_in(folder):
+        raise BadInput(f"--overlay {overlay!r}: no kustomization.yaml in {templates / overlay}")
+    return folder
+
+
+def render(request: RenderRequest) -> tuple[dict[str, bytes], list[str], bool]:
+    """(output files by relative name, notices, whether kustomize built them)."""
+    templates = request.templates
     if not templates.is_dir():
         raise BadInput(f"templates folder {str(templates)!r} does not exist")
-    files = sorted(p for p in templates.rglob("*") if p.is_file() and p.suffix in
-                   MANIFEST_SUFFIXES)
-    if not files:
-        raise BadInput(f"templates folder {str(templates)!r} holds no .yaml/.yml files")
-    used: set[str] = set()
-    rendered: dict[str, str] = {}
-    for path in files:
-        name = path.relative_to(templates).as_posix()
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise BadInput(f"{path}: not UTF-8 text") from None
-        rendered[name] = rewrite(text, str(path), images, used)
-    unused = sorted(set(images) - used)
+    checker = Checker(request.images, schemas_for(request.kube_version),
+                      CustomSchemas(request.crds), check_app(request.app))
+    overlay = overlay_folder(templates, request.overlay)
+    notices: list[str] = []
+    if overlay is None:
+        sources, notices = template_files(templates)
+        if not sources:
+            raise BadInput(f"templates folder {str(templates)!r} holds no .yaml, .yml or .json "
+                           "files")
+        where = str(templates)
+    else:
+        built = kustomize.build(overlay, request.images)
+        label = f"kustomize build of {overlay.relative_to(templates.resolve()).as_posix()}"
+        documents = parse_yaml(built, label)
+        sources = {name: text.encode() for name, text in
+                   kustomize.object_files(built, documents).items()}
+        if not sources:
+            raise BadInput(f"{label} holds no objects")
+        checker.prehydrated = True
+        where = label
+    prefix = "" if overlay is None else f"{where}: "
+    rendered = {name: checker.file(prefix + name, raw) for name, raw in sources.items()}
+    unused = sorted(set(request.images) - checker.used)
     if unused:
-        raise BadInput(f"no container uses image {unused[0]!r} in {templates}")
-    for name, text in rendered.items():
-        validate(text, name, images, kube_version)
-    return rendered
+        raise BadInput(f"no container uses image {unused[0]!r} in {where}")
+    return rendered, notices + checker.notices(), overlay is not None
 
 
-def render_to(templates: Path, images: dict[str, str], out: Path,
-              kube_version: str = DEFAULT_KUBE_VERSION) -> Path:
-    """Render templates into out, which must not exist yet or be empty; out."""
+def render_to(request: RenderRequest) -> RenderResult:
+    """Render into request.out, which must not exist yet or be empty."""
+    out = request.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"output folder {str(out)!r} exists and is not empty")
     if not out.parent.is_dir():
         raise BadInput(f"parent of output folder {str(out)!r} does not exist")
-    atomic_write_dir(out, render(templates, images, kube_version))
-    return out
+    try:
+        files, notices, kustomized = render(request)
+    except BadInput as exc:  # names and paths come from the input: one line whatever they hold
+        raise BadInput(one_line(str(exc))) from None
+    except RecursionError:
+        raise BadInput("the manifests are nested too deeply") from None
+    atomic_write_dir(out, files)
+    return RenderResult(out, tuple(files), tuple(notices), kustomized)
 
 
-def atomic_write_dir(target: Path, files: dict[str, str]) -> None:
-    """Write files (relative name -> text) into target, which must not exist yet or be empty."""
+def validate(text: str, source: str, images: dict[str, str], kube_version: str) -> None:
+    """Check one manifest file's objects (delivery's validate-only mode): schemas, images
+    already pinned; no namespace checks (render made them before `candidate`)."""
+    checker = Checker(images, schemas_for(kube_version), CustomSchemas(), None)
+    checker.file(source, text.encode())
+
+
+def atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
+    """Write files (relative name -> bytes) into target, which must not exist yet or be empty."""
     staging = Path(tempfile.mkdtemp(prefix=".render-", dir=target.parent))
     try:
-        for name, text in files.items():
+        for name, data in files.items():
             path = staging / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            path.write_bytes(data)
         if target.exists():
             target.rmdir()
         staging.rename(target)

@@ -36,7 +36,9 @@ def granted_roles() -> set[str]:
     roles: set[str] = set()
     for config in CONFIGS.values():
         graph = run_program(config)
-        roles |= {r.inputs["role"] for r in graph.resources if "role" in r.inputs}
+        # Custom roles (projects/P/roles/X) carry their permissions in the graph itself.
+        roles |= {r.inputs["role"] for r in graph.resources
+                  if "role" in r.inputs and r.inputs["role"].startswith("roles/")}
     return roles
 
 

@@ -1,0 +1,263 @@
+"""Drift: the reconcile run compares each namespace with production through `kubectl diff
+--server-side` and an external differ, reports, heals when allowed, and publishes events.
+
+The cluster is the stand-in kubectl (tests/fake_kubectl.py), whose diff hands LIVE and MERGED
+folders to KUBECTL_EXTERNAL_DIFF as kubectl does, so gitops.objdiff runs as it does for real.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+import fake_kubectl
+from conftest import (
+    DIGEST_A,
+    DIGEST_B,
+    EnvRepoOnDisk,
+    EventsTopic,
+    cli,
+    image_ref,
+    write_manifests,
+)
+from gitops import drift, objdiff
+from gitops.deploy import Cluster, DeliveryRequest, deliver
+from gitops.drift import AppState, ReconcileRequest, reconcile
+from gitops.errors import OperationFailed
+from gitops.events import DriftedObject, ObjectState
+from gitops.freeze import set_freeze
+from gitops.publish import PublishRequest
+from gitops.publish import publish as publish_manifests
+
+FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
+CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {greeting: hi}\n"
+IMAGE_FIELD = "spec.template.spec.containers[0].image"
+
+
+@dataclass
+class StandIn(Cluster):
+    """The stand-in kubectl called in this process (its diff still runs the external differ
+    as a process, as kubectl does): the same answers as the script, without a process each."""
+
+    def run(self, args: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+        assert args[0] == "kubectl", args
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err), \
+                pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+            code = fake_kubectl.main(list(args[1:]))
+        return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def cluster_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in's state; its kubectl is also first on PATH for the commands run whole."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
+    kubectl.chmod(0o755)
+    state = tmp_path / "cluster"
+    monkeypatch.setattr(fake_kubectl, "STATE", state)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLUSTER_DIR", str(state))
+    monkeypatch.setenv("GITOPS_KUBECONFIG", str(tmp_path / "kubeconfig"))
+    monkeypatch.setenv("GITOPS_LEASE_POLL", "0.1")
+    return state
+
+
+def delivered(env: EnvRepoOnDisk, tmp_path: Path, extra: dict[str, str] | None = None) -> str:
+    """hello delivered once (with extra files) to the stand-in; the candidate commit."""
+    folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A), extra)
+    commit = publish_manifests(PublishRequest(
+        repo=env.url, app="hello", manifests=folder, image=image_ref("hello", DIGEST_A),
+        source_repo="https://github.com/acme/hello", source_commit="5" * 40,
+        build_id="ci-5")).commit
+    deliver(DeliveryRequest(repo=env.url, app="hello", commit=commit, build_id="cd-1"),
+            cluster_factory=StandIn)
+    return commit
+
+
+def hand_edit(cluster: Path, image: str) -> None:
+    """Someone changes the Deployment's image in the cluster by hand."""
+    path = cluster / "applied" / "hello" / "deployment.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    path.write_text(yaml.safe_dump(doc))
+
+
+def run(env: EnvRepoOnDisk, heal: frozenset[str] = frozenset(),
+        lock_timeout: int = 60) -> list[drift.AppDrift]:
+    return reconcile(ReconcileRequest(repo=env.url, build_id="rc-1", heal=heal,
+                                      lock_timeout=lock_timeout), StandIn("kubeconfig"))
+
+
+class TestComparison:
+    """Each app is reported in sync, drifted (objects and fields) or missing."""
+
+    def test_in_sync_after_a_delivery(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                      cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path)
+        [result] = run(env_repo)
+        assert (result.app, result.state, result.objects) == ("hello", AppState.IN_SYNC, ())
+        assert result.production_commit == env_repo.tip("production")
+
+    def test_a_hand_edit_is_drift_with_its_field(self, env_repo: EnvRepoOnDisk,
+                                                 tmp_path: Path, cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path)
+        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
+        [result] = run(env_repo)
+        assert result.state is AppState.DRIFTED and not result.healed
+        assert result.objects == (DriftedObject("Deployment/hello", ObjectState.CHANGED,
+                                                (IMAGE_FIELD,)),)
+        live = (cluster_dir / "applied" / "hello" / "deployment.yaml").read_text()
+        assert DIGEST_B in live  # only reported: healing was not asked for
+
+    def test_missing_objects(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                             cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path, {"config.yaml": CONFIGMAP % "settings"})
+        (cluster_dir / "applied" / "hello" / "config.yaml").unlink()
+        [result] = run(env_repo)
+        assert result.state is AppState.DRIFTED
+        assert result.objects == (DriftedObject("ConfigMap/settings", ObjectState.MISSING),)
+        for path in (cluster_dir / "applied" / "hello").iterdir():
+            path.unlink()
+        assert run(env_repo)[0].state is AppState.MISSING
+
+    def test_leftovers_delivery_applied_are_extra_others_are_not(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path)
+        (cluster_dir / "applied" / "hello" / "old.yaml").write_text(CONFIGMAP % "old")
+        created = cluster_dir / "created" / "hello"
+        created.mkdir(parents=True)
+        (created / "theirs.yaml").write_text(CONFIGMAP % "theirs")  # not applied by kubectl
+        [result] = run(env_repo)
+        assert result.objects == (DriftedObject("ConfigMap/old", ObjectState.EXTRA),)
+
+    def test_frozen_apps_are_not_compared(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                          cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path)
+        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
+        set_freeze(env_repo.url, "hello", True, "incident")
+        [result] = run(env_repo, heal=frozenset({"hello"}))
+        assert result.state is AppState.FROZEN and not result.healed
+        calls = (cluster_dir / "calls.log").read_text()
+        assert '"diff"' not in calls
+
+    def test_status_drift_reports_with_the_operators_kubeconfig(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path)
+        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
+        result = cli("status", "--repo", env_repo.url, "--drift")
+        assert result.code == 0, result.stderr
+        assert result.stdout.splitlines()[-2:] == [
+            "hello: drifted", f"  changed  Deployment/hello: {IMAGE_FIELD}"]
+        assert DIGEST_B in (cluster_dir / "applied" / "hello" / "deployment.yaml").read_text()
+        as_json = json.loads(cli("status", "--repo", env_repo.url, "--drift", "--json").stdout)
+        assert as_json[0]["state"] == "drifted" and not as_json[0]["healed"]
+
+
+class TestHeal:
+    """Healing re-applies production and deletes leftovers, under the delivery Lease."""
+
+    def test_heal_restores_production_and_prunes(self, env_repo: EnvRepoOnDisk,
+                                                 tmp_path: Path, cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path)
+        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
+        (cluster_dir / "applied" / "hello" / "old.yaml").write_text(CONFIGMAP % "old")
+        [result] = run(env_repo, heal=frozenset({"hello"}))
+        assert result.healed and result.state is AppState.DRIFTED
+        assert run(env_repo)[0].state is AppState.IN_SYNC
+        live = sorted(p.name for p in (cluster_dir / "applied" / "hello").iterdir())
+        assert live == ["deployment.yaml"]
+        assert not (cluster_dir / "leases" / "hello" / "gitops-delivery").exists()
+
+    def test_heal_waits_for_a_delivery_holding_the_lease(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path) -> None:
+        from gitops.deploy import lease_manifest
+
+        delivered(env_repo, tmp_path)
+        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
+        lease = cluster_dir / "leases" / "hello" / "gitops-delivery"
+        held = json.loads(lease_manifest("hello", "cd-9", 600, None))
+        held["metadata"]["resourceVersion"] = "1"
+        lease.parent.mkdir(parents=True, exist_ok=True)
+        lease.write_text(json.dumps(held))
+        with pytest.raises(OperationFailed, match="locked by build cd-9"):
+            run(env_repo, heal=frozenset({"hello"}), lock_timeout=0)
+        assert DIGEST_B in (cluster_dir / "applied" / "hello" / "deployment.yaml").read_text()
+
+    def test_reconcile_script_exit_codes(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                         cluster_dir: Path) -> None:
+        delivered(env_repo, tmp_path)
+        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
+        found = cli("reconcile", "--repo", env_repo.url, "--build-id", "rc-2")
+        assert found.code == 0 and "hello: drifted" in found.stdout  # drift is a finding
+        bad = cli("reconcile", "--repo", env_repo.url, "--heal", "Hello;rm")
+        assert bad.code == 2 and bad.stderr.startswith("error: --heal")
+
+
+class TestDriftEvents:
+    """A drift run publishes drift_found per drifted app and drift_healed per healed one."""
+
+    def test_drift_run_publishes_exactly_these(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                               cluster_dir: Path,
+                                               events_topic: EventsTopic) -> None:
+        candidate = delivered(env_repo, tmp_path)
+        events_topic.received()  # the delivery's own event
+        assert run(env_repo)[0].state is AppState.IN_SYNC
+        assert events_topic.received() == []  # in sync: nothing to say
+        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
+        run(env_repo, heal=frozenset({"hello"}))
+        found, healed = events_topic.received()
+        production = env_repo.tip("production")
+        for event in (found, healed):
+            assert event["app"] == "hello" and event["environment"] == "production"
+            assert event["images"] == [image_ref("hello", DIGEST_A)]
+            assert event["source_commit"] == "5" * 40
+            assert event["candidate_commit"] == candidate
+            assert event["env_repo_commit"] == production and event["build_id"] == "rc-1"
+            assert event["drift"] == [{"object": "Deployment/hello", "state": "changed",
+                                       "fields": [IMAGE_FIELD]}]
+        assert (found["kind"], healed["kind"]) == ("drift_found", "drift_healed")
+
+
+class TestObjectDiff:
+    """The external differ names changed fields and ignores what every dry run changes."""
+
+    def test_fields(self) -> None:
+        live = {"metadata": {"name": "a", "resourceVersion": "1", "labels": {"x": "1"}},
+                "spec": {"replicas": 2, "ports": [{"port": 80}]}, "status": {"ready": 1}}
+        merged = {"metadata": {"name": "a", "resourceVersion": "2", "labels": {"x": "2"}},
+                  "spec": {"replicas": 2, "ports": [{"port": 81}]}, "status": {"ready": 0}}
+        assert objdiff.changed_fields(live, merged) == ["metadata.labels.x",
+                                                        "spec.ports[0].port"]
+
+    def test_exit_codes(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        live, merged = tmp_path / "LIVE", tmp_path / "MERGED"
+        live.mkdir()
+        merged.mkdir()
+        (merged / "v1.ConfigMap.hello.a").write_text(CONFIGMAP % "a")
+        assert objdiff.main([str(live), str(merged)]) == 1
+        assert json.loads(capsys.readouterr().out) == {"object": "ConfigMap/a",
+                                                       "state": "missing", "fields": []}
+        (live / "v1.ConfigMap.hello.a").write_text(CONFIGMAP % "a")
+        assert objdiff.main([str(live), str(merged)]) == 0
+
+    def test_managed_kinds_are_what_delivery_may_change(self) -> None:
+        from components.cluster_access import DELIVERY_RULES
+
+        allowed = {f"{r}.{rule.api_groups[0]}".rstrip(".")  # type: ignore[index]
+                   for rule in DELIVERY_RULES for r in rule.resources  # type: ignore[union-attr]
+                   if "delete" in rule.verbs}  # type: ignore[operator]
+        assert set(drift.MANAGED_RESOURCES) == allowed - {"replicasets.apps",
+                                                          "leases.coordination.k8s.io"}
