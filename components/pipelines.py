@@ -78,25 +78,28 @@ def trigger_build(build: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def with_signing(build: dict[str, Any], step_ids: tuple[str, ...], version: str,
+def with_signing(build: dict[str, Any], step_ids: tuple[str, ...], version: str | None,
                  verify: bool = False) -> dict[str, Any]:
     """A copy of a Cloud Build config whose steps step_ids sign their commits.
 
-    The key comes from Secret Manager (`availableSecrets`, version `version`) into the steps'
-    environment (`secretEnv`); with verify, the steps also get the allowed signers from the
-    trigger's `_ALLOWED_SIGNERS` substitution. The program applies this to the delivery build;
-    docs/supply-chain.md shows what it adds to an app's own pipeline.
+    The key comes from Secret Manager (`availableSecrets`, version `version`; None: no key, for
+    a build that only checks) into the steps' environment (`secretEnv`); with verify, the steps
+    also get the allowed signers from the trigger's `_ALLOWED_SIGNERS` substitution. The
+    program applies this to the delivery and reconcile builds; docs/supply-chain.md shows what
+    it adds to an app's own pipeline.
     """
     signed = copy.deepcopy(build)
     steps = {step.get("id"): step for step in signed["steps"]}
     missing = sorted(set(step_ids) - set(steps))
     if missing:
         raise ValueError(f"no step {', '.join(missing)} to sign in this build")
-    secrets = signed.setdefault("availableSecrets", {}).setdefault("secretManager", [])
-    secrets.append({"versionName": version, "env": KEY_ENV})
+    if version is not None:
+        secrets = signed.setdefault("availableSecrets", {}).setdefault("secretManager", [])
+        secrets.append({"versionName": version, "env": KEY_ENV})
     for step_id in step_ids:
         step = steps[step_id]
-        step["secretEnv"] = [*step.get("secretEnv", []), KEY_ENV]
+        if version is not None:
+            step["secretEnv"] = [*step.get("secretEnv", []), KEY_ENV]
         if verify:
             step["env"] = [*step.get("env", []),
                            f"{ALLOWED_SIGNERS_ENV}=${{{ALLOWED_SIGNERS_SUBSTITUTION}}}"]

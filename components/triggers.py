@@ -27,8 +27,10 @@ Design decisions:
 - With commit signing on, the delivery build reads its own key from Secret Manager
   (`availableSecrets`, components/commit_signing.py) and gets the allowed signers, public keys
   only, in `_ALLOWED_SIGNERS`: deploy refuses a candidate commit whose signature does not verify
-  and signs what it records on production. The CI trigger runs the app's own pipeline, which
-  signs when it adds the lines docs/supply-chain.md shows.
+  and signs what it records on production. The reconcile build gets the allowed signers too (a
+  heal re-applies production only when it verifies) and no key: it never commits. The CI
+  trigger runs the app's own pipeline, which signs when it adds the lines docs/supply-chain.md
+  shows.
 """
 
 from __future__ import annotations
@@ -154,8 +156,15 @@ class DeliveryTriggers(pulumi.ComponentResource):
         """The environment's manual trigger for the reconcile build, at production's tip."""
         args, cfg = self.args, self.args.config
         heal = cfg.heal_apps
+        reconcile_yaml = pipelines.load("reconcile.yaml")
+        signing_substitutions: dict[str, pulumi.Input[str]] = {}
+        if args.signing is not None:  # a heal applies only verified commits; it signs nothing
+            reconcile_yaml = pipelines.with_signing(reconcile_yaml, ("reconcile",), None,
+                                                    verify=True)
+            signing_substitutions[pipelines.ALLOWED_SIGNERS_SUBSTITUTION] = \
+                args.signing.allowed_signers_substitution
         build = cast(gcp.cloudbuild.TriggerBuildArgsDict, {
-            **pipelines.trigger_build(pipelines.load("reconcile.yaml")),
+            **pipelines.trigger_build(reconcile_yaml),
             "timeout": f"{min(timing.build_timeout * max(1, len(heal)), 86400)}s"})
         source: gcp.cloudbuild.TriggerSourceToBuildArgsDict = {
             "ref": f"refs/heads/{args.success_branch}", "repo_type": "GITHUB",
@@ -180,6 +189,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
                 "_CLUSTER_LOCATION": args.cluster_location,
                 "_HEAL_APPS": ",".join(heal),
                 **timing.substitutions(),
+                **signing_substitutions,
                 "_STEPS_IMAGE": args.steps_image,
                 "_EVENTS_TOPIC": args.events_topic,
                 "_ENVIRONMENT": args.environment,

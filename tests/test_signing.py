@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,20 @@ from conftest import (
     DIGEST_A,
     DIGEST_B,
     EnvRepoOnDisk,
+    Keys,
     ScriptedCluster,
     assert_bad_input,
     cli,
     git,
     promoted,
     publish,
+    signing_as,
 )
 from gitops.branches import init_branches
 from gitops.deploy import DeliveryRequest, Outcome, deliver
 from gitops.errors import BadInput
 from gitops.freeze import set_freeze
 from gitops.signing import (
-    ALLOWED_SIGNERS_ENV,
     KEY_ENV,
     Signing,
     git_settings,
@@ -40,46 +40,6 @@ from gitops.signing import (
 )
 
 CLUSTER = {"project": "acme-delivery", "cluster": "gitops", "location": "europe-west1"}
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Private keys by signer name, and the allowed_signers file of `ci` and `delivery`."""
-
-    private: dict[str, str]
-    allowed_file: Path
-
-    @property
-    def allowed(self) -> str:
-        return self.allowed_file.read_text()
-
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    folder = tmp_path_factory.mktemp("keys")
-    private, entries = {}, []
-    for name in ("ci", "delivery", "stranger"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f",
-                        str(folder / name)], check=True)
-        private[name] = (folder / name).read_text()
-        if name != "stranger":  # a well-formed key nobody allowed
-            entries.append(public_key_entry(name, (folder / f"{name}.pub").read_text()))
-    allowed = folder / "allowed_signers"
-    allowed.write_text("\n".join(entries) + "\n")
-    return Keys(private, allowed)
-
-
-def signing_as(monkeypatch: pytest.MonkeyPatch, keys: Keys, who: str | None,
-               verify: bool = False) -> None:
-    """The environment a build gets: its own key, and the allowed signers when it checks."""
-    if who is None:
-        monkeypatch.delenv(KEY_ENV, raising=False)
-    else:
-        monkeypatch.setenv(KEY_ENV, keys.private[who])
-    if verify:
-        monkeypatch.setenv(ALLOWED_SIGNERS_ENV, keys.allowed.replace("\n", ";"))
-    else:
-        monkeypatch.delenv(ALLOWED_SIGNERS_ENV, raising=False)
 
 
 def verify_commit(env: EnvRepoOnDisk, keys: Keys, commit: str) -> subprocess.CompletedProcess[str]:

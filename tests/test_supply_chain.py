@@ -126,6 +126,17 @@ class TestDeliveryBuildSigns:
         # The key is a secret env, never a substitution or a plain env value.
         assert not any("PRIVATE" in str(v) for v in trigger.inputs["substitutions"].values())
 
+    def test_reconcile_build_checks_and_holds_no_key(self, supply: Graph) -> None:
+        """A heal applies production only when it verifies; reconcile never commits."""
+        trigger = supply.named("reconcile-production")
+        build = trigger.inputs["build"]
+        assert "availableSecrets" not in build
+        step = build["steps"][0]
+        assert "secretEnvs" not in step
+        assert "GITOPS_ALLOWED_SIGNERS=${_ALLOWED_SIGNERS}" in step["envs"]
+        assert trigger.inputs["substitutions"]["_ALLOWED_SIGNERS"] == \
+            supply.named("deliver-hello").inputs["substitutions"]["_ALLOWED_SIGNERS"]
+
     def test_substitutions_agree(self, supply: Graph) -> None:
         for trigger in supply.of_type(TRIGGER):
             config = pipelines_of(trigger)

@@ -138,16 +138,11 @@ def skip_if_stale(env: EnvRepo, source: str, target: str, app: str,
 def check_signatures(env: EnvRepo, source: str, app: str, commit: str) -> None:
     """BadInput unless the commit and the commit that wrote the app's manifests are signed by
     allowed signers (only called when signing is on)."""
-    writer = env.last_change(source, commit, f"{APPS_DIR}/{app}/") or commit
-    roles = {commit: "commit"}
-    roles.setdefault(writer, f"the commit that wrote {APPS_DIR}/{app}/,")
-    for sha, role in roles.items():
-        check = env.verify(sha)
-        if not check.good:
-            raise BadInput(f"refusing to deploy {app} at {commit[:12]}: {role} {sha[:12]} is "
-                           f"{check.describe()} (signing is on: the commits deployed must be "
-                           f"signed by an allowed signer)")
-        log(f"signature of {role} {sha[:12]}: {check.describe()}")
+    problem = env.unverified(source, commit, f"{APPS_DIR}/{app}/")
+    if problem is not None:
+        raise BadInput(f"refusing to deploy {app} at {commit[:12]}: {problem} (signing is on: "
+                       f"the commits deployed must be signed by an allowed signer)")
+    log(f"signatures of {commit[:12]} and of what it applies: verified")
 
 
 def check_request(request: DeliveryRequest) -> None:

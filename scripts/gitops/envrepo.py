@@ -304,6 +304,22 @@ class EnvRepo:
             entries.append(LogEntry(sha.strip(), when, parse_trailer_lines(trailers), check))
         return entries
 
+    def unverified(self, branch: str, commit: str, path: str) -> str | None:
+        """Why commit (on branch) may not be applied when signing is on, or None when it may.
+
+        Both must verify: commit itself, and the commit that last changed path up to it (the
+        one that wrote what would be applied): a writer signs whatever tip it builds on, so an
+        unsigned change beneath a signed commit would otherwise pass under its signature.
+        """
+        writer = self.last_change(branch, commit, path) or commit
+        roles = {commit: "commit"}
+        roles.setdefault(writer, f"the commit that wrote {path.rstrip('/')}/,")
+        for sha, role in roles.items():
+            check = self.verify(sha)
+            if not check.good:
+                return f"{role} {sha[:12]} is {check.describe()}"
+        return None
+
     def verify(self, commit: str) -> SignatureCheck:
         """The commit's signature checked against the configured allowed signers."""
         check = self.log(commit, limit=1, signatures=True)[0].signature
