@@ -8,13 +8,14 @@ import pulumi
 
 from components.admission_policy import AdmissionPolicy, AdmissionPolicyArgs
 from components.apis import ProjectApis, ProjectApisArgs
+from components.approvals import ApprovalGates, ApprovalGatesArgs
 from components.cluster import GkeCluster, GkeClusterArgs
 from components.cluster_access import AppNamespaces, AppNamespacesArgs
 from components.commit_signing import CommitSigning, CommitSigningArgs
-from components.config import ConfigError, load_config
+from components.config import ConfigError, load_config, node_account_id
 from components.env_branches import EnvBranches, EnvBranchesArgs
 from components.events import DeliveryEvents, DeliveryEventsArgs
-from components.identities import BuildIdentities, BuildIdentitiesArgs
+from components.identities import BuildIdentities, BuildIdentitiesArgs, DeliveryIdentity
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.propagation import IamPropagation, IamPropagationArgs
 from components.reconcile_schedule import ReconcileSchedule, ReconcileScheduleArgs
@@ -43,13 +44,28 @@ apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
                                                   "cloudscheduler.googleapis.com",
                                                   *supply_chain_apis)))
 
-# One identity per build kind; the deployer (from config) may attach them to triggers.
+environments = config.environments
+# The clusters the environments deploy to, in order; the stack's own keeps today's names.
+cluster_names = list(dict.fromkeys(env.cluster_name for env in environments))
+extra_clusters = [name for name in cluster_names if name != config.cluster_name]
+
+
+def cluster_path(name: str) -> str:
+    return f"projects/{config.project}/locations/{config.region}/clusters/{name}"
+
+
+# One identity per build kind and one delivery identity per environment; the deployer (from
+# config) may attach them to triggers.
 identities = BuildIdentities("identities", BuildIdentitiesArgs(
     project=config.project,
     source_provider=config.source_provider,
     deployer=config.deployer,
     api_dependencies=apis.depends_on("iam", "cloudresourcemanager"),
+    deliveries=tuple(DeliveryIdentity(env.identity, env.account_id, env.name,
+                                      None if env.implicit else cluster_path(env.cluster_name))
+                     for env in environments),
 ))
+deliveries = {env.identity: identities.member(env.identity) for env in environments}
 
 # The cluster's own VPC and subnet (or existing ones from config), never `default`.
 network = ClusterNetwork("network", ClusterNetworkArgs(
@@ -60,28 +76,38 @@ network = ClusterNetwork("network", ClusterNetworkArgs(
     existing_network=config.network,
     existing_subnetwork=config.subnetwork,
     api_dependencies=apis.depends_on("compute"),
+    extra_clusters=extra_clusters,
 ))
 
-# The cluster, with its own node identity.
-cluster = GkeCluster("gke", GkeClusterArgs(
-    project=config.project,
-    location=config.region,
-    name=config.cluster_name,
-    node_account_id=config.node_account_id,
-    mode=config.cluster_mode,
-    release_channel=config.release_channel,
-    deletion_protection=config.deletion_protection,
-    machine_type=config.node_machine_type,
-    node_count=config.node_count,
-    network=network.network,
-    subnetwork=network.subnetwork,
-    pods_range=network.pods_range,
-    services_range=network.services_range,
-    binary_authorization=config.binary_authorization,
-    api_dependencies=[*apis.depends_on("container", "iam", "cloudresourcemanager"), network,
-                      *apis.depends_on(*(["binaryauthorization"]
-                                         if config.binary_authorization else []))],
-))
+# The clusters, each with its own node identity: the stack's, and environments' own.
+clusters: dict[str, GkeCluster] = {}
+for cluster_name in cluster_names:
+    own = cluster_name != config.cluster_name
+    pods_range, services_range = network.ranges_for(cluster_name if own else None)
+    clusters[cluster_name] = GkeCluster(f"gke-{cluster_name}" if own else "gke", GkeClusterArgs(
+        project=config.project,
+        location=config.region,
+        name=cluster_name,
+        node_account_id=node_account_id(cluster_name),
+        mode=config.cluster_mode,
+        release_channel=config.release_channel,
+        deletion_protection=config.deletion_protection,
+        machine_type=config.node_machine_type,
+        node_count=config.node_count,
+        network=network.network,
+        subnetwork=network.subnetwork,
+        pods_range=pods_range,
+        services_range=services_range,
+        binary_authorization=config.binary_authorization,
+        api_dependencies=[*apis.depends_on("container", "iam", "cloudresourcemanager"), network,
+                          *apis.depends_on(*(["binaryauthorization"]
+                                             if config.binary_authorization else []))],
+        name_prefix=f"{cluster_name}-" if own else "",
+    ))
+# Operators' default: the cluster of the last environment (production).
+cluster = clusters[environments[-1].cluster_name]
+node_readers = {("nodes" if name == config.cluster_name else f"nodes-{name}"):
+                c.node_account.member for name, c in clusters.items()}
 
 # Images: CI writes; every other build identity pulls the steps image; nodes pull app images.
 registry = ImageRegistry("registry", ImageRegistryArgs(
@@ -92,17 +118,17 @@ registry = ImageRegistry("registry", ImageRegistryArgs(
     image_retention_days=config.image_retention_days,
     untagged_retention_days=config.untagged_retention_days,
     writers={"ci": identities.member("ci")},
-    readers={"delivery": identities.member("delivery"),
+    readers={**deliveries,
              "preview": identities.member("preview"),
              "reconcile": identities.member("reconcile"),
-             "nodes": cluster.node_account.member},
+             **node_readers},
     api_dependencies=apis.depends_on("artifactregistry"),
 ))
 
 # Repositories: CI pushes candidate, delivery pushes production, the deployer creates both.
 repositories = SourceRepositories("repos", SourceRepositoriesArgs(
     config=config,
-    pushers={"ci": identities.member("ci"), "delivery": identities.member("delivery")},
+    pushers={"ci": identities.member("ci"), **deliveries},
     deployer=config.deployer,
     readers={
         "ci": ([f"app-{app.name}" for app in config.apps], identities.member("ci")),
@@ -120,45 +146,62 @@ state_access = StateAccess("state-access", StateAccessArgs(
     api_dependencies=apis.depends_on(state_api.split(".")[0], "storage"),
 ))
 
-# Signed commits (gitops:signers): a key secret per committing identity, read by it alone.
+# Signed commits (gitops:signers): a key secret per committing identity (CI and each
+# environment's delivery identity), read by it alone.
 signing = CommitSigning("commit-signing", CommitSigningArgs(
     project=config.project,
-    members={"ci": identities.member("ci"), "delivery": identities.member("delivery")},
+    members={kind: identities.member(kind) for kind in config.signing_identities},
     allowed_signers=config.allowed_signers(),
     api_dependencies=apis.depends_on("secretmanager"),
 )) if config.signing else None
 
-# One JSON event per delivery outcome, on a topic with a schema; delivery and reconcile publish.
+# One JSON event per delivery outcome, on a topic with a schema; every delivery identity and
+# the reconcile identity publish.
 events = DeliveryEvents("events", DeliveryEventsArgs(
     project=config.project,
     topic_name=config.events_topic,
-    publishers={kind: identities.member(kind) for kind in ("delivery", "reconcile")},
+    publishers={**deliveries, "reconcile": identities.member("reconcile")},
     api_dependencies=apis.depends_on("pubsub"),
 ))
 
+# Approval gates: approvers may approve, the gated environment's builds read their approval.
+gates = {env.name: (env.approvers, identities.member(env.identity))
+         for env in environments if env.approval_required}
+approval_grants = ApprovalGates("approvals", ApprovalGatesArgs(
+    project=config.project, gates=gates,
+    api_dependencies=apis.depends_on("cloudresourcemanager", "cloudbuild"),
+)).grants if gates else []
+
 # Every grant above propagates before anything acts on it.
 grants = IamPropagation("iam-propagation", IamPropagationArgs(
-    grants=[*identities.grants, cluster.node_role, *registry.grants, *repositories.grants,
-            *state_access.grants, *events.grants, *(signing.grants if signing else [])],
+    grants=[*identities.grants, *(c.node_role for c in clusters.values()), *registry.grants,
+            *repositories.grants, *state_access.grants, *events.grants, *approval_grants,
+            *(signing.grants if signing else [])],
     seconds=config.iam_propagation_seconds,
 ))
 
-# The env repo's two branches exist before any build needs them.
+# The env repo's branches exist before any build needs them.
 branches = EnvBranches("env-branches", EnvBranchesArgs(
     env_repo_url=repositories.env.url,
     env_repo_link=repositories.env.link,
     source_provider=config.source_provider,
     depends_on=[repositories, grants.ready],
+    environments=None if environments[0].implicit else environments,
 ))
 
-# Per app: a namespace the delivery identity may change, and nothing else.
-namespaces = AppNamespaces("apps", AppNamespacesArgs(
-    kubeconfig=cluster.kubeconfig,
-    apps=[app.name for app in config.apps],
-    delivery_email=identities.accounts["delivery"].email,
-    reconcile_email=identities.accounts["reconcile"].email,
-    heal_apps=config.heal_apps,
-))
+# Per environment and app: a namespace that environment's delivery identity may change, and
+# nothing else. The reconcile identity reads (and may heal) the last environment's.
+namespaces = {env.name: AppNamespaces(
+    "apps" if env.implicit else f"apps-{env.name}", AppNamespacesArgs(
+        kubeconfig=clusters[env.cluster_name].kubeconfig,
+        apps=[app.name for app in config.apps],
+        delivery_email=identities.accounts[env.identity].email,
+        namespaces={app.name: env.namespace(app.name) for app in config.apps},
+        name_prefix=env.resource_prefix,
+        reconcile_email=identities.accounts["reconcile"].email
+        if env is environments[-1] else None,
+        heal_apps=config.heal_apps if env is environments[-1] else (),
+    )) for env in environments}
 
 # The image the build steps run in, built from scripts/ and tagged by its content hash.
 steps = StepsImage("steps-image", StepsImageArgs(
@@ -191,8 +234,8 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     registry_url=registry.url,
     steps_image=steps.image,
     preview_image=steps.preview_image,
-    cluster_name=cluster.cluster.name,
-    cluster_location=cluster.cluster.location,
+    clusters={env.name: (clusters[env.cluster_name].cluster.name,
+                         clusters[env.cluster_name].cluster.location) for env in environments},
     api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready,
                       *([signing] if signing else [])],
     events_topic=events.topic_path,
@@ -204,7 +247,7 @@ schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
     project=config.project,
     region=config.region,
     schedule=config.reconcile_schedule,
-    environment="production",
+    environment=environments[-1].name,
     trigger_id=triggers.reconcile.trigger_id,
     reconcile_account=identities.resource_name("reconcile"),
     deployer=config.deployer,
@@ -226,6 +269,12 @@ pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", cluster.cluster.location)
 pulumi.export("service_accounts", {k: a.email for k, a in identities.accounts.items()})
 pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("environments", [{
+    **env.to_json(),
+    "delivery_triggers": {app.name: env.trigger_name(app.name) for app in config.apps},
+    "service_account": identities.accounts[env.identity].email,
+    "approvers": list(env.approvers),
+} for env in environments])
 if signing:
     pulumi.export("allowed_signers", signing.allowed_signers)
     pulumi.export("signing_key_secrets", {k: s.secret_id for k, s in signing.secrets.items()})

@@ -73,6 +73,9 @@ class GkeClusterArgs:
     services_range: str
     api_dependencies: list[pulumi.Resource]
     binary_authorization: bool = False
+    # Prefix of the children's names: "" for the stack's cluster (today's names), the cluster's
+    # name for an environment's own cluster, so that two clusters never share a resource name.
+    name_prefix: str = ""
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -85,14 +88,14 @@ class GkeCluster(pulumi.ComponentResource):
 
         # Dedicated node identity with the minimal node role.
         self.node_account = gcp.serviceaccount.Account(
-            "nodes",
+            f"{args.name_prefix}nodes",
             project=args.project,
             account_id=args.node_account_id,
             display_name=f"GKE nodes of {args.name}",
             opts=child,
         )
         self.node_role = gcp.projects.IAMMember(
-            "nodes-default-node-role",
+            f"{args.name_prefix}nodes-default-node-role",
             project=args.project,
             role=NODE_ROLE,
             member=self.node_account.member,
@@ -110,7 +113,7 @@ class GkeCluster(pulumi.ComponentResource):
             evaluation_mode=CLUSTER_EVALUATION_MODE) if args.binary_authorization else None
         if args.mode == "autopilot":
             self.cluster = gcp.container.Cluster(
-                "cluster",
+                f"{args.name_prefix}cluster",
                 project=args.project,
                 location=args.location,
                 name=args.name,
@@ -129,7 +132,7 @@ class GkeCluster(pulumi.ComponentResource):
             )
         else:
             self.cluster = gcp.container.Cluster(
-                "cluster",
+                f"{args.name_prefix}cluster",
                 project=args.project,
                 location=args.location,
                 name=args.name,
@@ -155,7 +158,7 @@ class GkeCluster(pulumi.ComponentResource):
                 opts=child,
             )
             self.node_pool = gcp.container.NodePool(
-                "nodes",
+                f"{args.name_prefix}nodes",
                 project=args.project,
                 location=args.location,
                 cluster=self.cluster.name,

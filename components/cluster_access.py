@@ -26,6 +26,9 @@ Design decisions:
   that app.
 - Nested arguments use pulumi-kubernetes' typed `...Args` classes, so a misspelled key or a
   missing verb list fails before anything reaches the cluster.
+- One instance per delivery environment: its namespaces (`<app><namespaceSuffix>`) on its
+  cluster, bound to its own delivery identity only. The environment's name prefixes the
+  resource names (none for a stack without environments, which keeps today's names).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class AppNamespacesArgs:
     kubeconfig: pulumi.Input[str]
     apps: list[str]
     delivery_email: pulumi.Input[str]
+    namespaces: dict[str, str] | None = None  # app -> namespace name (default: the app's name)
+    name_prefix: str = ""  # prefix of the resource names (the environment's)
     reconcile_email: pulumi.Input[str] | None = None
     heal_apps: tuple[str, ...] = ()  # apps the reconcile identity may heal
 
@@ -77,28 +82,30 @@ class AppNamespaces(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppNamespacesArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitops:index:AppNamespaces", name, None, opts)
-        self.provider = k8s.Provider("gke", kubeconfig=args.kubeconfig,
+        prefix = args.name_prefix
+        self.provider = k8s.Provider(f"{prefix}gke", kubeconfig=args.kubeconfig,
                                      opts=pulumi.ResourceOptions(parent=self))
         in_cluster = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.namespaces: dict[str, k8s.core.v1.Namespace] = {}
         for app in args.apps:
             namespace = k8s.core.v1.Namespace(
-                f"ns-{app}",
+                f"{prefix}ns-{app}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=app, labels={"app.kubernetes.io/managed-by": "gitops"}),
+                    name=(args.namespaces or {}).get(app, app),
+                    labels={"app.kubernetes.io/managed-by": "gitops"}),
                 opts=in_cluster,
             )
             self.namespaces[app] = namespace
             in_namespace = k8s.meta.v1.ObjectMetaArgs(name="gitops-deployer",
                                                       namespace=namespace.metadata.name)
             role = k8s.rbac.v1.Role(
-                f"deployer-{app}",
+                f"{prefix}deployer-{app}",
                 metadata=in_namespace,
                 rules=DELIVERY_RULES,
                 opts=in_cluster,
             )
             k8s.rbac.v1.RoleBinding(
-                f"deployer-{app}",
+                f"{prefix}deployer-{app}",
                 metadata=in_namespace,
                 role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io",
                                                  kind="Role", name=role.metadata.name),

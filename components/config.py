@@ -22,7 +22,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.environments import EnvironmentConfig
 
 NAMESPACE = "gitops"
 SOURCE_PROVIDERS = ("github", "csr")
@@ -61,8 +64,9 @@ SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                  "sk-ecdsa-sha2-nistp256@openssh.com")
 SSH_PUBLIC_KEY = re.compile(r"^(?P<type>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})( [^;\r\n]*)?$")
 SIGNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,62}$")
-# The build identities that commit to the env repo: each signs with its own key.
-SIGNING_IDENTITIES = ("ci", "delivery")
+# The build identity that publishes to the env repo; every environment's delivery identity
+# (`delivery`, or `delivery-<env>`) commits too, each signing with its own key.
+CI_IDENTITY = "ci"
 # Binary Authorization: GKE's own images, admitted without an attestation (the Google-maintained
 # global policy covers the system images it knows; these are the registries GKE pulls from).
 SYSTEM_IMAGE_PATTERNS = ("gke.gcr.io/**", "gcr.io/gke-release/**", "gcr.io/google-containers/*",
@@ -127,6 +131,8 @@ class StackConfig:
     state_backend: str = ""  # gs://BUCKET or https://api.pulumi.com
     secrets_provider: str = ""  # gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
     pulumi_token_secret: str | None = None
+    # Ordered delivery environments (components/environments.py); parse_config always sets it.
+    environments: tuple[EnvironmentConfig, ...] = ()
     events_topic: str = "gitops-events"
     reconcile_schedule: str = "*/30 * * * *"  # "off": no scheduled run
     self_heal: bool = False
@@ -144,6 +150,12 @@ class StackConfig:
     @property
     def signing(self) -> bool:
         return bool(self.signers)
+
+    @property
+    def signing_identities(self) -> tuple[str, ...]:
+        """The build identities that commit, each with its own key: CI and every environment's
+        delivery identity."""
+        return (CI_IDENTITY, *(env.identity for env in self.environments))
 
     def allowed_signers(self) -> list[str]:
         """The allowed_signers lines: `name namespaces="git" type key`, no comment."""
@@ -245,6 +257,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:untaggedRetentionDays", "14", "Cleanup policy: untagged image versions "
             "older than this many days are deleted unless kept by gitops:keepImages."),
     Setting("gitops:rolloutTimeout", "300s", "How long a delivery build waits for a rollout."),
+    Setting("gitops:environments", "(one: candidate -> production)", "Ordered delivery "
+            "environments, e.g. staging then production; each an object with name (a DNS label "
+            "of at most 14), and optionally cluster (its own GKE cluster; default "
+            "gitops:clusterName), namespaceSuffix (e.g. -staging, when environments share a "
+            "cluster), approval (true: each delivery build waits for approval) with approvers "
+            "(IAM members), rolloutTimeout (default gitops:rolloutTimeout), candidateBranch "
+            "and productionBranch (default NAME-candidate and NAME-production). Unset: one "
+            "environment with branches candidate and production, exactly as without "
+            "environments. A success in one environment publishes the release to the next "
+            "one's candidate branch. See docs/environments.md."),
     Setting("gitops:iamPropagationSeconds", "120", "How long `pulumi up` waits after creating "
             "IAM grants before using them (Google: typically 2 minutes, sometimes 7 or more)."),
     Setting("gitops:stateBackend", "gs://PROJECT-pulumi-state", "Where this stack's state "
@@ -267,12 +289,13 @@ SETTINGS: tuple[Setting, ...] = (
             "id holding PULUMI_ACCESS_TOKEN for the preview build."),
     Setting("gitops:signers", "(none: commits unsigned)", "Turns on signed env-repo commits. "
             "SSH public keys by signer name, e.g. {\"ci\": \"ssh-ed25519 AAAA...\", "
-            "\"delivery\": \"ssh-ed25519 AAAA...\"}: ci and delivery (the build identities "
-            "that commit) are required, other names (people who freeze apps or create branches) "
-            "are optional. The program creates a Secret Manager secret per build identity "
-            "(gitops-signing-key-ci, gitops-signing-key-delivery) that only that identity may "
-            "read; you add the private keys as versions (docs/supply-chain.md). These keys are "
-            "the allowed signers that deploy, history and status check signatures against."),
+            "\"delivery\": \"ssh-ed25519 AAAA...\"}: one for each build identity that commits "
+            "is required (ci, and delivery, or delivery-<env> for each of gitops:environments); "
+            "other names (people who freeze apps or create branches) are optional. The program "
+            "creates a Secret Manager secret per such identity (gitops-signing-key-<identity>) "
+            "that only that identity may read; you add the private keys as versions "
+            "(docs/supply-chain.md). These keys are the allowed signers that deploy, heals, "
+            "history and status check signatures against."),
     Setting("gitops:binaryAuthorization", "false", "Admit to the cluster only images built by "
             "this project's Cloud Build (the built-by-cloud-build attestor) and the allowlist "
             "below: enables the API, sets the project's Binary Authorization policy and enforces "
@@ -430,7 +453,9 @@ def as_json(raw: Any) -> Any:
     return raw
 
 
-def parse_signers(raw: Any, problems: Problems) -> tuple[tuple[str, str], ...]:
+def parse_signers(raw: Any, problems: Problems, identities: tuple[str, ...]
+                  ) -> tuple[tuple[str, str], ...]:
+    """Signer name -> public key; identities (the committing build identities) are required."""
     key = "gitops:signers"
     if raw is None or raw == "":
         return ()
@@ -457,7 +482,7 @@ def parse_signers(raw: Any, problems: Problems) -> tuple[tuple[str, str], ...]:
                          f"pulumi config set --path '{path}' \"$(cat {name}_signing.pub)\"")
             continue
         parsed.append((str(name), text))
-    for identity in SIGNING_IDENTITIES:
+    for identity in identities:
         if identity not in signers:
             problems.add(f"config {key} has no key for {identity!r}, a build identity that "
                          f"commits: pulumi config set --path '{key}.{identity}' "
@@ -567,6 +592,11 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         token_secret_id = require(values, problems, "gitops:pulumiTokenSecret",
                                   "pulumi-access-token",
                                   "needed when gitops:stateBackend is Pulumi Cloud")
+    from components.environments import parse_environments
+
+    environments = parse_environments(values.get("gitops:environments"), problems,
+                                      cluster_name, rollout_timeout,
+                                      [app.name for app in apps])
     events_topic = matching(values, problems, "gitops:eventsTopic", "gitops-events", TOPIC_NAME,
                             "a Pub/Sub topic name (3-255 letters, digits, -_.~+%, a letter "
                             "first, not starting with goog)", "gitops-events")
@@ -606,10 +636,12 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         state_backend=backend,
         secrets_provider=secrets_provider,
         pulumi_token_secret=str(token_secret_id) if token_secret_id else None,
+        environments=environments,
         events_topic=events_topic,
         reconcile_schedule=schedule,
         self_heal=as_bool(values, problems, "gitops:selfHeal", False),
-        signers=parse_signers(values.get("gitops:signers"), problems),
+        signers=parse_signers(values.get("gitops:signers"), problems,
+                              (CI_IDENTITY, *(env.identity for env in environments))),
         binary_authorization=as_bool(values, problems, "gitops:binaryAuthorization", False),
         binary_authorization_allowlist=parse_allowlist(
             values.get("gitops:binaryAuthorizationAllowlist"), problems),

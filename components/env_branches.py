@@ -1,5 +1,10 @@
 """The env repo's `candidate` and `production` branches, created by `pulumi up`.
 
+With `gitops:environments`, every environment's two branches, and the ordered environments
+recorded on the `gitops-environments` branch (as `environments.json`), which the operator
+commands (status, history, rollback, freeze) read to find an environment's branches. The
+command runs again when the environments change.
+
 A local command runs `scripts/init_branches.py` on the machine that runs Pulumi. The script only
 creates missing branches and never rewrites one, so re-running it is harmless; it runs again
 when the env repo URL changes.
@@ -26,6 +31,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from components.environments import EnvironmentConfig, environments_json
+
 # Relative to the project folder, where Pulumi runs local commands.
 PYTHON = ".venv/bin/python"
 SCRIPT = "scripts/init_branches.py"
@@ -44,6 +51,8 @@ class EnvBranchesArgs:
     depends_on: list[pulumi.Resource]
     # GitHub: the env repo's 2nd-gen repository id, whose connection token the script uses.
     env_repo_link: pulumi.Input[str] | None = None
+    # Configured environments (None: the stack has only the implicit one, as before).
+    environments: tuple[EnvironmentConfig, ...] | None = None
 
 
 class EnvBranches(pulumi.ComponentResource):
@@ -59,19 +68,23 @@ class EnvBranches(pulumi.ComponentResource):
             environment = {TOKEN_REPOSITORY_ENV: args.env_repo_link}
         else:
             environment = dict(CSR_CREDENTIALS)
+        recorded = environments_json(args.environments) if args.environments else None
         self.command = command.local.Command(
             "init-env-branches",
-            create=pulumi.Output.from_input(args.env_repo_url).apply(init_command),
+            create=pulumi.Output.from_input(args.env_repo_url).apply(
+                lambda url: init_command(url, recorded)),
             environment=environment,
-            triggers=[args.env_repo_url],
+            triggers=[args.env_repo_url, *([recorded] if recorded else [])],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
         self.register_outputs({"result": self.command.stdout})
 
 
-def init_command(url: str) -> str:
+def init_command(url: str, environments: str | None = None) -> str:
+    """The shell command; `--repo` comes last (the access model reads the URL after it)."""
+    options = f"--environments {shlex.quote(environments)} " if environments else ""
     return "\n".join([
         f'[ -f Pulumi.yaml ] && [ -x {PYTHON} ] || {{ echo "error: run pulumi from the project '
         f'folder, with its virtualenv {PYTHON} (make up creates it), not $(pwd)" >&2; exit 2; }}',
-        f"{PYTHON} {SCRIPT} --repo {shlex.quote(url)}",
+        f"{PYTHON} {SCRIPT} {options}--repo {shlex.quote(url)}",
     ])

@@ -12,6 +12,11 @@ Design decisions:
   actAs on each account, which creating a trigger that runs as that account requires.
 - `grants` lists every grant made here, so the program can wait for their propagation before
   anything uses them.
+- One delivery identity per environment (`delivery` for a stack without environments,
+  `delivery-<env>` otherwise). An environment's identity authenticates to its own cluster
+  only: its cluster-viewer grant carries an IAM condition on that cluster's resource name (GKE
+  clusters have no IAM policy of their own); what it may change there comes from the RBAC of
+  its namespaces (cluster_access.py).
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ BUILD_KINDS = {
     "reconcile": "Compares app namespaces with production; heals the apps allowed to",
 }
 LOG_WRITER = "roles/logging.logWriter"
+CLUSTER_ROLE = "roles/container.clusterViewer"
 PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "ci": (LOG_WRITER,),
     # Authenticate to the cluster only; what it may change comes from in-cluster RBAC.
-    "delivery": (LOG_WRITER, "roles/container.clusterViewer"),
+    "delivery": (LOG_WRITER, CLUSTER_ROLE),
     # Like delivery: authenticate only; in-cluster RBAC says what it may read or heal.
-    "reconcile": (LOG_WRITER, "roles/container.clusterViewer"),
+    "reconcile": (LOG_WRITER, CLUSTER_ROLE),
     "preview": (
         LOG_WRITER,
         "roles/browser",
@@ -52,12 +58,24 @@ PROVIDER_PREVIEW_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class DeliveryIdentity:
+    """The delivery identity of one environment."""
+
+    kind: str  # `delivery` or `delivery-<env>`
+    account_id: str
+    environment: str
+    cluster: str | None = None  # the resource name its cluster grant is limited to (None: all)
+
+
 @dataclass
 class BuildIdentitiesArgs:
     project: pulumi.Input[str]
     source_provider: str
     deployer: str  # IAM member from config
     api_dependencies: list[pulumi.Resource]
+    deliveries: tuple[DeliveryIdentity, ...] = (DeliveryIdentity("delivery", "gitops-delivery",
+                                                                 "production"),)
 
 
 class BuildIdentities(pulumi.ComponentResource):
@@ -69,25 +87,40 @@ class BuildIdentities(pulumi.ComponentResource):
         self.accounts: dict[str, gcp.serviceaccount.Account] = {}
         self.grants: list[pulumi.CustomResource] = []
         self.act_as: dict[str, gcp.serviceaccount.IAMMember] = {}
-        for kind, description in BUILD_KINDS.items():
+        # (kind, account id, description, project roles, cluster its cluster grant names)
+        kinds: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
+            (kind, f"gitops-{kind}", description, PROJECT_ROLES[kind], None)
+            for kind, description in BUILD_KINDS.items() if kind != "delivery"]
+        for delivery in args.deliveries:
+            description = BUILD_KINDS["delivery"] if delivery.kind == "delivery" else \
+                f"Applies environment {delivery.environment}'s candidate manifests to GKE " \
+                f"and promotes them"
+            kinds.insert(1, (delivery.kind, delivery.account_id, description,
+                                          PROJECT_ROLES["delivery"], delivery.cluster))
+        for kind, account_id, description, roles, cluster in kinds:
             account = gcp.serviceaccount.Account(
                 f"{kind}-builds",
                 project=args.project,
-                account_id=f"gitops-{kind}",
+                account_id=account_id,
                 display_name=f"GitOps {kind} builds",
                 description=description,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies),
             )
             self.accounts[kind] = account
-            roles = PROJECT_ROLES[kind]
             if kind == "preview":
                 roles = (*roles, *PROVIDER_PREVIEW_ROLES[args.source_provider])
             for role in roles:
+                # The cluster grant of an environment's identity names that cluster only.
+                condition = gcp.projects.IAMMemberConditionArgs(
+                    title=f"only cluster {cluster.rsplit('/', 1)[-1]}",
+                    expression=f'resource.name == "{cluster}"',
+                ) if cluster and role == CLUSTER_ROLE else None
                 self.grants.append(gcp.projects.IAMMember(
                     f"{kind}-{role.split('/')[-1].replace('.', '-')}",
                     project=args.project,
                     role=role,
                     member=account.member,
+                    condition=condition,
                     opts=pulumi.ResourceOptions(parent=self),
                 ))
             # Whoever runs `pulumi up` must be able to attach this account to triggers.

@@ -16,8 +16,15 @@ Design decisions:
   gke-gcloud-auth-plugin and gcloud that the program's kubeconfig executes. With Pulumi Cloud it
   names the stack fully (`org/project/stack`): a bare name would resolve in the access token's
   default organisation.
-- Per environment, a manual trigger runs the reconcile build (`pipelines/reconcile.yaml`) at
-  the env repo's production branch (`source_to_build`): Cloud Scheduler runs it on a schedule
+- One delivery trigger per app and environment, on that environment's candidate branch, run by
+  that environment's identity, with its cluster, namespace, branches and rollout timeout as
+  substitutions; `_NEXT_CANDIDATE` names the next environment's candidate branch, where a
+  success publishes the release (empty for the last environment). An environment with
+  approval holds each of its delivery builds until an approver approves it
+  (`approval_config`). A configured environment's delivery triggers carry the trigger tag
+  `environment-<name>` (the policy pack reads it); the implicit one's carry none.
+- A manual trigger runs the reconcile build (`pipelines/reconcile.yaml`) at the last
+  environment's production branch (`source_to_build`): Cloud Scheduler runs it on a schedule
   (components/reconcile_schedule.py) and anyone allowed can run it by hand. Its build timeout
   covers one heal per app it may heal.
 - Delivery and reconcile builds learn the events topic and their environment's name from
@@ -35,6 +42,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -46,6 +54,7 @@ from components import pipelines
 from components.commit_signing import CommitSigning
 from components.config import ConfigError, StackConfig
 from components.delivery_timing import DeliveryTiming
+from components.environments import EnvironmentConfig
 from components.repositories import RepoRef
 from components.state_access import StateAccess
 
@@ -53,6 +62,18 @@ BUILD_LOGS_ON_GITHUB = "INCLUDE_BUILD_LOGS_WITH_STATUS"
 # Pull requests by repository writers run at once; anyone else's wait for a writer's /gcbrun.
 FORK_PULL_REQUESTS_NEED_COMMENT = "COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY"
 APP_PIPELINE = "cloudbuild.yaml"
+RE2_SPECIAL = re.compile(r"([.+*?()\[\]{}|^$\\])")
+
+
+def branch_regex(branch: str) -> str:
+    """The branch as a literal in a trigger's RE2 branch pattern (`.` and friends escaped)."""
+    return RE2_SPECIAL.sub(r"\\\1", branch)
+
+
+@dataclass(frozen=True)
+class NamedTrigger:
+    name_suffix: str  # the trigger name without `deliver-`: APP, or APP-ENV
+    resource: gcp.cloudbuild.Trigger
 
 
 @dataclass
@@ -68,12 +89,9 @@ class DeliveryTriggersArgs:
     registry_url: pulumi.Input[str]
     steps_image: pulumi.Input[str]
     preview_image: pulumi.Input[str]
-    cluster_name: pulumi.Input[str]
-    cluster_location: pulumi.Input[str]
+    clusters: dict[str, tuple[pulumi.Input[str], pulumi.Input[str]]]  # env -> (name, location)
     api_dependencies: list[pulumi.Resource]
     events_topic: pulumi.Input[str] = ""  # projects/P/topics/T
-    environment: str = "production"
-    success_branch: str = "production"  # the environment's branch of successes
     signing: CommitSigning | None = None  # None: commits are not signed
 
 
@@ -88,25 +106,18 @@ class DeliveryTriggers(pulumi.ComponentResource):
         self.ci: dict[str, gcp.cloudbuild.Trigger] = {}
         self.delivery: dict[str, gcp.cloudbuild.Trigger] = {}
         env_link: pulumi.Input[str] = (args.env_repo.link or "") if cfg.github else ""
-        try:
-            timing = DeliveryTiming.from_setting(cfg.rollout_timeout)
+        environments = cfg.environments
+        first = environments[0]
+        try:  # every environment's timing, before any trigger is registered
+            self.timings = {env.name: DeliveryTiming.from_setting(env.rollout_timeout)
+                            for env in environments}
         except ConfigError as error:
             raise pulumi.RunError(str(error)) from None
-        delivery_yaml = pipelines.load("delivery.yaml")
-        signing_substitutions: dict[str, pulumi.Input[str]] = {}
-        if args.signing is not None:
-            delivery_yaml = pipelines.with_signing(delivery_yaml, ("deliver",),
-                                                   args.signing.version("delivery"), verify=True)
-            signing_substitutions[pipelines.ALLOWED_SIGNERS_SUBSTITUTION] = \
-                args.signing.allowed_signers_substitution
-        delivery_build = cast(gcp.cloudbuild.TriggerBuildArgsDict,
-                              {**pipelines.trigger_build(delivery_yaml),
-                               "timeout": f"{timing.build_timeout}s"})
-
         for app, repo in args.app_repos.items():
             self.ci[app] = self._trigger(
                 f"ci-{app}", repo, "ci", branch="^main$",
-                description=f"{app}: test, build, push, render and publish to candidate",
+                description=f"{app}: test, build, push, render and publish to "
+                            f"{first.candidate_branch}",
                 filename=APP_PIPELINE,
                 substitutions={
                     "_APP": app,
@@ -115,27 +126,17 @@ class DeliveryTriggers(pulumi.ComponentResource):
                     "_ENV_REPO": args.env_repo.url,
                     "_ENV_REPO_LINK": env_link,
                     "_STEPS_IMAGE": args.steps_image,
+                    "_CANDIDATE_BRANCH": first.candidate_branch,
                 },
             )
-            self.delivery[app] = self._trigger(
-                f"deliver-{app}", args.env_repo, "delivery", branch="^candidate$",
-                description=f"{app}: apply candidate to GKE, verify, promote to production",
-                build=delivery_build,
-                included_files=[f"apps/{app}/**"],
-                substitutions={
-                    "_APP": app,
-                    "_ENV_REPO": args.env_repo.url,
-                    "_ENV_REPO_LINK": env_link,
-                    "_CLUSTER": args.cluster_name,
-                    "_CLUSTER_LOCATION": args.cluster_location,
-                    **timing.substitutions(),
-                    **signing_substitutions,
-                    "_STEPS_IMAGE": args.steps_image,
-                    "_EVENTS_TOPIC": args.events_topic,
-                    "_ENVIRONMENT": args.environment,
-                },
-            )
-        self.reconcile = self._reconcile_trigger(timing, env_link)
+        for index, env in enumerate(environments):
+            following = environments[index + 1] if index + 1 < len(environments) else None
+            for app in args.app_repos:
+                trigger = self._delivery(app, env, following, env_link)
+                self.delivery[trigger.name_suffix] = trigger.resource
+        # Drift is reported for the last environment (production).
+        self.reconciled = environments[-1]
+        self.reconcile = self._reconcile_trigger(self.timings[self.reconciled.name], env_link)
         # GitHub has pull requests; CSR does not, so there previews run on non-main branches.
         self.preview = self._trigger(
             "preview", args.infra_repo, "preview", branch="^main$", review=True,
@@ -151,10 +152,59 @@ class DeliveryTriggers(pulumi.ComponentResource):
             "reconcile": self.reconcile.trigger_id,
         })
 
+    def _delivery(self, app: str, env: EnvironmentConfig, following: EnvironmentConfig | None,
+                  env_link: pulumi.Input[str]) -> NamedTrigger:
+        """The delivery trigger of app in env (following: the next environment, or None)."""
+        args = self.args
+        timing = self.timings[env.name]
+        delivery_yaml = pipelines.load("delivery.yaml")
+        signing_substitutions: dict[str, pulumi.Input[str]] = {}
+        if args.signing is not None:  # the environment's own key signs its commits
+            delivery_yaml = pipelines.with_signing(delivery_yaml, ("deliver",),
+                                                   args.signing.version(env.identity),
+                                                   verify=True)
+            signing_substitutions[pipelines.ALLOWED_SIGNERS_SUBSTITUTION] = \
+                args.signing.allowed_signers_substitution
+        build = cast(gcp.cloudbuild.TriggerBuildArgsDict,
+                     {**pipelines.trigger_build(delivery_yaml),
+                      "timeout": f"{timing.build_timeout}s"})
+        cluster_name, cluster_location = args.clusters[env.name]
+        name = env.trigger_name(app)
+        where = "" if env.implicit else f"{env.name} "
+        then = f", then publish to {following.candidate_branch}" if following else ""
+        resource = self._trigger(
+            name, args.env_repo, env.identity, branch=f"^{branch_regex(env.candidate_branch)}$",
+            description=f"{app}: apply {where}candidate to GKE, verify, promote to "
+                        f"{where}production{then}"[:100],
+            build=build,
+            included_files=[f"apps/{app}/**"],
+            substitutions={
+                "_APP": app,
+                "_ENV_REPO": args.env_repo.url,
+                "_ENV_REPO_LINK": env_link,
+                "_CLUSTER": cluster_name,
+                "_CLUSTER_LOCATION": cluster_location,
+                **timing.substitutions(),
+                **signing_substitutions,
+                "_STEPS_IMAGE": args.steps_image,
+                "_ENVIRONMENT": env.name,
+                "_CANDIDATE_BRANCH": env.candidate_branch,
+                "_PRODUCTION_BRANCH": env.production_branch,
+                "_NAMESPACE": env.namespace(app),
+                "_NEXT_ENVIRONMENT": following.name if following else "",
+                "_NEXT_CANDIDATE": following.candidate_branch if following else "",
+                "_APPROVAL": "true" if env.approval_required else "false",
+                "_EVENTS_TOPIC": args.events_topic,
+            },
+            approval=env.approval_required,
+            tags=None if env.implicit else [f"environment-{env.name}"],
+        )
+        return NamedTrigger(name.removeprefix("deliver-"), resource)
+
     def _reconcile_trigger(self, timing: DeliveryTiming,
                            env_link: pulumi.Input[str]) -> gcp.cloudbuild.Trigger:
         """The environment's manual trigger for the reconcile build, at production's tip."""
-        args, cfg = self.args, self.args.config
+        args, cfg, env = self.args, self.args.config, self.reconciled
         heal = cfg.heal_apps
         reconcile_yaml = pipelines.load("reconcile.yaml")
         signing_substitutions: dict[str, pulumi.Input[str]] = {}
@@ -167,17 +217,18 @@ class DeliveryTriggers(pulumi.ComponentResource):
             **pipelines.trigger_build(reconcile_yaml),
             "timeout": f"{min(timing.build_timeout * max(1, len(heal)), 86400)}s"})
         source: gcp.cloudbuild.TriggerSourceToBuildArgsDict = {
-            "ref": f"refs/heads/{args.success_branch}", "repo_type": "GITHUB",
+            "ref": f"refs/heads/{env.production_branch}", "repo_type": "GITHUB",
             "repository": args.env_repo.link or ""} if cfg.github else {
-            "ref": f"refs/heads/{args.success_branch}", "repo_type": "CLOUD_SOURCE_REPOSITORIES",
-            "uri": args.env_repo.url}
-        name = f"reconcile-{args.environment}"
+            "ref": f"refs/heads/{env.production_branch}",
+            "repo_type": "CLOUD_SOURCE_REPOSITORIES", "uri": args.env_repo.url}
+        cluster_name, cluster_location = args.clusters[env.name]
+        name = f"reconcile-{env.name}"
         return gcp.cloudbuild.Trigger(
             name,
             project=cfg.project,
             location=cfg.region,
             name=name,
-            description=f"{args.environment}: compare app namespaces with the env repo, "
+            description=f"{env.name}: compare app namespaces with the env repo, "
                         f"report drift" + (f", heal {', '.join(heal)}" if heal else ""),
             service_account=args.service_accounts["reconcile"],
             build=build,
@@ -185,14 +236,14 @@ class DeliveryTriggers(pulumi.ComponentResource):
             substitutions={
                 "_ENV_REPO": args.env_repo.url,
                 "_ENV_REPO_LINK": env_link,
-                "_CLUSTER": args.cluster_name,
-                "_CLUSTER_LOCATION": args.cluster_location,
+                "_CLUSTER": cluster_name,
+                "_CLUSTER_LOCATION": cluster_location,
                 "_HEAL_APPS": ",".join(heal),
                 **timing.substitutions(),
                 **signing_substitutions,
                 "_STEPS_IMAGE": args.steps_image,
                 "_EVENTS_TOPIC": args.events_topic,
-                "_ENVIRONMENT": args.environment,
+                "_ENVIRONMENT": env.name,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies),
         )
@@ -207,7 +258,8 @@ class DeliveryTriggers(pulumi.ComponentResource):
                  substitutions: Mapping[str, pulumi.Input[str]], filename: str | None = None,
                  build: gcp.cloudbuild.TriggerBuildArgsDict | None = None,
                  included_files: list[str] | None = None,
-                 review: bool = False) -> gcp.cloudbuild.Trigger:
+                 review: bool = False, approval: bool = False,
+                 tags: list[str] | None = None) -> gcp.cloudbuild.Trigger:
         """A trigger for pushes to branch, or with review=True for changes proposed to it."""
         cfg = self.args.config
         source: dict = {}
@@ -236,6 +288,10 @@ class DeliveryTriggers(pulumi.ComponentResource):
             build=build,
             included_files=included_files,
             substitutions=substitutions,
+            # Cloud Build holds each build until someone with the approver role approves it.
+            approval_config=gcp.cloudbuild.TriggerApprovalConfigArgs(approval_required=True)
+            if approval else None,
+            tags=tags,
             **source,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.args.api_dependencies),
         )

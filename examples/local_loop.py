@@ -2,23 +2,30 @@
 
     python examples/local_loop.py [--workdir DIR]
 
-Makes local git repositories from examples/hello-app (an app repo and an env repo with its
-`candidate` and `production` branches), then:
+Makes local git repositories from examples/hello-app (an app repo, and an env repo with two
+delivery environments, staging then production, as `pulumi up` records them), then:
 
 1. runs the app pipeline (`examples/hello-app/cloudbuild.yaml`) as Cloud Build would: the
    substitutions resolved the same way (`$$` escapes a `$`), the script steps run as written;
    the Docker steps are simulated (no Docker engine needed): tests run with pytest and the image
-   gets a local digest, the sha256 of the app's files;
-2. runs the delivery pipeline (`pipelines/delivery.yaml`) for the new candidate commit: with a
-   kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for real; without one
-   it validates only and says so;
-3. does it again for a second release, then re-runs the first delivery: a rollback;
-4. prints `history.py` for the app, with every entry's signature checked.
+   gets a local digest, the sha256 of the app's files; it publishes to `staging-candidate`;
+2. runs staging's delivery pipeline (`pipelines/delivery.yaml`, staging's substitutions) for the
+   new commit: with a kubeconfig (KUBECONFIG or ~/.kube/config) it applies to that cluster for
+   real (namespace hello-staging); without one it validates only and says so. Its success
+   publishes the release to `production-candidate`;
+3. production's delivery build is held for approval (simulated here: the loop approves it, and
+   says so; on Cloud Build an approver approves it in the console or with
+   `gcloud beta builds approve`), then runs production's delivery pipeline (namespace hello);
+4. does it again for a second release, then re-runs production's first delivery: a rollback
+   in production only;
+5. prints `history.py` for both environments, with every entry's signature checked, and
+   `status.py` side by side.
 
-Commits are signed as with `gitops:signers` on: the loop makes an ed25519 key per identity
-(ci, delivery, and the operator who creates the branches) with ssh-keygen, the pipelines get
-the lines the program and docs/supply-chain.md add (`components.pipelines.with_signing`), and
-their `availableSecrets` are served from the loop's own stand-in for Secret Manager.
+Commits are signed as with `gitops:signers` on: the loop makes an ed25519 key per committing
+identity (ci, each environment's delivery identity, and the operator who creates the branches)
+with ssh-keygen; the pipelines get the lines the program and docs/supply-chain.md add
+(`components.pipelines.with_signing`), and their `availableSecrets` are served from the loop's
+own stand-in for Secret Manager.
 
 Because the scripts run through the YAML, a wrong argument in a pipeline fails here.
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -53,7 +61,6 @@ SCRIPTS = ROOT / "scripts"
 APP = "hello"
 PROJECT = "local-project"
 REGISTRY = f"europe-west1-docker.pkg.dev/{PROJECT}/apps"
-SIGNERS = ("ci", "delivery", "operator")
 SUBSTITUTION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 IDENTITY = {"GIT_AUTHOR_NAME": "Local Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
             "GIT_COMMITTER_NAME": "Local Dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
@@ -157,12 +164,12 @@ class LocalCloudBuild:
             print(f"simulated (no Docker engine): pushed, local digest {ref}")
 
 
-def make_keys(workdir: Path) -> tuple[dict[str, str], Path]:
+def make_keys(workdir: Path, signers: tuple[str, ...]) -> tuple[dict[str, str], Path]:
     """An ed25519 key per signer: private keys by name, and the allowed_signers file."""
     keys = workdir / "keys"
     keys.mkdir(exist_ok=True)
     private, entries = {}, []
-    for name in SIGNERS:
+    for name in signers:
         key = keys / name
         if not key.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f",
@@ -185,14 +192,44 @@ def setup(workdir: Path, operator_key: str) -> tuple[Path, Path, Path]:
     git("add", "-A", cwd=checkout)
     git("commit", "--quiet", "-m", "Hello app", cwd=checkout)
     git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
-    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--repo",
-                    env_repo.as_uri()], check=True, env={**os.environ, KEY_ENV: operator_key})
+    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--environments",
+                    json.dumps(ENVIRONMENTS), "--repo", env_repo.as_uri()], check=True,
+                   env={**os.environ, KEY_ENV: operator_key})
     return app_repo, env_repo, checkout
 
 
 def kubeconfig() -> str | None:
     path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     return path if Path(path).is_file() else None
+
+
+STAGING = {"name": "staging", "candidate": "staging-candidate",
+           "production": "staging-production", "cluster": "gitops",
+           "namespaceSuffix": "-staging", "approval": False}
+PRODUCTION = {"name": "production", "candidate": "production-candidate",
+              "production": "production-production", "cluster": "gitops",
+              "namespaceSuffix": "", "approval": True}
+ENVIRONMENTS = (STAGING, PRODUCTION)
+# The committing identities (as components/config.py names them) and the operator.
+IDENTITIES = {env["name"]: f"delivery-{env['name']}" for env in ENVIRONMENTS}
+SIGNERS = ("ci", *IDENTITIES.values(), "operator")
+
+
+def delivery_substitutions(environment: dict[str, Any], following: dict[str, Any] | None,
+                           common: dict[str, str]) -> dict[str, str]:
+    """What components/triggers.py sets on the environment's delivery trigger of the app.
+
+    The approval gate is simulated by the loop itself (it holds and approves the build), so the
+    build does not read an approval from Cloud Build: `_APPROVAL` stays false here.
+    """
+    return {**common,
+            "_ENVIRONMENT": environment["name"],
+            "_CANDIDATE_BRANCH": environment["candidate"],
+            "_PRODUCTION_BRANCH": environment["production"],
+            "_NAMESPACE": f"{APP}{environment['namespaceSuffix']}",
+            "_NEXT_ENVIRONMENT": following["name"] if following else "",
+            "_NEXT_CANDIDATE": following["candidate"] if following else "",
+            "_APPROVAL": "false"}
 
 
 def main() -> int:
@@ -202,7 +239,7 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-loop-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    keys, allowed_signers = make_keys(workdir)
+    keys, allowed_signers = make_keys(workdir, SIGNERS)
     app_repo, env_repo, checkout = setup(workdir, keys["operator"])
     # Nothing of the caller's git credentials or signing reaches the builds: only what the
     # pipelines give their steps.
@@ -217,27 +254,35 @@ def main() -> int:
         env["GITOPS_NO_CLUSTER"] = "1"
         print("no kubeconfig: the delivery pipeline validates manifests only, NOT applying")
     cloud_build = LocalCloudBuild(workdir, env, {
-        version_name(PROJECT, identity): keys[identity] for identity in ("ci", "delivery")})
+        version_name(PROJECT, identity): keys[identity]
+        for identity in ("ci", *IDENTITIES.values())})
     # The pipelines as they run with signing on: the app's with docs/supply-chain.md's lines,
-    # the delivery one as the program inlines it into the trigger.
+    # each environment's delivery one as the program inlines it into its triggers.
     app_pipeline = with_signing(yaml.safe_load((APP_DIR / "cloudbuild.yaml").read_text()),
                                 ("publish",), version_name(PROJECT, "ci"))
-    delivery_pipeline = with_signing(
-        yaml.safe_load((ROOT / "pipelines" / "delivery.yaml").read_text()), ("deliver",),
-        version_name(PROJECT, "delivery"), verify=True)
+    delivery_yaml = yaml.safe_load((ROOT / "pipelines" / "delivery.yaml").read_text())
+    delivery_pipelines = {
+        name: with_signing(delivery_yaml, ("deliver",), version_name(PROJECT, identity),
+                           verify=True) for name, identity in IDENTITIES.items()}
     trigger = {"_APP": APP, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
                "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
-               "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local"}
-    delivery = {"_APP": APP, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
-                "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
-                **DeliveryTiming.from_setting("300s").substitutions(),
-                ALLOWED_SIGNERS_SUBSTITUTION: ";".join(allowed_signers.read_text().splitlines()),
-                "_STEPS_IMAGE": trigger["_STEPS_IMAGE"],
-                # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
-                "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", ""),
-                "_ENVIRONMENT": "production"}
+               "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local",
+               "_CANDIDATE_BRANCH": STAGING["candidate"]}
+    common = {"_APP": APP, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
+              "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
+              **DeliveryTiming.from_setting("300s").substitutions(),
+              "_STEPS_IMAGE": trigger["_STEPS_IMAGE"], "LOCATION": "europe-west1",
+              ALLOWED_SIGNERS_SUBSTITUTION: ";".join(allowed_signers.read_text().splitlines()),
+              # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
+              "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", "")}
+    staging = delivery_substitutions(STAGING, PRODUCTION, common)
+    production = delivery_substitutions(PRODUCTION, None, common)
 
-    candidates = []
+    def deliver(subs: dict[str, str], commit: str) -> None:
+        cloud_build.run(delivery_pipelines[subs["_ENVIRONMENT"]], checkout,
+                        {**subs, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
+
+    production_candidates = []
     for release in (1, 2):
         if release == 2:
             app_py = checkout / "app.py"
@@ -251,19 +296,31 @@ def main() -> int:
         banner(f"release {release}: app pipeline for {commit[:12]}")
         cloud_build.run(app_pipeline, checkout,
                         {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
-        candidate = git("rev-parse", "refs/heads/candidate", cwd=env_repo)
-        candidates.append(candidate)
-        banner(f"release {release}: delivery pipeline for candidate {candidate[:12]}")
-        cloud_build.run(delivery_pipeline, checkout,
-                        {**delivery, "COMMIT_SHA": candidate, "SHORT_SHA": candidate[:7]})
+        candidate = git("rev-parse", f"refs/heads/{STAGING['candidate']}", cwd=env_repo)
+        banner(f"release {release}: staging delivery for {STAGING['candidate']} "
+               f"{candidate[:12]}")
+        deliver(staging, candidate)
+        promoted = git("rev-parse", f"refs/heads/{PRODUCTION['candidate']}", cwd=env_repo)
+        production_candidates.append(promoted)
+        banner(f"release {release}: production delivery for {PRODUCTION['candidate']} "
+               f"{promoted[:12]}")
+        print("held for approval (simulated: approved by the loop; on Cloud Build: "
+              "gcloud beta builds approve projects/P/locations/R/builds/BUILD_ID)")
+        deliver(production, promoted)
 
-    banner(f"rollback: re-running the delivery build of candidate {candidates[0][:12]}")
-    cloud_build.run(delivery_pipeline, checkout,
-                    {**delivery, "COMMIT_SHA": candidates[0], "SHORT_SHA": candidates[0][:7]})
+    first = production_candidates[0]
+    banner(f"rollback in production: re-running the delivery build of {first[:12]}")
+    deliver(production, first)
 
-    banner("history (signatures checked against the allowed signers)")
-    subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo", env_repo.as_uri(),
-                    "--app", APP, "--allowed-signers", str(allowed_signers)], check=True)
+    for environment in ENVIRONMENTS:
+        banner(f"history: {environment['name']} (signatures checked against the allowed "
+               f"signers)")
+        subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo",
+                        env_repo.as_uri(), "--app", APP, "--environment", environment["name"],
+                        "--allowed-signers", str(allowed_signers)], check=True)
+    banner("status: every environment")
+    subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri()],
+                   check=True)
     print(f"\nrepositories kept in {workdir}")
     return 0
 

@@ -167,6 +167,20 @@ def no_plain_secrets(resource_type: str, name: str, props: Props, stack: str) ->
     return problems
 
 
+def production_needs_approval(resource_type: str, name: str, props: Props,
+                              stack: str) -> list[str]:
+    """A configured environment named production holds its delivery builds for approval."""
+    # The program tags a configured environment's delivery triggers `environment-<name>`; a
+    # stack without gitops:environments (one implicit environment) tags none.
+    if resource_type != TRIGGER or "environment-production" not in (props.get("tags") or []):
+        return []
+    if (props.get("approvalConfig") or {}).get("approvalRequired") is True:
+        return []
+    return [f"{where(resource_type, name)} delivers environment 'production' without an "
+            "approval gate. Fix: pulumi config set --path 'gitops:environments[N].approval' "
+            "true and name its approvers (gitops:environments[N].approvers[0])."]
+
+
 RULES = [
     Rule("trigger-identity-and-logging", trigger_identity_and_logging.__doc__ or "",
          trigger_identity_and_logging),
@@ -177,6 +191,8 @@ RULES = [
     Rule("registry-docker-with-cleanup", registry_docker_with_cleanup.__doc__ or "",
          registry_docker_with_cleanup, advisory=True),
     Rule("no-plain-secrets", no_plain_secrets.__doc__ or "", no_plain_secrets),
+    Rule("production-needs-approval", production_needs_approval.__doc__ or "",
+         production_needs_approval),
 ]
 
 

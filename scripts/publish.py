@@ -2,11 +2,13 @@
 
     python scripts/publish.py --repo URL --app APP --manifests DIR [--branch candidate]
         [--source-repo R] [--source-commit SHA] [--image REF] [--build-id ID]
-        [--provenance projects/P/locations/L/builds/ID]
+        [--release-for ENV=DIR ...] [--provenance projects/P/locations/L/builds/ID]
 
 `apps/APP/` on the branch becomes exactly DIR, in one commit with provenance trailers;
 identical content makes no commit. Signs the commit with $GITOPS_SIGNING_KEY when set. Prints
-the branch tip.
+the branch tip. Each --release-for ENV=DIR adds a later environment's rendering of the same
+release (releases/ENV/APP/, same commit), which a success in the previous environment publishes
+to ENV's candidate branch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gitops.cli import command_parser, run
+from gitops.errors import BadInput
 from gitops.publish import PublishRequest, publish
 
 
@@ -27,11 +30,20 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--image", help="image reference with @sha256: digest")
     parser.add_argument("--provenance", help="the Cloud Build build whose verified provenance "
                         "describes the image: projects/P/locations/L/builds/ID")
+    parser.add_argument("--release-for", action="append", default=[], metavar="ENV=DIR",
+                        help="a later environment's manifests for this release (repeatable)")
     args = parser.parse_args(argv)
+    release_for = []
+    for item in args.release_for:
+        name, sep, folder = item.partition("=")
+        if not sep or not folder:
+            raise BadInput(f"--release-for {item!r} must be ENV=DIR")
+        release_for.append((name, Path(folder)))
     return publish(PublishRequest(
         repo=args.repo, app=args.app, manifests=args.manifests, branch=args.branch,
         source_repo=args.source_repo, source_commit=args.source_commit, image=args.image,
-        build_id=args.build_id, provenance=args.provenance)).commit
+        build_id=args.build_id, release_for=tuple(release_for),
+        provenance=args.provenance)).commit
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@ or method found in the scripts without a row here fails the check, so the tables
 from the code silently.
 
 Grants are derived from the resource graph: every IAM member resource, with the resource it is
-granted on, and the delivery Role's rules in each app namespace. Roles are expanded to
+granted on (narrowed by an IAM condition on `resource.name`, the one condition form the program
+uses), and the delivery Role's rules in each app namespace of each cluster (a binding's cluster
+is the one its Kubernetes provider's kubeconfig names). With delivery environments, each
+environment's delivery identity is derived from its own trigger: its cluster (from `_CLUSTER`)
+and namespace (from `_NAMESPACE`). Roles are expanded to
 permissions with Google's role data vendored in tests/data/gcp-roles.json (a snapshot: see
 tests/data/README.md).
 """
@@ -93,13 +97,17 @@ KINDS = {
     "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
     "Lease": ("coordination.k8s.io", "leases"),
 }
-# gcloud command -> IAM permission on the project (GKE clusters have no IAM of their own).
+# gcloud command -> IAM permission on the cluster the trigger names (GKE clusters have no IAM of
+# their own: grants are on the project, or narrowed to one cluster by an IAM condition).
 GCLOUD = {("container", "clusters", "get-credentials"): "container.clusters.get"}
+CONDITION_ON_NAME = re.compile(r'^resource\.name == "([^"]+)"$')
 # Google API client method -> (IAM permission, what it acts on).
 API_METHODS = {
     "fetch_read_write_token": ("cloudbuild.repositories.accessReadWriteToken", "token-repo"),
     "fetch_read_token": ("cloudbuild.repositories.accessReadToken", "token-repo"),
     "run_build_trigger": ("cloudbuild.builds.create", "project"),
+    # A gated environment's delivery reads its own Build (who approved it).
+    "get_build": ("cloudbuild.builds.get", "approval"),
 }
 
 
@@ -123,6 +131,7 @@ class KubeOperation:
     resource: str
     verb: str
     why: str
+    cluster: str = ""  # the cluster's name ("": any cluster of the graph)
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,13 @@ def grant_resource(resource: Resource) -> str:
     }
     if resource.typ not in paths:
         raise KeyError(f"the access model does not know grants of type {resource.typ}")
+    condition = i.get("condition")
+    if condition:
+        match = CONDITION_ON_NAME.match(condition.get("expression", ""))
+        if not match or not match[1].startswith(paths[resource.typ]() + "/"):
+            raise KeyError(f"{resource.name}: the access model does not know the condition "
+                           f"{condition!r}")
+        return match[1]  # the grant applies to that resource only
     return paths[resource.typ]()
 
 
@@ -404,6 +420,8 @@ def build_operations(member: str, build: dict[str, Any], subs: dict[str, str], w
         for script in SCRIPT_IN_STEP.findall(text):
             repo = re.search(r"--repo=(\S+)", text)
             env["_REPO"] = repo[1] if repo else ""
+            env.update({key: subs[key] for key in ("_CLUSTER", "_CLUSTER_LOCATION")
+                        if key in subs})
             scripts.append((script, env))
         if re.search(r"\bpulumi (preview|up|login)\b", text):
             ops += state_operations(member, config, f"{why}: step {step.get('id')} opens the "
@@ -438,8 +456,10 @@ def script_operations(member: str, script: str, env: dict[str, str], project: st
     calls = script_calls(SCRIPTS / f"{script}.py")
     why = f"{why}: {script}.py"
     ops: list[Operation] = []
+    cluster = f"projects/{project}/locations/{env.get('_CLUSTER_LOCATION')}/clusters/" \
+              f"{env.get('_CLUSTER')}" if env.get("_CLUSTER") else f"projects/{project}"
     for command in calls.gcloud:
-        ops.append(Operation(member, GCLOUD[command], f"projects/{project}",
+        ops.append(Operation(member, GCLOUD[command], cluster,
                              f"{why} runs gcloud {' '.join(command)}"))
     token_repo = env.get("GITOPS_GIT_TOKEN_REPOSITORY", "")
     unused = "fetch_read_write_token" if env.get("GITOPS_GIT_READ_ONLY") == "1" \
@@ -448,6 +468,8 @@ def script_operations(member: str, script: str, env: dict[str, str], project: st
         permission, target = API_METHODS[method]
         if target == "token-repo" and not token_repo:
             continue  # no linked repository named: the script uses git's own credentials
+        if target == "approval" and env.get("GITOPS_RECORD_APPROVAL") != "true":
+            continue  # not a gated environment: the script does not read its build
         resource = token_repo if target == "token-repo" else f"projects/{project}"
         ops.append(Operation(member, permission, resource, f"{why} calls {method}"))
     topic = env.get("GITOPS_EVENTS_TOPIC", "")
@@ -502,13 +524,16 @@ def operations(graph: Graph, config: Any) -> Derived:
             ops.append(Operation(member, "source.repos.get", manual, f"{why}: fetch the source"))
         for script, env in scripts:
             ops += script_operations(member, script, env, subs["PROJECT_ID"], why)
-            if "_APP" in subs:
-                kube += kube_operations(member, script, subs["_APP"], why)
+            cluster = subs.get("_CLUSTER", "")
+            if "_APP" in subs:  # a delivery: the app's namespace in its environment
+                kube += kube_operations(member, script, subs.get("_NAMESPACE", subs["_APP"]),
+                                        why, cluster=cluster)
             else:  # a reconcile run: every app, healing only those allowed to
                 heal = set(filter(None, subs.get("_HEAL_APPS", "").split(",")))
                 for app in config.apps:
                     kube += kube_operations(member, script, app.name, why,
-                                            None if app.name in heal else COMPARE_ONLY)
+                                            None if app.name in heal else COMPARE_ONLY,
+                                            cluster=cluster)
         # The deployer creates the trigger, which runs as the trigger's account.
         ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs",
                              trigger.inputs["serviceAccount"], f"create {why}"))
@@ -561,17 +586,20 @@ NODE_PERMISSIONS = ("logging.logEntries.create", "monitoring.metricDescriptors.c
 
 
 def node_operations(graph: Graph, ops: list[Operation]) -> list[Operation]:
-    """The cluster's nodes pull what CI pushes (the images the Deployments run) and report."""
-    cluster = graph.one("gcp:container/cluster:Cluster")
-    nodes = next(a for a in graph.of_type("gcp:serviceaccount/account:Account")
-                 if a.name == "nodes")
-    member = f"serviceAccount:{nodes.outputs['email']}"
+    """Every cluster's nodes pull what CI pushes (the images the Deployments run) and report."""
     pushed = {op.resource for op in ops if op.permission ==
               "artifactregistry.repositories.uploadArtifacts" and "trigger ci-" in op.why}
-    out = [Operation(member, p, f"projects/{cluster.inputs['project']}", "GKE nodes")
-           for p in NODE_PERMISSIONS]
-    out += [Operation(member, PULL[0], repository, "nodes pull the app images CI pushes")
-            for repository in sorted(pushed)]
+    out = []
+    for cluster in graph.of_type("gcp:container/cluster:Cluster"):
+        # The stack's cluster's account is `nodes`; an environment's own cluster's `C-nodes`.
+        prefix = cluster.name.removesuffix("cluster")
+        nodes = next(a for a in graph.of_type("gcp:serviceaccount/account:Account")
+                     if a.name == f"{prefix}nodes")
+        member = f"serviceAccount:{nodes.outputs['email']}"
+        out += [Operation(member, p, f"projects/{cluster.inputs['project']}", "GKE nodes")
+                for p in NODE_PERMISSIONS]
+        out += [Operation(member, PULL[0], repository, "nodes pull the app images CI pushes")
+                for repository in sorted(pushed)]
     return out
 
 
@@ -617,9 +645,9 @@ def manifest_kinds() -> list[str]:
 
 
 def kube_operations(member: str, script: str, app: str, why: str,
-                    only: set[str] | None = None) -> list[KubeOperation]:
-    """Kubernetes verbs the script's kubectl calls need in the app's namespace (only: just
-    these subcommands)."""
+                    only: set[str] | None = None, cluster: str = "") -> list[KubeOperation]:
+    """Kubernetes verbs the script's kubectl calls need in the app's namespace (app: its name;
+    only: just these subcommands; cluster: the cluster's name)."""
     calls = script_calls(SCRIPTS / f"{script}.py")
     user = member.split(":", 1)[1]
     kinds = manifest_kinds()
@@ -634,22 +662,43 @@ def kube_operations(member: str, script: str, app: str, why: str,
         for kind in targets[target]:
             group, resource = KINDS[kind]
             out += [KubeOperation(user, app, group, resource, verb,
-                                  f"{why}: {script}.py kubectl {sub} ({kind})") for verb in verbs]
+                                  f"{why}: {script}.py kubectl {sub} ({kind})", cluster)
+                    for verb in verbs]
     return out
 
 
 def rbac_allows(graph: Graph, op: KubeOperation) -> bool:
     """Whether a RoleBinding in op's namespace binds op's user to a Role allowing op."""
-    roles = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r
-             for r in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")}
+    roles = graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
     for binding in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"):
         namespace = binding.inputs["metadata"]["namespace"]
+        if op.cluster and cluster_of(graph, binding) != op.cluster:
+            continue
         if namespace != op.namespace or not any(
                 s["kind"] == "User" and s["name"] == op.user for s in binding.inputs["subjects"]):
             continue
-        role = roles.get((namespace, binding.inputs["roleRef"]["name"]))
+        # The Role of that name in the same namespace of the same cluster (provider).
+        role = next((r for r in roles
+                     if (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]) ==
+                     (namespace, binding.inputs["roleRef"]["name"])
+                     and r.provider == binding.provider), None)
         for rule in (role.inputs["rules"] if role else []):
             if op.group in rule["apiGroups"] and op.resource in rule["resources"] and \
                     (op.verb in rule["verbs"] or "*" in rule["verbs"]):
                 return True
     return False
+
+
+def cluster_of(graph: Graph, resource: Resource) -> str:
+    """The cluster an in-cluster resource lives in: its provider's kubeconfig context."""
+    provider_urn = resource.provider.rsplit("::", 1)[0]
+    provider = graph.by_urn(provider_urn)
+    kubeconfig = provider.inputs["kubeconfig"]
+    return kubeconfig_cluster(kubeconfig["value"] if isinstance(kubeconfig, dict)
+                              else kubeconfig)
+
+
+@cache
+def kubeconfig_cluster(text: str) -> str:
+    """The GKE cluster a kubeconfig's current context names (`gke_<name>`)."""
+    return str(yaml.safe_load(text)["current-context"]).removeprefix("gke_")

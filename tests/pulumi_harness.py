@@ -217,10 +217,26 @@ CONFIGS = {
 }
 
 
+# Delivery environments: staging on the stack's cluster (namespace suffix), qa and production on
+# their own clusters, production behind an approval gate.
+APPROVERS = ["group:release-managers@acme.example", "user:cto@acme.example"]
+ENVIRONMENT_CONFIGS = {
+    "three-environments": base_config(**{
+        "gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"}],
+        "gitops:environments": [
+            {"name": "staging", "namespaceSuffix": "-staging", "rolloutTimeout": "120s"},
+            {"name": "qa", "cluster": "gitops-qa"},
+            {"name": "production", "cluster": "gitops-prod", "approval": True,
+             "approvers": APPROVERS, "rolloutTimeout": "600s"},
+        ]}),
+}
+
+
 @cache
 def program_graph(kind: str, stack: str = "dev") -> Graph:
-    """The graph of one of CONFIGS, run once per test session and shared by every module."""
-    return run_program(CONFIGS[kind], stack=stack)
+    """The graph of one of CONFIGS (or ENVIRONMENT_CONFIGS), run once per test session."""
+    return run_program(CONFIGS[kind] if kind in CONFIGS else ENVIRONMENT_CONFIGS[kind],
+                       stack=stack)
 
 
 def pipeline_of(trigger: Resource) -> dict[str, Any]:

@@ -204,12 +204,52 @@ def session_script(document: str) -> tuple[str, int]:
     return "\n".join(lines) + "\n", count
 
 
+@pytest.fixture(scope="module")
+def env_repo_with_environments(tmp_path_factory: pytest.TempPathFactory) -> EnvRepoOnDisk:
+    """Staging then production recorded; hello delivered twice to staging (each success
+    published to production's candidate) and once to production."""
+    from conftest import image_ref, write_manifests
+    from gitops.branches import init_branches
+    from gitops.chain import ChainRequest, publish_to_next
+    from gitops.environments import Environment
+    from gitops.promote import PromoteRequest, promote
+    from gitops.publish import PublishRequest
+    from gitops.publish import publish as publish_manifests
+
+    tmp = tmp_path_factory.mktemp("docs-environments")
+    env = EnvRepoOnDisk(tmp / "env.git")
+    staging = Environment("staging", "staging-candidate", "staging-production", "gitops",
+                          "-staging")
+    production = Environment("production", "production-candidate", "production-production",
+                             "gitops-prod", approval=True)
+    init_branches(env.url, environments=[staging, production])
+    for digest, build in ((DIGEST_A, "b-1"), (DIGEST_B, "b-2")):
+        folder = write_manifests(tmp / build, "hello", image_ref("hello", digest))
+        commit = publish_manifests(PublishRequest(
+            repo=env.url, app="hello", manifests=folder, branch=staging.candidate,
+            image=image_ref("hello", digest), build_id=build)).commit
+        staged = promote(PromoteRequest(repo=env.url, app="hello", commit=commit,
+                                        source=staging.candidate, target=staging.production))
+        chained = publish_to_next(ChainRequest(
+            repo=env.url, app="hello", commit=commit, source=staging.candidate,
+            environment="staging", production_commit=staged.commit,
+            next_environment="production", next_branch=production.candidate))
+        if build == "b-1":
+            promote(PromoteRequest(repo=env.url, app="hello", commit=chained.commit,
+                                   source=production.candidate, target=production.production))
+    return env
+
+
 class TestCommandsRunHere:
     """The operator commands run as written, in a shell that follows the page."""
 
-    @pytest.mark.parametrize("document", ["docs/operations.md", "docs/quickstart.md"])
-    def test_document_session(self, document: str, env_repo_with_history: EnvRepoOnDisk,
+    @pytest.mark.parametrize("document", ["docs/operations.md", "docs/quickstart.md",
+                                          "docs/environments.md"])
+    def test_document_session(self, document: str, request: pytest.FixtureRequest,
                               tmp_path: Path) -> None:
+        env_repo_with_history: EnvRepoOnDisk = request.getfixturevalue(
+            "env_repo_with_environments" if document == "docs/environments.md"
+            else "env_repo_with_history")
         fake = tmp_path / "bin" / "pulumi"
         fake.parent.mkdir()
         fake.write_text('#!/bin/sh\ncase "$*" in\n'
@@ -233,4 +273,7 @@ class TestCommandsRunHere:
         if document == "docs/operations.md":
             assert "dry run, nothing started" in done.stdout
             assert "hello" in done.stdout
+        if document == "docs/environments.md":
+            assert "run trigger deliver-hello-staging" in done.stdout
+            assert "awaiting approval" in done.stdout
 

@@ -181,7 +181,8 @@ class TestPipelineReport:
 
 
 class TestLocalLoop:
-    """The documented local loop runs the pipelines' YAML end to end."""
+    """The documented local loop runs the pipelines' YAML end to end, through two environments:
+    staging's successes reach production's candidate, production's rollback stays there."""
 
     def test_loop_histories(self, tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
@@ -192,29 +193,51 @@ class TestLocalLoop:
         assert proc.returncode == 0, proc.stderr + proc.stdout
         assert "validates manifests only, NOT applying" in proc.stdout
         env_repo = tmp_path / "loop" / "env.git"
-        candidate = git("log", "--format=%s", "candidate", cwd=env_repo).splitlines()
-        production = git("log", "--format=%s", "production", cwd=env_repo).splitlines()
-        assert [s.split(":")[0] for s in candidate] == ["Deploy hello", "Deploy hello",
-                                                        "Initialize env repository"]
-        assert [s.split(":")[0] for s in production] == ["Rollback hello", "Promote hello",
-                                                         "Promote hello",
-                                                         "Initialize env repository"]
-        first, second = git("log", "--format=%H", "candidate", cwd=env_repo).split()[1::-1]
-        assert f"from candidate {first[:12]}" in production[0]
-        assert f"from candidate {second[:12]}" in production[1]
-        assert "hello: production (newest first)" in proc.stdout
+
+        def subjects(branch: str) -> list[str]:
+            return [s.split(":")[0] for s in
+                    git("log", "--format=%s", branch, cwd=env_repo).splitlines()]
+
+        assert subjects("staging-candidate") == ["Deploy hello", "Deploy hello",
+                                                 "Initialize env repository"]
+        assert subjects("staging-production") == ["Promote hello", "Promote hello",
+                                                  "Initialize env repository"]
+        assert subjects("production-candidate") == ["Deploy hello", "Deploy hello",
+                                                    "Initialize env repository"]
+        assert subjects("production-production") == ["Rollback hello", "Promote hello",
+                                                     "Promote hello",
+                                                     "Initialize env repository"]
+        # Each production candidate is the release staging promoted, and says so.
+        staged = git("log", "--format=%H", "staging-production", cwd=env_repo).split()[:2]
+        for commit, staging_success in zip(
+                git("log", "--format=%H", "production-candidate", cwd=env_repo).split()[:2],
+                staged, strict=True):
+            message = git("log", "-1", "--format=%B", commit, cwd=env_repo)
+            assert "Promoted-From-Environment: staging" in message
+            assert f"Promoted-From-Commit: {staging_success}" in message
+            assert git("rev-parse", f"{commit}:apps/hello", cwd=env_repo) == \
+                git("rev-parse", f"{staging_success}:apps/hello", cwd=env_repo)
+        first = git("log", "--format=%H", "production-candidate", cwd=env_repo).split()[1]
+        assert f"from production-candidate {first[:12]}" in \
+            git("log", "-1", "--format=%s", "production-production", cwd=env_repo)
+        assert "hello: staging-production (newest first)" in proc.stdout
+        assert "hello: production-production (newest first)" in proc.stdout
+        assert "(rolled back)" in proc.stdout.rsplit("status: every environment", 1)[1]
         # Signed as with gitops:signers on: history checked every entry, and git agrees.
         rows = [line for line in proc.stdout.splitlines() if line.startswith("20")]
-        assert len(rows) == 5
+        assert len(rows) == 9
         assert sum("good (ci)" in row for row in rows) == 2
-        assert sum("good (delivery)" in row for row in rows) == 3
+        assert sum("good (delivery-staging)" in row for row in rows) == 4
+        assert sum("good (delivery-production)" in row for row in rows) == 3
         allowed = tmp_path / "loop" / "keys" / "allowed_signers"
-        for branch in ("candidate", "production"):
+        for branch in ("staging-candidate", "staging-production", "production-candidate",
+                       "production-production"):
             subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
                             "verify-commit", branch], cwd=env_repo, check=True,
                            capture_output=True)
-        # The candidate commit names the build whose provenance describes its image.
-        assert re.search(r"^Provenance: projects/local-project/locations/europe-west1/builds/"
-                         r"local-build-3$", git("log", "-1", "--format=%B", "candidate",
-                                                cwd=env_repo), re.M)
+        # The candidate commits name the build whose provenance describes their image.
+        for branch in ("staging-candidate", "production-candidate"):
+            assert re.search(r"^Provenance: projects/local-project/locations/europe-west1/"
+                             r"builds/local-build-4$",
+                             git("log", "-1", "--format=%B", branch, cwd=env_repo), re.M)
         fsck(env_repo)

@@ -263,4 +263,5 @@ class TestThePackAsTheEngineRunsIt:
         assert isinstance(policies_arg, ast.Call) and policies_arg.func.id == "policies"  # type: ignore[attr-defined]
         assert {p.name for p in rules.policies()} == {
             "trigger-identity-and-logging", "no-default-accounts-or-primitive-roles",
-            "gke-workload-identity", "registry-docker-with-cleanup", "no-plain-secrets"}
+            "gke-workload-identity", "registry-docker-with-cleanup", "no-plain-secrets",
+            "production-needs-approval"}

@@ -150,7 +150,7 @@ class TestResourceGraph:
                             "app_repo_urls", "ci_trigger_ids", "delivery_trigger_ids",
                             "preview_trigger_id", "cluster_name", "cluster_location",
                             "service_accounts", "kubeconfig", "reconcile_trigger_id",
-                            "events_topic", *opt_in}
+                            "events_topic", "environments", *opt_in}
         assert sorted(out["ci_trigger_ids"]) == sorted(apps_of(graph))
         triggers = {t.name: t.outputs["triggerId"] for t in graph.of_type(TRIGGER)}
         assert out["preview_trigger_id"] == triggers["preview"]

@@ -219,7 +219,10 @@ def distribution_of(module: str) -> str | None:
     candidates = installed_distributions().get(top, [])
     if len(candidates) == 1:
         return candidates[0]
-    spec = importlib.util.find_spec(module) if module != top else None
+    try:
+        spec = importlib.util.find_spec(module) if module != top else None
+    except ModuleNotFoundError:  # `from package.module import Name`: Name is no module
+        return distribution_of(module.rsplit(".", 1)[0])
     origin = Path(spec.origin).resolve() if spec and spec.origin else None
     for name in candidates:
         files = distribution(name).files or []

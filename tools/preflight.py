@@ -394,9 +394,9 @@ def check_signing_keys(found: Findings) -> None:
     cfg = found.stack_config
     if cfg is None or not cfg.signing or not found.gcloud:
         return
-    from components.config import SIGNING_IDENTITIES, signing_secret_id
+    from components.config import signing_secret_id
 
-    for identity in SIGNING_IDENTITIES:
+    for identity in cfg.signing_identities:
         secret = signing_secret_id(identity)
         add = (f"gcloud secrets versions add {secret} --data-file={identity}_signing "
                f"--project={cfg.project}  (docs/supply-chain.md)")

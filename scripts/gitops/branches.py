@@ -7,10 +7,13 @@ explains the layout.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from gitops.checks import check_branch
-from gitops.envrepo import Entry, scratch_repo
+from gitops.environments import ENVIRONMENTS_BRANCH, ENVIRONMENTS_FILE, Environment, parse
+from gitops.envrepo import Entry, EnvRepo, scratch_repo
+from gitops.retry import RetryPolicy, retry_push
 from gitops.trailers import commit_message
 
 DEFAULT_BRANCHES = ("candidate", "production")
@@ -36,9 +39,15 @@ class BranchInit:
             f"exists {self.branch}"
 
 
-def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRANCHES
-                  ) -> list[BranchInit]:
-    """Create each missing branch from one root commit; existing branches stay as they are."""
+def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRANCHES,
+                  environments: list[Environment] | None = None) -> list[BranchInit]:
+    """Create each missing branch from one root commit; existing branches stay as they are.
+
+    With environments: every environment's two branches, and the environments recorded on
+    their own branch (a new commit there only when they changed).
+    """
+    if environments:
+        branches = [b for env in environments for b in (env.candidate, env.production)]
     for branch in branches:
         check_branch(branch)
     results = []
@@ -53,4 +62,28 @@ def init_branches(repo: str, branches: tuple[str, ...] | list[str] = DEFAULT_BRA
                 results.append(BranchInit(branch, root))
             else:  # someone created it between our fetch and our push: theirs stands
                 results.append(BranchInit(branch, None))
+        if environments:
+            before = env.fetch(ENVIRONMENTS_BRANCH)
+            after = record(env, environments)
+            results.append(BranchInit(ENVIRONMENTS_BRANCH, after if after != before else None))
     return results
+
+
+def record(env: EnvRepo, environments: list[Environment],
+           policy: RetryPolicy | None = None) -> str | None:
+    """Write the environments to their branch (a new commit only when they changed)."""
+    text = json.dumps([e.to_json() for e in environments], indent=2, sort_keys=True) + "\n"
+    parse(text)  # what we write must read back
+    blob = Entry.file(env.write_blob(text.encode()))
+    message = commit_message("Record delivery environments",
+                             [("Environments", " ".join(e.name for e in environments))])
+
+    def attempt() -> str | None:
+        tip = env.fetch(ENVIRONMENTS_BRANCH)
+        if env.lookup(tip, ENVIRONMENTS_FILE) == blob:
+            return tip
+        tree = env.edit_tree(env.root_tree(tip), ENVIRONMENTS_FILE, blob)
+        commit = env.commit(tree, tip, message)
+        return commit if env.push(commit, ENVIRONMENTS_BRANCH, tip) else None
+
+    return retry_push(attempt, policy or RetryPolicy.from_env()).value

@@ -48,6 +48,9 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         "metavar": "FILE",
         "help": "allowed_signers file to check commit signatures against (default: "
                 "$GITOPS_ALLOWED_SIGNERS; neither: signatures are not checked)"}),
+    "environment": (("--environment",), {
+        "metavar": "NAME", "help": "delivery environment (default: the last one the env repo "
+                                   "records, e.g. production), whose branches are used"}),
 }
 
 

@@ -10,6 +10,13 @@ run one at a time and production's tip is always what the cluster last applied s
    an older commit that production held before); failure: what production holds for the app
    is re-applied, so cluster and production agree again, and the build fails.
 
+With environments (docs/environments.md) each environment's delivery uses its own branches and
+namespace; after a promotion (not a rollback) the same release is published to the next
+environment's candidate branch (`gitops.chain`), still under the Lease, so releases reach the
+next environment in the order this one promoted them. In a gated environment the build first
+reads who approved it (`gitops.approval`) and the production commit records it
+(`Approved-By:`).
+
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
 the source branch) is not deployed: the build says so and succeeds.
@@ -33,11 +40,13 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from gitops import events
+from gitops.approval import ApprovalReader, CloudBuildApprovals
+from gitops.chain import ChainRequest, publish_to_next
 from gitops.checks import check_app, check_branch, check_sha, check_trailer_value
 from gitops.cli import log
 from gitops.cluster import (  # noqa: F401 - the cluster boundary, re-exported for callers
@@ -97,6 +106,16 @@ class DeliveryRequest:
     cluster: str | None = None
     location: str | None = None
     signing: Signing | None = None  # None: from the environment (gitops.signing)
+    namespace: str | None = None  # default: the app's name
+    environment: str = "production"
+    next_environment: str | None = None  # where a promotion goes on (None: last environment)
+    next_candidate: str | None = None  # that environment's candidate branch
+    region: str | None = None  # of this build (reading its approval)
+    record_approval: bool = False  # gated environment: record who approved this build
+
+    @property
+    def app_namespace(self) -> str:
+        return self.namespace or self.app
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,7 @@ class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
     outcome: Outcome
     rollback: bool = False  # the target recorded it as a Rollback
+    next_commit: str | None = None  # the next environment's candidate tip, when it got one
 
 
 def is_stale(env: EnvRepo, source: str, target: str, app: str, commit: str) -> str | None:
@@ -151,18 +171,37 @@ def check_request(request: DeliveryRequest) -> None:
     check_branch(request.source)
     check_branch(request.target)
     check_trailer_value("--build-id", request.build_id)
+    check_app(request.app_namespace)
+    check_app(request.environment)
+    if bool(request.next_environment) != bool(request.next_candidate):
+        raise BadInput("--next-environment and --next-candidate go together")
+    if request.next_environment and request.next_candidate:
+        check_app(request.next_environment)
+        check_branch(request.next_candidate)
+        if request.next_candidate in (request.source, request.target):
+            raise BadInput("--next-candidate must be the next environment's own branch")
+    if request.record_approval and not (request.project and request.region):
+        raise BadInput("--project and --region are required to read this build's approval")
 
 
 def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] = Cluster,
-            clock: Clock = time.monotonic) -> DeployResult:
+            clock: Clock = time.monotonic,
+            approvals: ApprovalReader | None = None) -> DeployResult:
     """Apply, verify and promote one candidate commit of one app (see the module docstring)."""
     check_request(request)
     app, commit, source, target = request.app, request.commit, request.source, request.target
+    namespace = request.app_namespace
     no_cluster = os.environ.get(NO_CLUSTER_ENV) == "1"
     kubeconfig = os.environ.get(KUBECONFIG_ENV)
     if not no_cluster and not kubeconfig and not (request.project and request.cluster and
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
+    approved_by = None
+    if request.record_approval:  # before anything changes: a gated build must be approved
+        assert request.project and request.region  # checked above
+        approved_by = (approvals or CloudBuildApprovals()).approver(
+            request.project, request.region, request.build_id)
+        log(f"approved by {approved_by}")
 
     signing = request.signing if request.signing is not None else Signing.from_env()
 
@@ -176,14 +215,25 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
     def promoted(outcome: Outcome) -> DeployResult:
         result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                         source=source, target=target,
-                                        build_id=request.build_id, signing=signing))
+                                        build_id=request.build_id, approved_by=approved_by,
+                                        signing=signing))
         rollback = result.kind is Kind.ROLLBACK
-        return told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
-                    DeployResult(result.commit, outcome, rollback),
-                    f"{app}: {'rolled back to' if rollback else 'promoted'} {commit[:12]} "
-                    f"on {target}",
-                    "validated only, not applied (no cluster)"
-                    if outcome is Outcome.VALIDATED else "")
+        announced = told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
+                         DeployResult(result.commit, outcome, rollback),
+                         f"{app}: {'rolled back to' if rollback else 'promoted'} "
+                         f"{commit[:12]} on {target}",
+                         "validated only, not applied (no cluster)"
+                         if outcome is Outcome.VALIDATED else "")
+        if rollback or not (request.next_environment and request.next_candidate):
+            return announced
+        chained = publish_to_next(ChainRequest(
+            repo=request.repo, app=app, commit=commit, source=source,
+            environment=request.environment, production_commit=result.commit,
+            next_environment=request.next_environment, next_branch=request.next_candidate,
+            build_id=request.build_id, signing=signing))
+        log(f"{'published' if chained.created else 'already on'} {request.next_candidate} "
+            f"for environment {request.next_environment}: {chained.commit[:12]}")
+        return replace(announced, next_commit=chained.commit)
 
     with scratch_repo(request.repo, signing=signing) as env, \
             tempfile.TemporaryDirectory() as work:
@@ -219,32 +269,33 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         if not kubeconfig:
             assert request.project and request.cluster and request.location  # checked above
             cluster.get_credentials(request.project, request.cluster, request.location)
-        acquire_lease(cluster, app, request.build_id, 2 * request.timeout + 300,
+        acquire_lease(cluster, namespace, request.build_id, 2 * request.timeout + 300,
                       request.lock_timeout)
         try:
             skipped = skip_if_stale(env, source, target, app, commit)
             if skipped:
                 return told(events.Kind.SKIPPED_STALE, skipped,
                             f"{app}: {commit[:12]} skipped, a newer delivery already won")
-            log(f"applying {app} at {commit[:12]}")
-            failure = apply_and_wait(cluster, app, candidate, request.timeout, clock)
+            log(f"applying {app} at {commit[:12]} to namespace {namespace}")
+            failure = apply_and_wait(cluster, namespace, candidate, request.timeout, clock)
             if failure is None:
                 return promoted(Outcome.PROMOTED)
             reverted = revert(env, cluster, app, target, Path(work) / "production",
-                              request.timeout, clock)
+                              request.timeout, clock, namespace)
             told(events.Kind.FAILED_AND_REVERTED,
                  DeployResult(env.tip(target) or "", Outcome.FAILED),
                  f"{app}: {commit[:12]} failed on {target}, production's version re-applied",
                  failure + (f"; revert: {reverted}" if reverted else ""))
             raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
         finally:
-            release_lease(cluster, app, request.build_id)
+            release_lease(cluster, namespace, request.build_id)
 
 
 def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
-           timeout: int, clock: Clock = time.monotonic) -> str | None:
-    """Re-apply what production holds for app, so cluster and production agree again; the
-    revert's own failure, or None."""
+           timeout: int, clock: Clock = time.monotonic,
+           namespace: str | None = None) -> str | None:
+    """Re-apply what production holds for app (in namespace, default the app's), so cluster
+    and production agree again; the revert's own failure, or None."""
     tip = env.fetch(target)
     entry = env.lookup(tip, f"{APPS_DIR}/{app}")
     if entry is None or tip is None:
@@ -252,7 +303,7 @@ def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
         return None
     env.materialize(entry.sha, folder)
     log(f"revert: re-applying {app} from {target} {tip[:12]}")
-    failure = apply_and_wait(cluster, app, folder, timeout, clock)
+    failure = apply_and_wait(cluster, namespace or app, folder, timeout, clock)
     if failure:
         log(f"revert: {failure}")
     return failure

@@ -37,6 +37,7 @@ class PromoteRequest:
     target: str = "production"
     build_id: str | None = None
     signing: Signing | None = None  # None: from the environment (gitops.signing)
+    approved_by: str | None = None  # who approved the delivery build (gated environments)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def check_request(request: PromoteRequest) -> None:
         raise BadInput("--from and --to must be different branches")
     if request.build_id is not None:
         check_trailer_value("--build-id", request.build_id)
+    if request.approved_by is not None:
+        check_trailer_value("approver", request.approved_by)
 
 
 def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> PromoteResult:
@@ -117,6 +120,7 @@ def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> Promo
                     ("App", app),
                     *((key, trailers.get(key)) for key in PROVENANCE_KEYS),
                     ("Build-Id", request.build_id),
+                    ("Approved-By", request.approved_by),
                     ("Promoted-From", commit),
                     ("Rollback", "true" if kind is Kind.ROLLBACK else None),
                 ],

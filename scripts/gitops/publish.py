@@ -4,6 +4,10 @@
 removed from the branch. One commit per call, with provenance trailers; identical content makes
 no commit and returns the current tip. A rejected push is rebuilt on the new tip and retried.
 
+With environments that render differently, the same commit also carries each later
+environment's rendering of the same release as `releases/ENV/APP/` (`release_for`), which the
+delivery chain publishes to that environment's candidate in turn (`gitops.chain`).
+
 Publish is on every app build's critical path, so its first fetch runs while GitPython loads
 and the manifests are checked and stored as git objects (`gitops.envrepo.scratch_repo`).
 """
@@ -28,6 +32,7 @@ from gitops.retry import RetryPolicy, retry_push
 from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
+RELEASES_DIR = "releases"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
@@ -42,6 +47,8 @@ class PublishRequest:
     image: str | None = None
     build_id: str | None = None
     provenance: str | None = None  # projects/P/locations/L/builds/ID (gitops.checks)
+    # (environment, folder): later environments' renderings, as releases/ENV/APP/
+    release_for: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,9 @@ def check_request(request: PublishRequest) -> None:
         check_trailer_value("--build-id", request.build_id)
     if request.provenance is not None:
         check_build_name(request.provenance, "--provenance")
+    names = [check_app(name) for name, _ in request.release_for]
+    if len(set(names)) != len(names):
+        raise BadInput("--release-for names an environment twice")
 
 
 def message_for(request: PublishRequest) -> str:
@@ -107,21 +117,32 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
     check_request(request)
     policy = policy or RetryPolicy.from_env()
     files = check_folder(request.manifests)
+    release_files = {name: check_folder(folder) for name, folder in request.release_for}
     message = message_for(request)
     prefix = f"{APPS_DIR}/{request.app}"
 
     with scratch_repo(request.repo, first_fetch=request.branch) as env:
         check_yaml(files)  # bad input stops us before anything is pushed
+        for found in release_files.values():
+            check_yaml(found)
         app_tree = env.write_folder(request.manifests.resolve())
         if app_tree is None:
             raise BadInput(f"manifests folder {str(request.manifests)!r} holds no files")
         app_entry = Entry.tree(app_tree)
+        releases: dict[str, Entry] = {}
+        for name, folder in request.release_for:
+            tree_sha = env.write_folder(folder.resolve())
+            if tree_sha is None:
+                raise BadInput(f"manifests folder {str(folder)!r} holds no files")
+            releases[f"{RELEASES_DIR}/{name}/{request.app}"] = Entry.tree(tree_sha)
         attempts: list[bool] = []  # per attempt: whether it made a commit
 
         def attempt() -> str | None:
             tip = env.fetch(request.branch)  # the first time: the fetch started early
             base = env.root_tree(tip)
             tree = env.edit_tree(base, prefix, app_entry)
+            for path, entry in releases.items():
+                tree = env.edit_tree(tree, path, entry)
             if tip is not None and tree == base:
                 attempts.append(False)
                 return tip  # identical content: no commit

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gitops.checks import check_app, check_branch, short_ref
+from gitops.cloudbuild_client import regional_client
 from gitops.envrepo import scratch_repo
 from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.history import Attempt, History, apps_on, collect
@@ -52,10 +53,6 @@ class TriggerRunner(Protocol):
         """Run the plan's trigger at its commit; the id of the build it started."""
 
 
-def endpoint(region: str) -> str:
-    return f"{region}-cloudbuild.googleapis.com"
-
-
 def trigger_name(project: str, region: str, trigger: str) -> str:
     return f"projects/{project}/locations/{region}/triggers/{trigger}"
 
@@ -69,18 +66,6 @@ def build_request(plan: RollbackPlan) -> Any:
         trigger_id=plan.trigger,
         source=cloudbuild_v1.RepoSource(project_id=plan.project, commit_sha=plan.commit),
     )
-
-
-def regional_client(region: str, credentials: Any = None) -> Any:
-    """A Cloud Build client bound to the region's endpoint (None: default credentials)."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # Python-version notices
-    from google.api_core.client_options import ClientOptions
-    from google.cloud.devtools import cloudbuild_v1
-
-    return cloudbuild_v1.CloudBuildClient(
-        credentials=credentials, client_options=ClientOptions(api_endpoint=endpoint(region)))
 
 
 class CloudBuild:

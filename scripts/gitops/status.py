@@ -3,14 +3,22 @@
 Per app: production's image, source commit, time and build; the newest candidate attempt; and
 whether they differ (the newest attempt is pending, or its delivery failed) or the app is frozen.
 With allowed signers (`gitops.signing`), whether the signatures of both verify.
+
+With delivery environments (recorded in the env repo), every app in every environment side by
+side: what runs where (cluster and namespace), and what is on its way; in an environment with an
+approval gate, an attempt not yet in production is awaiting approval, delivering or failed (git
+alone cannot tell these apart: the build's status in Cloud Build does).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gitops.build_status import BuildLookup
 from gitops.checks import check_app, check_branch, short_ref
+from gitops.environments import Environment, choose
+from gitops.environments import read as read_environments
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.history import (
@@ -117,4 +125,103 @@ def render_text(statuses: list[AppStatus]) -> str:
             prod.time if prod else "-", prod.build_id if prod and prod.build_id else "-",
             short_ref(new.image) if new and new.image else "-", *signatures,
             s.state + (" [FROZEN]" if s.frozen else "")])
+    return table(rows)
+
+
+# --- every environment side by side ------------------------------------------------------------
+
+AWAITING = "awaiting approval, delivering or failed"  # a gated environment's newest attempt
+PENDING = "delivering or failed"
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    """One environment: where it deploys, and its status of each app."""
+
+    environment: Environment
+    apps: list[AppStatus]
+    # app -> where its newest attempt is, from Cloud Build (only asked with --project/--region)
+    arrivals: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.environment.to_json(),
+                "apps": [{**s.to_json(), **({"newest_attempt_build": self.arrivals[s.app]}
+                                            if s.app in self.arrivals else {})}
+                         for s in self.apps]}
+
+
+@dataclass(frozen=True)
+class BuildsAt:
+    """Where to ask Cloud Build about delivery builds."""
+
+    lookup: BuildLookup
+    project: str
+    region: str
+
+
+def status_by_environment(repo: str, app: str | None = None, environment: str | None = None,
+                          builds: BuildsAt | None = None) -> list[EnvironmentStatus]:
+    """Every app in every recorded environment (or only the named one), from git alone; with
+    builds, Cloud Build says where each newest attempt not yet in production is."""
+    if environment is not None:
+        check_app(environment)
+    with scratch_repo(repo) as env:
+        recorded = read_environments(env)
+        chosen = [choose(recorded, environment)] if environment else recorded
+        branches = [b for e in chosen for b in (e.candidate, e.production)]
+        env.fetch_whole(*branches)
+        known = apps_on(env, *branches)
+        if app and app not in known:
+            raise BadInput(f"unknown app {app!r}: known apps are {', '.join(known) or 'none'}")
+        names = [check_app(app)] if app else known
+        results = [EnvironmentStatus(e, [
+            app_status(collect(env, name, e.candidate, e.production),
+                       freeze_note(env, e.candidate, name)) for name in names])
+            for e in chosen]
+    for result in results if builds else []:
+        assert builds is not None
+        for found in result.apps:
+            if found.state == DIFFERS and found.newest_attempt is not None:
+                result.arrivals[found.app] = builds.lookup.attempt_state(
+                    builds.project, builds.region, result.environment.trigger(found.app),
+                    found.newest_attempt.commit)
+    return results
+
+
+def cell(status: AppStatus, environment: Environment,
+         arrivals: dict[str, str | None] | None = None) -> str:
+    """What runs, and what is on its way (or stuck), in one environment."""
+    prod, new = status.production, status.newest_attempt
+    runs = short_ref(prod.image) if prod and prod.image else "-"
+    if status.state == DIFFERS and new is not None:
+        waiting = AWAITING if environment.approval else PENDING
+        if arrivals is not None and status.app in arrivals:  # Cloud Build said
+            waiting = arrivals[status.app] or "no build found (not triggered yet?)"
+        newest = short_ref(new.image) if new.image else new.commit[:12]
+        runs += f"; {newest} {waiting}"
+    elif status.state == ROLLED_BACK:
+        runs += " (rolled back)"
+    return runs + (" [FROZEN]" if status.frozen else "")
+
+
+def render_environments(results: list[EnvironmentStatus]) -> str:
+    """One row per app, one column per environment (in delivery order)."""
+    if len(results) == 1 and not results[0].environment.recorded:
+        return render_text(results[0].apps)
+    apps = sorted({s.app for r in results for s in r.apps})
+    if not apps:
+        return "no apps yet"
+    header = ["APP"]
+    for r in results:
+        e = r.environment
+        gate = ", approval" if e.approval else ""
+        where = f"{e.cluster or '?'}/{e.namespace('APP')}"
+        header.append(f"{e.name.upper()} ({where}{gate})")
+    rows = [header]
+    for name in apps:
+        row = [name]
+        for r in results:
+            found = next((s for s in r.apps if s.app == name), None)
+            row.append(cell(found, r.environment, r.arrivals) if found else "-")
+        rows.append(row)
     return table(rows)

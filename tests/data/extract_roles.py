@@ -31,10 +31,10 @@ PROVENANCE = {
 
 def granted_roles() -> set[str]:
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
-    from pulumi_harness import CONFIGS, run_program
+    from pulumi_harness import CONFIGS, ENVIRONMENT_CONFIGS, run_program
 
     roles: set[str] = set()
-    for config in CONFIGS.values():
+    for config in [*CONFIGS.values(), *ENVIRONMENT_CONFIGS.values()]:
         graph = run_program(config)
         # Custom roles (projects/P/roles/X) carry their permissions in the graph itself.
         roles |= {r.inputs["role"] for r in graph.resources
