@@ -319,8 +319,8 @@ def main() -> int:
                         env_repo.as_uri(), "--app", APP, "--environment", environment["name"],
                         "--allowed-signers", str(allowed_signers)], check=True)
     banner("status: every environment")
-    subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri()],
-                   check=True)
+    subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri(),
+                    "--allowed-signers", str(allowed_signers)], check=True)
     print(f"\nrepositories kept in {workdir}")
     return 0
 

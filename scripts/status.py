@@ -63,7 +63,8 @@ def main(argv: Sequence[str]) -> str:
     if resolve(args.repo, args.environment).recorded:
         builds = BuildsAt(CloudBuildStatus(), args.project, args.region) \
             if args.project else None
-        results = status_by_environment(args.repo, args.app, args.environment, builds)
+        results = status_by_environment(args.repo, args.app, args.environment, builds,
+                                        signing_from(args.allowed_signers))
         if args.json:
             return json.dumps([r.to_json() for r in results], indent=2)
         return render_environments(results)

@@ -222,7 +222,8 @@ class TestLocalLoop:
             git("log", "-1", "--format=%s", "production-production", cwd=env_repo)
         assert "hello: staging-production (newest first)" in proc.stdout
         assert "hello: production-production (newest first)" in proc.stdout
-        assert "(rolled back)" in proc.stdout.rsplit("status: every environment", 1)[1]
+        status = proc.stdout.rsplit("status: every environment", 1)[1]
+        assert "(rolled back) [signed: delivery-production]" in status
         # Signed as with gitops:signers on: history checked every entry, and git agrees.
         rows = [line for line in proc.stdout.splitlines() if line.startswith("20")]
         assert len(rows) == 9

@@ -17,14 +17,22 @@ import pytest
 import yaml
 from google.cloud.devtools import cloudbuild_v1
 
-from access_model import Operation, allowed, grants, operations
+from access_model import Operation, allowed, grants, missing, operations
 from components import pipelines
 from components.config import SYSTEM_IMAGE_PATTERNS, ConfigError, parse_config
 from conftest import DIGEST_A, ROOT, EnvRepoOnDisk, cli, image_ref, promoted, write_manifests
 from gitops.checks import check_build_name
 from gitops.errors import BadInput
 from gitops.signing import parse_allowed_signers
-from pulumi_harness import CONFIGS, SIGNERS, TRIGGER, Graph, base_config, program_graph
+from pulumi_harness import (
+    CONFIGS,
+    SIGNERS,
+    TRIGGER,
+    Graph,
+    base_config,
+    program_graph,
+    run_program,
+)
 from test_pipelines import strict_build, used_substitutions
 
 SECRET = "gcp:secretmanager/secret:Secret"
@@ -298,3 +306,50 @@ class TestSupplyChainDocs:
 
     def test_linked_from_the_readme(self) -> None:
         assert "docs/supply-chain.md" in (ROOT / "README.md").read_text()
+
+
+SIGNED_ENVIRONMENTS = base_config(**{
+    "gitops:environments": [{"name": "staging", "namespaceSuffix": "-staging"},
+                            {"name": "production", "approval": True,
+                             "approvers": ["group:release-managers@acme.example"]}],
+    "gitops:signers": {"ci": SIGNERS["ci"], "delivery-staging": SIGNERS["delivery"],
+                       "delivery-production": SIGNERS["ci"]},
+})
+
+
+@pytest.fixture(scope="module")
+def environments() -> Graph:
+    return run_program(SIGNED_ENVIRONMENTS)
+
+
+class TestSigningPerEnvironment:
+    """With delivery environments, each environment's delivery identity has its own key: it
+    signs that environment's promotions and the release it publishes to the next candidate."""
+
+    def test_a_key_per_identity_read_by_it_alone(self, environments: Graph) -> None:
+        readers = {(g.inputs["secretId"], g.inputs["member"])
+                   for g in environments.of_type(SECRET_IAM)
+                   if g.inputs["secretId"].startswith("gitops-signing-key-")}
+        assert readers == {(f"gitops-signing-key-{kind}", MEMBER.format(kind))
+                           for kind in ("ci", "delivery-staging", "delivery-production")}
+
+    def test_each_environments_trigger_reads_its_own_key(self, environments: Graph) -> None:
+        for trigger in environments.of_type(TRIGGER):
+            if not trigger.name.startswith("deliver-"):
+                continue
+            kind = "delivery-" + trigger.name.rsplit("-", 1)[1]
+            assert trigger.inputs["serviceAccount"].endswith(
+                f"/gitops-{kind}@{PROJECT}.iam.gserviceaccount.com")
+            [secret] = trigger.inputs["build"]["availableSecrets"]["secretManagers"]
+            assert secret["versionName"] == pipelines.version_name(PROJECT, kind)
+
+    def test_every_read_is_granted(self, environments: Graph) -> None:
+        lacking = missing(operations(environments, parse_config(SIGNED_ENVIRONMENTS)).operations,
+                          grants(environments))
+        assert lacking == []
+
+    def test_every_committing_identity_needs_a_key(self) -> None:
+        config = {**SIGNED_ENVIRONMENTS, "gitops:signers": {"ci": SIGNERS["ci"],
+                                                            "delivery": SIGNERS["delivery"]}}
+        with pytest.raises(ConfigError, match="no key for 'delivery-staging'"):
+            parse_config(config)

@@ -160,12 +160,14 @@ class BuildsAt:
 
 
 def status_by_environment(repo: str, app: str | None = None, environment: str | None = None,
-                          builds: BuildsAt | None = None) -> list[EnvironmentStatus]:
+                          builds: BuildsAt | None = None, signing: Signing | None = None
+                          ) -> list[EnvironmentStatus]:
     """Every app in every recorded environment (or only the named one), from git alone; with
-    builds, Cloud Build says where each newest attempt not yet in production is."""
+    builds, Cloud Build says where each newest attempt not yet in production is; signatures
+    checked when signing (default: the environment) has allowed signers."""
     if environment is not None:
         check_app(environment)
-    with scratch_repo(repo) as env:
+    with scratch_repo(repo, signing=signing) as env:
         recorded = read_environments(env)
         chosen = [choose(recorded, environment)] if environment else recorded
         branches = [b for e in chosen for b in (e.candidate, e.production)]
@@ -201,6 +203,9 @@ def cell(status: AppStatus, environment: Environment,
         runs += f"; {newest} {waiting}"
     elif status.state == ROLLED_BACK:
         runs += " (rolled back)"
+    check = prod.signature if prod else None
+    if check is not None:  # signatures were checked: say who signed what runs, or what is wrong
+        runs += f" [signed: {check.signer}]" if check.good else f" [{check.describe()}]"
     return runs + (" [FROZEN]" if status.frozen else "")
 
 
