@@ -208,12 +208,6 @@ CONFIGS = {
     "standard": base_config(**{"gitops:clusterMode": "standard", "gitops:nodeCount": "2"}),
     "pulumi-cloud": base_config(**{"gitops:stateBackend": "https://api.pulumi.com",
                                    "gitops:pulumiTokenSecret": "pulumi-token"}),
-    # Signed commits and Binary Authorization, on CSR (no Secret Manager otherwise).
-    "supply-chain": base_config(**{"gitops:sourceProvider": "csr",
-                                   "gitops:githubAppInstallationId": None,
-                                   "gitops:githubTokenSecret": None, "gitops:githubOwner": None,
-                                   "gitops:signers": SIGNERS,
-                                   "gitops:binaryAuthorization": "true"}),
 }
 
 

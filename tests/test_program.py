@@ -94,13 +94,11 @@ class TestResourceGraph:
 
     def test_components(self, graph: Graph) -> None:
         components = sorted(r.typ for r in graph.resources if r.typ.startswith("gitops:index:"))
-        opt_in = ["CommitSigning", "AdmissionPolicy"] \
-            if graph.kind == "supply-chain" else []  # type: ignore[attr-defined]
         assert components == sorted(f"gitops:index:{name}" for name in [
             "ProjectApis", "BuildIdentities", "ClusterNetwork", "GkeCluster", "ImageRegistry",
             "SourceRepositories", "EnvBranches", "AppNamespaces", "StepsImage",
             "StateAccess", "IamPropagation", "DeliveryTriggers", "DeliveryEvents",
-            "ReconcileSchedule", *opt_in])
+            "ReconcileSchedule"])
         for resource in graph.resources:
             if resource.typ not in ("pulumi:providers:kubernetes",) and \
                     not resource.typ.startswith("gitops:index:"):
@@ -144,13 +142,11 @@ class TestResourceGraph:
 
     def test_stack_outputs(self, graph: Graph) -> None:
         out = graph.outputs
-        opt_in = {"allowed_signers", "signing_key_secrets", "binary_authorization_attestor"} \
-            if graph.kind == "supply-chain" else set()  # type: ignore[attr-defined]
         assert set(out) == {"registry_url", "steps_image", "env_repo_url", "infra_repo_url",
                             "app_repo_urls", "ci_trigger_ids", "delivery_trigger_ids",
                             "preview_trigger_id", "cluster_name", "cluster_location",
                             "service_accounts", "kubeconfig", "reconcile_trigger_id",
-                            "events_topic", "environments", *opt_in}
+                            "events_topic", "environments"}
         assert sorted(out["ci_trigger_ids"]) == sorted(apps_of(graph))
         triggers = {t.name: t.outputs["triggerId"] for t in graph.of_type(TRIGGER)}
         assert out["preview_trigger_id"] == triggers["preview"]

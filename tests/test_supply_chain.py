@@ -24,16 +24,9 @@ from conftest import DIGEST_A, ROOT, EnvRepoOnDisk, cli, image_ref, promoted, wr
 from gitops.checks import check_build_name
 from gitops.errors import BadInput
 from gitops.signing import parse_allowed_signers
-from pulumi_harness import (
-    CONFIGS,
-    SIGNERS,
-    TRIGGER,
-    Graph,
-    base_config,
-    program_graph,
-    run_program,
-)
+from pulumi_harness import SIGNERS, TRIGGER, Graph, base_config, program_graph, run_program
 from test_pipelines import strict_build, used_substitutions
+from test_program import API_OF
 
 SECRET = "gcp:secretmanager/secret:Secret"
 SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
@@ -46,9 +39,24 @@ MEMBER = "serviceAccount:gitops-{}@acme-delivery.iam.gserviceaccount.com"
 APP_PIPELINE = ROOT / "examples" / "hello-app" / "cloudbuild.yaml"
 
 
+# Signed commits with two delivery environments, Binary Authorization, on CSR (which has no
+# Secret Manager otherwise): one program run covers every supply-chain piece.
+SUPPLY_CHAIN = base_config(**{
+    "gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,
+    "gitops:githubTokenSecret": None, "gitops:githubOwner": None,
+    "gitops:environments": [{"name": "staging", "namespaceSuffix": "-staging"},
+                            {"name": "production", "approval": True,
+                             "approvers": ["group:release-managers@acme.example"]}],
+    "gitops:signers": {"ci": SIGNERS["ci"], "delivery-staging": SIGNERS["delivery"],
+                       "delivery-production": SIGNERS["ci"]},
+    "gitops:binaryAuthorization": "true",
+})
+IDENTITIES = ("ci", "delivery-staging", "delivery-production")
+
+
 @pytest.fixture(scope="module")
 def supply() -> Graph:
-    return program_graph("supply-chain")
+    return run_program(SUPPLY_CHAIN)
 
 
 @pytest.fixture(scope="module")
@@ -66,31 +74,46 @@ class TestSigningSecrets:
 
     def test_secrets_and_grants(self, supply: Graph) -> None:
         secrets = {s.inputs["secretId"]: s for s in supply.of_type(SECRET)}
-        assert sorted(secrets) == ["gitops-signing-key-ci", "gitops-signing-key-delivery"]
+        assert sorted(secrets) == sorted(f"gitops-signing-key-{k}" for k in IDENTITIES)
         assert supply.of_type(SECRET_VERSION) == []  # keys never pass through Pulumi's state
         readers = {(g.inputs["secretId"], g.inputs["role"], g.inputs["member"])
                    for g in supply.of_type(SECRET_IAM)}
-        assert readers == {
-            ("gitops-signing-key-ci", "roles/secretmanager.secretAccessor", MEMBER.format("ci")),
-            ("gitops-signing-key-delivery", "roles/secretmanager.secretAccessor",
-             MEMBER.format("delivery")),
-        }
+        assert readers == {(f"gitops-signing-key-{k}", "roles/secretmanager.secretAccessor",
+                            MEMBER.format(k)) for k in IDENTITIES}
         assert "secretmanager.googleapis.com" in apis(supply)
 
     def test_each_identity_reads_its_own_key_only(self, supply: Graph) -> None:
         granted = grants(supply)
-        for reader in ("ci", "delivery", "preview"):
-            for key in ("ci", "delivery"):
+        for reader in (*IDENTITIES, "preview", "reconcile"):
+            for key in IDENTITIES:
                 read = Operation(MEMBER.format(reader), "secretmanager.versions.access",
                                  f"projects/{PROJECT}/secrets/gitops-signing-key-{key}", "test")
                 assert allowed(read, granted) == (reader == key), (reader, key)
 
-    def test_the_access_model_derives_both_reads(self, supply: Graph) -> None:
-        config = parse_config(CONFIGS["supply-chain"])
-        reads = {(op.member, op.resource) for op in operations(supply, config).operations
+    def test_the_access_model_derives_every_read_and_each_is_granted(self,
+                                                                       supply: Graph) -> None:
+        derived = operations(supply, parse_config(SUPPLY_CHAIN)).operations
+        reads = {(op.member, op.resource) for op in derived
                  if op.permission == "secretmanager.versions.access"}
         assert reads == {(MEMBER.format(k), f"projects/{PROJECT}/secrets/gitops-signing-key-{k}")
-                         for k in ("ci", "delivery")}
+                         for k in IDENTITIES}
+        granted = grants(supply)
+        assert missing(derived, granted) == []
+        for grant in granted:  # and each key grant is needed by a read
+            if grant.resource.startswith(f"projects/{PROJECT}/secrets/gitops-signing-key-"):
+                assert missing(derived, [g for g in granted if g != grant]), grant.name
+
+    def test_resources_wait_for_their_apis(self, supply: Graph) -> None:
+        services = {s.inputs["service"].split(".")[0]: s.urn for s in supply.of_type(SERVICE)}
+        for resource in [*supply.of_type(SECRET), *supply.of_type(SECRET_IAM),
+                         *supply.of_type(POLICY)]:
+            assert services[API_OF[resource.typ]] in supply.depends_on(resource), resource.name
+
+    def test_components_and_outputs(self, supply: Graph) -> None:
+        components = {r.typ for r in supply.resources if r.typ.startswith("gitops:index:")}
+        assert {"gitops:index:CommitSigning", "gitops:index:AdmissionPolicy"} <= components
+        assert {"allowed_signers", "signing_key_secrets",
+                "binary_authorization_attestor"} <= set(supply.outputs)
 
     def test_triggers_wait_for_the_grants(self, supply: Graph) -> None:
         for trigger in supply.of_type(TRIGGER):
@@ -100,11 +123,11 @@ class TestSigningSecrets:
     def test_allowed_signers_output_is_what_the_scripts_accept(self, supply: Graph) -> None:
         exported = supply.outputs["allowed_signers"]
         entries = parse_allowed_signers(exported)
-        assert [e.split()[0] for e in entries] == ["ci", "delivery"]
-        assert [e.split()[2:] for e in entries] == [SIGNERS[k].split()[:2]
-                                                    for k in ("ci", "delivery")]
+        assert [e.split()[0] for e in entries] == list(IDENTITIES)
+        assert [e.split()[2:] for e in entries] == [
+            SIGNERS[k].split()[:2] for k in ("ci", "delivery", "ci")]
         assert supply.outputs["signing_key_secrets"] == {
-            "ci": "gitops-signing-key-ci", "delivery": "gitops-signing-key-delivery"}
+            k: f"gitops-signing-key-{k}" for k in IDENTITIES}
 
     def test_off_by_default(self, plain: Graph) -> None:
         assert plain.of_type(SECRET) == [] and "allowed_signers" not in plain.outputs
@@ -117,13 +140,17 @@ class TestDeliveryBuildSigns:
     """With signing on, the delivery step gets its key from Secret Manager and the allowed
     signers from its trigger; the build stays a valid Cloud Build config."""
 
-    def test_inline_build(self, supply: Graph) -> None:
-        trigger = supply.named("deliver-hello")
+    @pytest.mark.parametrize("environment", ["staging", "production"])
+    def test_inline_build(self, supply: Graph, environment: str) -> None:
+        """Each environment's delivery reads its own identity's key."""
+        trigger = supply.named(f"deliver-hello-{environment}")
+        assert trigger.inputs["serviceAccount"].endswith(
+            f"/gitops-delivery-{environment}@{PROJECT}.iam.gserviceaccount.com")
         build = trigger.inputs["build"]
         assert build["availableSecrets"] == {"secretManagers": [{
             "env": "GITOPS_SIGNING_KEY",
-            "versionName": f"projects/{PROJECT}/secrets/gitops-signing-key-delivery/"
-                           "versions/latest"}]}
+            "versionName": f"projects/{PROJECT}/secrets/gitops-signing-key-delivery-"
+                           f"{environment}/versions/latest"}]}
         step = build["steps"][0]
         assert step["secretEnvs"] == ["GITOPS_SIGNING_KEY"]
         assert "GITOPS_ALLOWED_SIGNERS=${_ALLOWED_SIGNERS}" in step["envs"]
@@ -143,7 +170,7 @@ class TestDeliveryBuildSigns:
         assert "secretEnvs" not in step
         assert "GITOPS_ALLOWED_SIGNERS=${_ALLOWED_SIGNERS}" in step["envs"]
         assert trigger.inputs["substitutions"]["_ALLOWED_SIGNERS"] == \
-            supply.named("deliver-hello").inputs["substitutions"]["_ALLOWED_SIGNERS"]
+            supply.named("deliver-hello-production").inputs["substitutions"]["_ALLOWED_SIGNERS"]
 
     def test_substitutions_agree(self, supply: Graph) -> None:
         for trigger in supply.of_type(TRIGGER):
@@ -174,7 +201,7 @@ class TestDeliveryBuildSigns:
 def pipelines_of(trigger: Any) -> dict[str, Any]:
     from access_model import pipeline_of
 
-    return pipeline_of(trigger, parse_config(CONFIGS["supply-chain"]))
+    return pipeline_of(trigger, parse_config(SUPPLY_CHAIN))
 
 
 class TestProvenance:
@@ -308,48 +335,11 @@ class TestSupplyChainDocs:
         assert "docs/supply-chain.md" in (ROOT / "README.md").read_text()
 
 
-SIGNED_ENVIRONMENTS = base_config(**{
-    "gitops:environments": [{"name": "staging", "namespaceSuffix": "-staging"},
-                            {"name": "production", "approval": True,
-                             "approvers": ["group:release-managers@acme.example"]}],
-    "gitops:signers": {"ci": SIGNERS["ci"], "delivery-staging": SIGNERS["delivery"],
-                       "delivery-production": SIGNERS["ci"]},
-})
-
-
-@pytest.fixture(scope="module")
-def environments() -> Graph:
-    return run_program(SIGNED_ENVIRONMENTS)
-
 
 class TestSigningPerEnvironment:
-    """With delivery environments, each environment's delivery identity has its own key: it
-    signs that environment's promotions and the release it publishes to the next candidate."""
-
-    def test_a_key_per_identity_read_by_it_alone(self, environments: Graph) -> None:
-        readers = {(g.inputs["secretId"], g.inputs["member"])
-                   for g in environments.of_type(SECRET_IAM)
-                   if g.inputs["secretId"].startswith("gitops-signing-key-")}
-        assert readers == {(f"gitops-signing-key-{kind}", MEMBER.format(kind))
-                           for kind in ("ci", "delivery-staging", "delivery-production")}
-
-    def test_each_environments_trigger_reads_its_own_key(self, environments: Graph) -> None:
-        for trigger in environments.of_type(TRIGGER):
-            if not trigger.name.startswith("deliver-"):
-                continue
-            kind = "delivery-" + trigger.name.rsplit("-", 1)[1]
-            assert trigger.inputs["serviceAccount"].endswith(
-                f"/gitops-{kind}@{PROJECT}.iam.gserviceaccount.com")
-            [secret] = trigger.inputs["build"]["availableSecrets"]["secretManagers"]
-            assert secret["versionName"] == pipelines.version_name(PROJECT, kind)
-
-    def test_every_read_is_granted(self, environments: Graph) -> None:
-        lacking = missing(operations(environments, parse_config(SIGNED_ENVIRONMENTS)).operations,
-                          grants(environments))
-        assert lacking == []
+    """Every environment's delivery identity commits, so each needs a key."""
 
     def test_every_committing_identity_needs_a_key(self) -> None:
-        config = {**SIGNED_ENVIRONMENTS, "gitops:signers": {"ci": SIGNERS["ci"],
-                                                            "delivery": SIGNERS["delivery"]}}
+        config = {**SUPPLY_CHAIN, "gitops:signers": SIGNERS}  # ci and delivery only
         with pytest.raises(ConfigError, match="no key for 'delivery-staging'"):
             parse_config(config)
