@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 VENV_READY := $(VENV)/.requirements-installed
 STACK ?= dev
 
-.PHONY: check bootstrap up preview destroy test lint typecheck bench loop
+.PHONY: check bootstrap up preview destroy test lint typecheck bench bench-contention loop
 
 $(VENV_READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ test: lint typecheck
 bench: $(VENV_READY)
 	$(BIN)/python benchmarks/env_repo_latency.py
 	$(BIN)/python benchmarks/render_latency.py
+
+# 16, 64 and 128 writers publishing to one branch at once (about 5 minutes on 2 cores).
+bench-contention: $(VENV_READY)
+	$(BIN)/python benchmarks/contention.py
 
 loop: $(VENV_READY)
 	$(BIN)/python examples/local_loop.py

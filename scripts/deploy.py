@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from gitops.approval import approval_required
 from gitops.cli import command_parser, run, signing_from
 from gitops.deploy import DeliveryRequest, deliver, seconds
+from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT
 
 
 def main(argv: Sequence[str]) -> str:
@@ -51,8 +52,8 @@ def main(argv: Sequence[str]) -> str:
     request = DeliveryRequest(
         repo=args.repo, app=args.app, commit=args.commit, build_id=args.build_id,
         source=args.from_branch, target=args.to_branch,
-        timeout=seconds(args.timeout, "--timeout"),
-        lock_timeout=seconds(args.lock_timeout, "--lock-timeout"),
+        timeout=seconds(args.timeout, "--timeout", MAX_ROLLOUT_TIMEOUT),
+        lock_timeout=seconds(args.lock_timeout, "--lock-timeout", MAX_LOCK_TIMEOUT),
         project=args.project, cluster=args.cluster, location=args.location,
         namespace=args.namespace or None, environment=args.environment,
         next_environment=args.next_environment or None,

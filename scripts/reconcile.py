@@ -16,10 +16,10 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from gitops import scratch
 from gitops.cli import command_parser, run
 from gitops.drift import (
     ReconcileRequest,
@@ -29,13 +29,7 @@ from gitops.drift import (
     render_text,
 )
 from gitops.errors import BadInput, OperationFailed
-
-
-def seconds(value: str, flag: str) -> int:
-    """Whole seconds written like `300s` (as deploy.py takes them)."""
-    if not re.fullmatch(r"[0-9]+s", value) or int(value[:-1]) < 1:
-        raise BadInput(f"{flag} {value!r} must be whole seconds like 300s")
-    return int(value[:-1])
+from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT, whole_seconds
 
 
 def app_list(value: str) -> frozenset[str]:
@@ -60,9 +54,9 @@ def main(argv: Sequence[str]) -> str:
     request = ReconcileRequest(
         repo=args.repo, build_id=args.build_id, heal=app_list(args.heal),
         apps=(args.app,) if args.app else (), source=args.from_branch, target=args.to_branch,
-        timeout=seconds(args.timeout, "--timeout"),
-        lock_timeout=seconds(args.lock_timeout, "--lock-timeout"))
-    with tempfile.TemporaryDirectory() as work:
+        timeout=whole_seconds("--timeout", args.timeout, MAX_ROLLOUT_TIMEOUT),
+        lock_timeout=whole_seconds("--lock-timeout", args.lock_timeout, MAX_LOCK_TIMEOUT))
+    with scratch.folder() as work:  # swept by the next run if this one is killed
         cluster = operator_cluster(args.project, args.cluster, args.location, Path(work))
         results = reconcile(request, cluster)
     text = json.dumps([r.to_json() for r in results], indent=2) if args.json \

@@ -2,7 +2,9 @@
 step scripts run as processes where the command-line contract or concurrency is the point.
 
 Every env repo a test writes to is checked with `git fsck --strict` when the test ends (the
-`env_repo` fixture), so a malformed tree or commit fails the test that made it.
+`env_repo` fixture), so a malformed tree or commit fails the test that made it. Env repos start
+as `pulumi up` leaves them: `init_branches` has created `candidate` and `production` (one root
+commit, `EnvRepoOnDisk.root`), since no other command creates branches.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from gitops.branches import init_branches
 from gitops.cli import run
 from gitops.deploy import Cluster
 from gitops.promote import PromoteRequest, promote
@@ -50,6 +54,21 @@ def short_backoff() -> Iterator[None]:
         for key, value in TEST_ENV.items():
             patch.setenv(key, value)
         yield
+
+
+TEMPLATE: list[Path] = []  # the initialized env repo every EnvRepoOnDisk starts as a copy of
+
+
+@pytest.fixture(autouse=True, scope="session")
+def env_repo_template(tmp_path_factory: pytest.TempPathFactory, short_backoff: None) -> Path:
+    """One env repo initialized by the real `init_branches`, copied for every test (a copy is
+    a few milliseconds; running init_branches each time would cost a scratch repository)."""
+    path = tmp_path_factory.mktemp("template") / "env.git"
+    git("init", "--quiet", "--bare", str(path))
+    git("config", "core.logAllRefUpdates", "always", cwd=path)
+    init_branches(path.as_uri())
+    TEMPLATE.append(path)
+    return path
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -116,10 +135,16 @@ def assert_bad_input(result: Result, *fragments: str) -> None:
 class EnvRepoOnDisk:
     """A bare env repo whose every ref update is logged, so forced moves can be detected."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, initialized: bool = True) -> None:
+        """initialized: with `candidate` and `production` (init_branches' root commit), as
+        after `pulumi up`; otherwise an empty repository."""
         self.path = path
-        git("init", "--quiet", "--bare", str(path))
-        git("config", "core.logAllRefUpdates", "always", cwd=path)
+        if initialized:
+            shutil.copytree(TEMPLATE[0], path, symlinks=True)
+        else:
+            git("init", "--quiet", "--bare", str(path))
+            git("config", "core.logAllRefUpdates", "always", cwd=path)
+        self.root = self.tip("candidate")
 
     @property
     def url(self) -> str:

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A stand-in `kubectl` for tests: Leases with real create/replace semantics, and a cluster
-whose state is the last manifests applied per namespace. State lives in $FAKE_CLUSTER_DIR, so
-concurrent processes share one cluster. A rollout fails when the applied manifests contain
-$FAKE_FAIL_MARKER. Every call is appended to calls.log.
+whose state is the last manifests applied per namespace. State lives in $FAKE_CLUSTER_DIR (set
+by the wrapper on PATH: kubectl gets an allowlisted environment, so the tests' variables do not
+reach it), and concurrent processes share one cluster. A rollout fails when the applied
+manifests contain the text of the file `fail-marker` in that folder. Every call is appended to
+calls.log.
 
 Drift: `applied/NS/` holds the live objects (edit a file there to change the cluster by hand;
 files under `created/NS/` are objects someone created without kubectl apply). `diff
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if verb == "rollout":
             namespace = option(args, "namespace")
-            marker = os.environ.get("FAKE_FAIL_MARKER")
+            marker_file = STATE / "fail-marker"
+            marker = marker_file.read_text() if marker_file.exists() else None
             applied = STATE / "applied" / namespace
             text = "".join(p.read_text() for p in applied.rglob("*") if p.is_file())
             if marker and marker in text:

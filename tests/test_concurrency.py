@@ -50,9 +50,9 @@ class TestNoLostUpdate:
         tips = finish(procs)
 
         history = env_repo.log("candidate")
-        assert len(history) == WRITERS + 1
+        assert len(history) == WRITERS + 2  # the writers', base and the root commit
         assert len(set(tips)) == WRITERS  # each writer made its own commit
-        assert set(tips) | {base} == set(history)
+        assert set(tips) | {base, env_repo.root} == set(history)
         builds = sorted(env_repo.message(c).splitlines()[-1] for c in tips)
         assert builds == sorted(f"Build-Id: build-{n}" for n in range(WRITERS))
         final = env_repo.tip("candidate")
@@ -73,7 +73,8 @@ class TestConcurrentPromotes:
         tips = finish(procs)
 
         production = env_repo.log("production")
-        assert len(production) == len(apps) and set(tips) == set(production)
+        assert len(production) == len(apps) + 1
+        assert set(tips) | {env_repo.root} == set(production)
         final = env_repo.files(env_repo.tip("production"))
         for app in apps:
             assert final[f".gitops/promoted/{app}"] == commits[app]

@@ -168,7 +168,7 @@ class TestDelivery:
         cluster = ScriptedCluster("kc", failing=frozenset({DIGEST_B}))
         with pytest.raises(OperationFailed):
             deliver_with(env_repo, bad, cluster)
-        assert env_repo.tip("production") is None
+        assert env_repo.tip("production") == env_repo.root
         assert len([c for c in cluster.calls if c[1] == "apply"]) == 1
 
 
@@ -301,10 +301,13 @@ def fake_cluster(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     kubectl = bin_dir / "kubectl"
-    kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
+    state = tmp_path / "cluster"
+    # The state folder is set here, not inherited: kubectl gets an allowlisted environment.
+    kubectl.write_text(f"#!/bin/sh\nFAKE_CLUSTER_DIR={state} exec {sys.executable} "
+                       f"{FAKE_KUBECTL} \"$@\"\n")
     kubectl.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "FAKE_CLUSTER_DIR": str(tmp_path / "cluster"),
+            "FAKE_CLUSTER_DIR": str(state),
             "GITOPS_KUBECONFIG": str(tmp_path / "kubeconfig"),
             "GITOPS_LEASE_POLL": "0.2"}
 
@@ -331,7 +334,8 @@ class TestOverlappingDeliveries:
         cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
         applied = (cluster / "applied.log").read_text().split()[1::2]
         assert applied, "nothing was applied"
-        for commit in env_repo.log("production"):  # every production tree was applied
+        # every production tree was applied (the root commit holds no app)
+        for commit in env_repo.log("production", "apps/hello"):
             assert app_tree_hash(env_repo, commit) in applied
         # production's tip is exactly what the cluster applied last
         assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1]
@@ -343,14 +347,16 @@ class TestOverlappingDeliveries:
             fake_cluster: dict[str, str]) -> None:
         good = publish(env_repo, tmp_path, "hello", DIGEST_A)
         bad = publish(env_repo, tmp_path, "hello", DIGEST_C)
-        env = {**fake_cluster, "FAKE_FAIL_MARKER": DIGEST_C}
+        env = fake_cluster
+        cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
+        cluster.mkdir()
+        (cluster / "fail-marker").write_text(DIGEST_C)
         assert run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                           good, env=env).code == 0
         result = run_script("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
                             bad, env=env)
         assert result.code == 1
         assert result.stderr.startswith("error: hello at ") and "rollout" in result.stderr
-        cluster = Path(fake_cluster["FAKE_CLUSTER_DIR"])
         applied = (cluster / "applied.log").read_text().split()[1::2]
         assert len(applied) == 3  # good, bad, good again
         assert app_tree_hash(env_repo, env_repo.tip("production")) == applied[-1] == applied[0]

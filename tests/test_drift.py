@@ -67,9 +67,11 @@ def cluster_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     kubectl = bin_dir / "kubectl"
-    kubectl.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_KUBECTL} \"$@\"\n")
-    kubectl.chmod(0o755)
     state = tmp_path / "cluster"
+    # The state folder is set here, not inherited: kubectl gets an allowlisted environment.
+    kubectl.write_text(f"#!/bin/sh\nFAKE_CLUSTER_DIR={state} exec {sys.executable} "
+                       f"{FAKE_KUBECTL} \"$@\"\n")
+    kubectl.chmod(0o755)
     monkeypatch.setattr(fake_kubectl, "STATE", state)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_CLUSTER_DIR", str(state))

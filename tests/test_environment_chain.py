@@ -370,8 +370,9 @@ class TestOperatorCommands:
         assert chain.tip("qa-candidate")
 
     def test_hostile_record_is_refused(self, env_repo: EnvRepoOnDisk) -> None:
+        before = env_repo.snapshot()
         result = cli("init_branches", "--repo", env_repo.url, "--environments",
                      json.dumps([{"name": "x", "candidate": "--upload-pack=evil",
                                   "production": "x-production"}]))
         assert_bad_input(result, "is not a valid branch name")
-        assert env_repo.snapshot() == ("", "")
+        assert env_repo.snapshot() == before

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -131,33 +133,90 @@ class TestPush:
                                                       r"\[remote rejected\] \(hook declined\)"):
                 env.push(fresh, "candidate", tip)
         hook.unlink()
-        with (scratch_repo(str(tmp_path / "gone.git")) as env,
+        with (scratch_repo((tmp_path / "gone.git").as_uri()) as env,
               pytest.raises(OperationFailed, match="cannot fetch 'candidate'")):
             env.fetch("candidate")
 
 
-class TestRetry:
-    """Exactly the configured number of attempts, pausing only between them."""
+class FakeTime:
+    """A clock that only sleeps and attempts advance."""
 
-    @pytest.mark.parametrize("attempts", [1, 2, 5])
-    def test_attempts(self, attempts: int, monkeypatch: pytest.MonkeyPatch) -> None:
-        pauses: list[int] = []
-        monkeypatch.setattr(RetryPolicy, "pause", lambda self, n: pauses.append(n))
-        tries: list[int] = []
-        with pytest.raises(OperationFailed, match=f"rejected {attempts} times"):
-            retry_push(lambda: tries.append(1), RetryPolicy(attempts=attempts))
-        assert len(tries) == attempts
-        assert pauses == list(range(attempts - 1))
+    def __init__(self, attempt_seconds: float) -> None:
+        self.now = 0.0
+        self.attempt_seconds = attempt_seconds
+        self.pauses: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+    def attempt(self, answers: list[str | None]) -> Callable[[], str | None]:
+        def once() -> str | None:
+            self.now += self.attempt_seconds
+            return answers.pop(0) if answers else None
+        return once
+
+
+class TestRetry:
+    """The budget is a deadline: attempts go on until it passes, never start after it, and the
+    pauses between them grow with the losses and the attempt's own duration."""
+
+    def test_attempts_until_the_deadline(self) -> None:
+        time = FakeTime(attempt_seconds=0.5)
+        with pytest.raises(OperationFailed, match=r"push lost the race (\d+) times in 10s "
+                                                  r"\(GITOPS_PUSH_DEADLINE=10\)"):
+            retry_push(time.attempt([]), RetryPolicy(deadline=10), time.clock, time.sleep)
+        assert 10 <= time.now <= 10.5  # the last attempt started before the deadline
+        assert sum(time.pauses) <= 10
+        assert len(time.pauses) >= 3
+
+    def test_pauses_grow_with_losses_and_stay_within_the_window(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(random, "uniform", lambda low, high: high)  # the widest pause
+        time = FakeTime(attempt_seconds=0.1)
+        policy = RetryPolicy(deadline=3600, backoff=0.05, growth_cap=16, max_pause=1.0)
+        landed = retry_push(time.attempt([None] * 6 + ["abc"]), policy, time.clock,
+                            time.sleep)
+        assert (landed.value, landed.attempts) == ("abc", 7)
+        # unit = the lost attempt's 0.1 s; windows 0.2, 0.4, 0.8, then capped at 1 s
+        assert time.pauses == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
+
+    def test_the_unit_is_at_least_the_backoff(self) -> None:
+        policy = RetryPolicy(backoff=0.05)
+        assert policy.window(1, 0.001) == pytest.approx(0.1)
+        assert policy.window(3, 0.2) == pytest.approx(1.6)
+        assert policy.window(40, 0.2) == policy.max_pause
+
+    def test_the_last_pause_ends_at_the_deadline(self, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+        monkeypatch.setattr(random, "uniform", lambda low, high: high)
+        time = FakeTime(attempt_seconds=1.0)
+        with pytest.raises(OperationFailed):
+            retry_push(time.attempt([]), RetryPolicy(deadline=5, max_pause=30), time.clock,
+                       time.sleep)
+        # attempt (1 s), pause 2 s, attempt, pause cut from 4 s to the 1 s left, attempt
+        assert time.pauses == pytest.approx([2.0, 1.0])
+        assert time.now == 6
 
     def test_returns_the_value_and_its_attempt(self) -> None:
         answers = iter([None, None, "abc"])
-        landed = retry_push(lambda: next(answers), RetryPolicy(attempts=3, backoff=0))
+        landed = retry_push(lambda: next(answers), RetryPolicy(deadline=60, backoff=0))
         assert (landed.value, landed.attempts) == ("abc", 3)
 
     @pytest.mark.parametrize("env,fragment", [
-        ({"GITOPS_PUSH_ATTEMPTS": "0"}, "GITOPS_PUSH_ATTEMPTS"),
-        ({"GITOPS_PUSH_ATTEMPTS": "٣"}, "GITOPS_PUSH_ATTEMPTS"),  # a non-ASCII digit
+        ({"GITOPS_PUSH_DEADLINE": "0"}, "GITOPS_PUSH_DEADLINE"),
+        ({"GITOPS_PUSH_DEADLINE": "٣"}, "GITOPS_PUSH_DEADLINE"),  # a non-ASCII digit
+        ({"GITOPS_PUSH_DEADLINE": "1e9"}, "GITOPS_PUSH_DEADLINE"),
+        ({"GITOPS_PUSH_DEADLINE": "inf"}, "GITOPS_PUSH_DEADLINE"),
+        ({"GITOPS_PUSH_DEADLINE": "nan"}, "GITOPS_PUSH_DEADLINE"),
+        ({"GITOPS_PUSH_DEADLINE": "99999999"}, "GITOPS_PUSH_DEADLINE"),
+        ({"GITOPS_PUSH_DEADLINE": "60\n"}, "GITOPS_PUSH_DEADLINE"),
         ({"GITOPS_PUSH_BACKOFF": "-1"}, "GITOPS_PUSH_BACKOFF"),
+        ({"GITOPS_PUSH_BACKOFF": "0.\u0665"}, "GITOPS_PUSH_BACKOFF"),  # ARABIC-INDIC 5
+        ({"GITOPS_PUSH_ATTEMPTS": "40"}, "is no longer read"),
     ])
     def test_settings_are_checked(self, env: dict[str, str], fragment: str,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,6 +226,6 @@ class TestRetry:
             RetryPolicy.from_env()
 
     def test_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.delenv("GITOPS_PUSH_ATTEMPTS", raising=False)
+        monkeypatch.delenv("GITOPS_PUSH_DEADLINE", raising=False)
         monkeypatch.delenv("GITOPS_PUSH_BACKOFF", raising=False)
-        assert RetryPolicy.from_env() == RetryPolicy(attempts=40, backoff=0.05)
+        assert RetryPolicy.from_env() == RetryPolicy(deadline=300, backoff=0.05)

@@ -43,7 +43,7 @@ class TestPromote:
         tip = env_repo.tip("production")
         assert result.stdout == f"{tip}\n"
         files = env_repo.files(tip)
-        assert sorted(files) == [".gitops/promoted/hello", ".gitops/promoted/other",
+        assert sorted(files) == [".gitops/promoted/hello", ".gitops/promoted/other", "README.md",
                                  "apps/hello/deployment.yaml", "apps/other/deployment.yaml"]
         assert image_ref("other", DIGEST_A) in files["apps/other/deployment.yaml"]
         assert files[".gitops/promoted/hello"] == hello
@@ -64,7 +64,7 @@ class TestPromote:
         again = promote(env_repo, "hello", commit, "d-2")
         assert (first.kind, again.kind) == (Kind.PROMOTE, None)
         assert again.commit == first.commit == env_repo.tip("production")
-        assert len(env_repo.log("production")) == 1
+        assert env_repo.log("production") == [first.commit, env_repo.root]
 
     def test_older_commit_is_a_rollback(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         first = publish(env_repo, tmp_path, "hello", DIGEST_A)
@@ -169,4 +169,4 @@ class TestBadInput:
         assert promote(env_repo, "hello", latest).kind is Kind.PROMOTE
         assert promote(env_repo, "hello", published).kind is Kind.ROLLBACK  # a new commit
         env_repo.assert_history_clean("production")
-        assert len(env_repo.log("production")) == 3
+        assert len(env_repo.log("production")) == 3 + 1  # and init_branches' root commit

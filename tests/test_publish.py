@@ -22,12 +22,13 @@ from conftest import (
     write_manifests,
 )
 from gitops import credentials, envrepo
+from gitops.branches import init_branches
 from gitops.errors import OperationFailed
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
 from gitops.retry import RetryPolicy
 
-NO_WAIT = RetryPolicy(attempts=40, backoff=0.0)
+NO_WAIT = RetryPolicy(deadline=60, backoff=0.0)
 
 
 def request(env: EnvRepoOnDisk, folder: Path, app: str = "hello") -> PublishRequest:
@@ -37,8 +38,7 @@ def request(env: EnvRepoOnDisk, folder: Path, app: str = "hello") -> PublishRequ
 class TestPublish:
     """Each call lands as one commit whose trailers carry the provenance."""
 
-    def test_first_publish_creates_the_branch(self, env_repo: EnvRepoOnDisk,
-                                              tmp_path: Path) -> None:
+    def test_first_publish(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
         result = run_script("publish", "--repo", env_repo.url, "--app", "hello",
                             "--manifests", str(folder), "--image", image_ref("hello", DIGEST_A),
@@ -47,7 +47,7 @@ class TestPublish:
         assert result.code == 0, result.stderr
         tip = env_repo.tip("candidate")
         assert result.stdout == f"{tip}\n"
-        assert env_repo.log("candidate") == [tip]
+        assert env_repo.log("candidate") == [tip, env_repo.root]
         assert env_repo.subject(tip) == f"Deploy hello: hello@{DIGEST_A[:19]}"
         assert env_repo.message(tip).splitlines()[2:] == [
             "App: hello",
@@ -56,7 +56,7 @@ class TestPublish:
             f"Source-Commit: {'1' * 40}",
             "Build-Id: build-1",
         ]
-        assert list(env_repo.files(tip)) == ["apps/hello/deployment.yaml"]
+        assert list(env_repo.files(tip)) == ["README.md", "apps/hello/deployment.yaml"]
 
     def test_folder_is_mirrored_exactly_and_other_apps_untouched(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
@@ -70,7 +70,8 @@ class TestPublish:
         (folder / "service.yaml").write_text("apiVersion: v1\nkind: Service\n# changed\n")
         second = publish_manifests(request(env_repo, folder)).commit
         files = env_repo.files(second)
-        assert sorted(files) == ["apps/hello/deployment.yaml", "apps/hello/nested/pdb.yml",
+        assert sorted(files) == ["README.md", "apps/hello/deployment.yaml",
+                                 "apps/hello/nested/pdb.yml",
                                  "apps/hello/service.yaml", "apps/other/deployment.yaml"]
         assert files["apps/hello/service.yaml"].endswith("# changed")
         assert env_repo.files(other, "apps/other") == env_repo.files(second, "apps/other")
@@ -85,23 +86,24 @@ class TestPublish:
             source_repo="https://github.com/acme/hello", source_commit="1" * 40,
             build_id="b-2"))
         assert (again.commit, again.created, again.attempts) == (first, False, 1)
-        assert env_repo.log("candidate") == [first]
+        assert env_repo.log("candidate") == [first, env_repo.root]
 
     def test_other_branch(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        init_branches(env_repo.url, ["staging"])
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
         result = cli("publish", "--repo", str(env_repo.path), "--app", "hello",
                             "--manifests", str(folder), "--branch", "staging")
         assert result.code == 0, result.stderr
         assert env_repo.tip("staging") == result.last_line
-        assert env_repo.tip("candidate") is None
+        assert env_repo.tip("candidate") == env_repo.root
 
     def test_fetch_is_shallow_and_single_branch(self, env_repo: EnvRepoOnDisk,
                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                 ) -> None:
         for n in range(5):
             publish(env_repo, tmp_path, f"app{n}", DIGEST_A)
-        subprocess.run(["git", "branch", "production", "candidate"], cwd=env_repo.path,
-                       check=True)
+        subprocess.run(["git", "branch", "--force", "production", "candidate"],
+                       cwd=env_repo.path, check=True)
         seen: dict[str, object] = {}
         real_push = envrepo.EnvRepo.push
 
@@ -120,8 +122,8 @@ class TestPublish:
 
 
 class TestRetries:
-    """A lost race is rebuilt on the new tip, at most the configured number of attempts; any
-    other push failure is reported at once."""
+    """A lost race is rebuilt on the new tip until the deadline; any other push failure is
+    reported at once."""
 
     def test_rejected_push_is_rebuilt_on_the_new_tip(self, env_repo: EnvRepoOnDisk,
                                                      tmp_path: Path,
@@ -145,13 +147,11 @@ class TestRetries:
         assert calls == [False, True]
         assert (result.commit, result.attempts) == (env_repo.tip("candidate"), 2)
         assert [env_repo.subject(c).split(":")[0] for c in env_repo.log("candidate")] == \
-            ["Deploy hello", "Deploy rival", "Deploy base"]
+            ["Deploy hello", "Deploy rival", "Deploy base", "Initialize env repository"]
         env_repo.assert_history_clean("candidate")
 
-    @pytest.mark.parametrize("attempts", [1, 3])
-    def test_push_attempts_are_exactly_the_configured_number(
-            self, env_repo: EnvRepoOnDisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            attempts: int) -> None:
+    def test_retries_stop_at_the_deadline(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
         pushes: list[str] = []
 
         def always_lose(self: envrepo.EnvRepo, commit: str, branch: str,
@@ -160,12 +160,15 @@ class TestRetries:
             return False
 
         monkeypatch.setattr(envrepo.EnvRepo, "push", always_lose)
-        monkeypatch.setenv("GITOPS_PUSH_ATTEMPTS", str(attempts))
+        monkeypatch.setenv("GITOPS_PUSH_DEADLINE", "0.3")
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
         before = env_repo.snapshot()
-        with pytest.raises(OperationFailed, match=f"rejected {attempts} times"):
-            publish_manifests(request(env_repo, folder))
-        assert len(pushes) == attempts
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello", "--manifests",
+                     str(folder))
+        assert result.code == 1
+        assert result.stderr.startswith("error: push lost the race ")
+        assert "GITOPS_PUSH_DEADLINE=0.3" in result.stderr
+        assert len(pushes) >= 2  # retried on the new tip until the deadline
         assert env_repo.snapshot() == before
 
     def test_a_refusal_is_not_retried(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
@@ -196,7 +199,7 @@ class TestRetries:
         try:
             with pytest.raises(OperationFailed,
                                match=r"refused by the remote: \[remote rejected\]"):
-                publish_manifests(request(env_repo, folder), RetryPolicy(attempts=3, backoff=0))
+                publish_manifests(request(env_repo, folder), RetryPolicy(deadline=5, backoff=0))
         finally:
             lock.unlink()
 
@@ -246,11 +249,11 @@ class TestBadInput:
         result = cli("publish", "--repo", env_repo.url, "--app", "hello",
                             "--manifests", str(tmp_path / "empty"))
         assert_bad_input(result, "holds no files")
-        assert env_repo.tip("candidate") is None
+        assert env_repo.tip("candidate") == env_repo.root
 
     def test_unreachable_repo_is_an_operational_failure(self, tmp_path: Path) -> None:
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
-        result = cli("publish", "--repo", str(tmp_path / "missing.git"), "--app",
+        result = cli("publish", "--repo", (tmp_path / "missing.git").as_uri(), "--app",
                             "hello", "--manifests", str(folder))
         assert result.code == 1
         assert result.stderr.startswith("error: cannot fetch 'candidate'")
@@ -302,6 +305,7 @@ class TestCredentials:
             return "ghs_ShortLivedInstallationToken0123456789"
 
         monkeypatch.setattr(credentials, "connection_token", fake_token)
+        monkeypatch.setattr(credentials, "CONNECTION_TOKENS", {})
         monkeypatch.delenv(credentials.TOKEN_ENV, raising=False)
         monkeypatch.setenv(credentials.TOKEN_REPOSITORY_ENV, self.LINK)
         assert "http.extraHeader" not in credentials.git_environment("/srv/env.git").values()
@@ -315,7 +319,8 @@ class TestCredentials:
             raise RuntimeError("403 Permission 'cloudbuild.repositories.accessReadWriteToken' "
                                "denied\non resource")
 
-        monkeypatch.delenv(credentials.TOKEN_ENV)
+        assert credentials.TOKEN_ENV not in os.environ  # in this process's memory only
+        monkeypatch.setattr(credentials, "CONNECTION_TOKENS", {})
         monkeypatch.setattr(credentials, "connection_token", broken)
         with pytest.raises(OperationFailed, match=r"cannot get a token for projects/.*"
                                                   r"accessReadWriteToken' denied on resource"):
@@ -360,7 +365,7 @@ class TestFirstFetch:
         scratch.mkdir()
         folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A),
                                  {"broken.yaml": "a: [\n"} if case == "bad-input" else None)
-        repo = str(tmp_path / "missing.git") if case == "unreachable" else env_repo.url
+        repo = (tmp_path / "missing.git").as_uri() if case == "unreachable" else env_repo.url
         result = run_script("publish", "--repo", repo, "--app", "hello", "--manifests",
                             str(folder), env={"TMPDIR": str(scratch)})
         assert result.code == {"success": 0, "bad-input": 2, "unreachable": 1}[case]

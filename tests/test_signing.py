@@ -29,6 +29,7 @@ from conftest import (
 )
 from gitops.branches import init_branches
 from gitops.deploy import DeliveryRequest, Outcome, deliver
+from gitops.credentials import git_environment, process_environment, redact
 from gitops.errors import BadInput
 from gitops.freeze import set_freeze
 from gitops.signing import (
@@ -252,6 +253,14 @@ class TestKeyHandling:
             assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
             assert key_file.read_text() == keys.private["ci"]
         assert not key_file.parent.exists()
+
+    def test_git_and_its_children_never_get_the_key(self, keys: Keys,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(KEY_ENV, keys.private["ci"])
+        environment = git_environment("file:///tmp/env.git")
+        assert environment[KEY_ENV] == ""  # GitPython's git processes: emptied
+        assert KEY_ENV not in process_environment(environment)  # started processes: absent
+        assert redact(f"oops {keys.private['ci']} end") == "oops *** end"
 
     @pytest.mark.parametrize("value, says", [
         ("not a key at all", "does not hold an OpenSSH private key"),

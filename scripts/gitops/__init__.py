@@ -16,4 +16,8 @@ Design decisions:
 - Two error kinds: `BadInput` (exit 2: the caller must fix something; nothing changed) and
   `OperationFailed` (exit 1: the input was fine but the operation could not complete; nothing
   changed).
+- Inputs are hostile until checked: every value is checked by full match before anything runs
+  (`gitops.checks`, numeric settings in `gitops.settings`, manifests folders in
+  `gitops.manifests`); child processes get a deadline and only the environment they need
+  (`gitops.processes`); scratch folders left by killed runs are swept (`gitops.scratch`).
 """

@@ -2,14 +2,17 @@
 
 Shared by deliveries (gitops.deploy) and heals (gitops.drift), so a heal takes the very Lease a
 delivery takes and applies the way a delivery applies. It never touches the env repo.
+
+kubectl and gcloud get an allowlisted environment (`gitops.processes.tool_environment`: no git
+token, no other variable of the step), and each call a deadline: a rollout wait its own timeout
+plus a minute, any other call 5 minutes. A call past its deadline is killed with its process
+group and fails like any failed call (exit 124).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gitops import processes
 from gitops.cli import log
 from gitops.errors import OperationFailed
+from gitops.settings import env_seconds
 
 LEASE_NAME = "gitops-delivery"
 ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 LEASE_POLL_ENV = "GITOPS_LEASE_POLL"  # seconds between attempts on a held Lease
+DEFAULT_LEASE_POLL = 5.0
+MAX_LEASE_POLL = 300.0
+CALL_TIMEOUT = 300.0  # seconds for a kubectl or gcloud call other than a rollout wait
+ROLLOUT_GRACE = 60.0  # beyond a rollout wait's own --timeout
 
 Clock = Callable[[], float]
 
@@ -35,9 +44,16 @@ class Cluster:
     calls: list[list[str]] = field(default_factory=list)
 
     def run(self, args: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
-        proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True,
-                              env={**os.environ, "KUBECONFIG": self.kubeconfig})
-        return proc.returncode, proc.stdout, proc.stderr
+        """Exit code, stdout, stderr; a call past its deadline is killed and fails (124)."""
+        env = processes.tool_environment({"KUBECONFIG": self.kubeconfig})
+        verb = next((a for a in args[1:] if not a.startswith("-")), "")
+        try:
+            return processes.run(args, env, call_timeout(args), f"{args[0]} {verb}",
+                                 data=None if stdin is None else stdin.encode())
+        except OperationFailed as exc:  # timed out: a failed call like any other
+            return 124, "", str(exc)
+        except OSError as exc:  # not installed, not executable
+            return 127, "", f"cannot run {args[0]}: {exc.strerror}"
 
     def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
         return self.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], stdin)
@@ -48,6 +64,19 @@ class Cluster:
         if code != 0:
             raise OperationFailed(f"cannot get credentials for cluster {cluster}: "
                                   f"{' '.join(err.split())}")
+
+
+def call_timeout(args: Sequence[str]) -> float:
+    """A rollout wait's own --timeout plus a grace period; CALL_TIMEOUT for any other call."""
+    for arg in args:
+        if arg.startswith("--timeout=") and arg.endswith("s") and arg[10:-1].isdigit():
+            return int(arg[10:-1]) + ROLLOUT_GRACE
+    return CALL_TIMEOUT
+
+
+def lease_poll() -> float:
+    """Seconds between attempts on a Lease another build holds (GITOPS_LEASE_POLL)."""
+    return env_seconds(LEASE_POLL_ENV, DEFAULT_LEASE_POLL, 0.01, MAX_LEASE_POLL)
 
 
 # --- the Lease: one delivery per app at a time ------------------------------------------------
@@ -77,7 +106,7 @@ def acquire_lease(cluster: Cluster, app: str, holder: str, seconds: int, wait: f
                   poll: float | None = None) -> None:
     """Create the Lease, or take it over once expired; wait while another build holds it."""
     deadline = time.monotonic() + wait
-    poll = poll if poll is not None else float(os.environ.get(LEASE_POLL_ENV, "5"))
+    poll = poll if poll is not None else lease_poll()
     while True:
         code, _, err = cluster.kubectl("create", "-f", "-",
                                        stdin=lease_manifest(app, holder, seconds, None))

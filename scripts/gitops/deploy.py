@@ -9,6 +9,9 @@ run one at a time and production's tip is always what the cluster last applied s
 3. success: `gitops.promote.promote` records the commit on production (Promote, or Rollback for
    an older commit that production held before); failure: what production holds for the app
    is re-applied, so cluster and production agree again, and the build fails.
+4. a rollout that succeeded but cannot be recorded on production (production protected, the
+   push refused or timing out) is treated like a failed rollout: production's tree is
+   re-applied and the build fails, saying loudly what happened and what the cluster runs.
 
 With environments (docs/environments.md) each environment's delivery uses its own branches and
 namespace; after a promotion (not a rollback) the same release is published to the next
@@ -30,24 +33,30 @@ signed commit would otherwise be applied under someone else's signature.
 Cluster access goes through one small boundary (`gitops.cluster`: `Cluster`, the Lease, apply
 and wait), which the tests replace and which heals (gitops.drift) share. Without a
 cluster (GITOPS_NO_CLUSTER=1, used by the local loop) the manifests are validated only, and the
-output says so plainly.
+output says so plainly. Every setting is checked before anything runs, the retry deadline that
+the promotion after the rollout reads included.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from gitops import events
+from gitops import events, scratch
 from gitops.approval import ApprovalReader, CloudBuildApprovals
 from gitops.chain import ChainRequest, publish_to_next
-from gitops.checks import check_app, check_branch, check_sha, check_trailer_value
+from gitops.checks import (
+    check_app,
+    check_branch,
+    check_gcloud_names,
+    check_remote,
+    check_sha,
+    check_trailer_value,
+)
 from gitops.cli import log
 from gitops.cluster import (  # noqa: F401 - the cluster boundary, re-exported for callers
     LEASE_NAME,
@@ -59,12 +68,15 @@ from gitops.cluster import (  # noqa: F401 - the cluster boundary, re-exported f
     apply_and_wait,
     lease_expired,
     lease_manifest,
+    lease_poll,
     release_lease,
     workloads,
 )
 from gitops.envrepo import EnvRepo, scratch_repo
-from gitops.errors import BadInput, OperationFailed
+from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.promote import Kind, PromoteRequest, promote, promoted_from
+from gitops.retry import RetryPolicy
+from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT, whole_seconds
 from gitops.signing import Signing
 from gitops.status import freeze_note
 
@@ -118,6 +130,10 @@ class DeliveryRequest:
         return self.namespace or self.app
 
 
+class Unrecorded(OperationFailed):
+    """The target branch did not take a commit (its reason); raised by the promotion only."""
+
+
 @dataclass(frozen=True)
 class DeployResult:
     commit: str  # the target's tip afterwards (the commit itself if the target has none)
@@ -166,6 +182,7 @@ def check_signatures(env: EnvRepo, source: str, app: str, commit: str) -> None:
 
 
 def check_request(request: DeliveryRequest) -> None:
+    check_remote(request.repo)
     check_app(request.app)
     check_sha(request.commit)
     check_branch(request.source)
@@ -182,6 +199,14 @@ def check_request(request: DeliveryRequest) -> None:
             raise BadInput("--next-candidate must be the next environment's own branch")
     if request.record_approval and not (request.project and request.region):
         raise BadInput("--project and --region are required to read this build's approval")
+    if request.project and request.cluster and request.location:
+        check_gcloud_names(request.project, request.cluster, request.location)
+    if not 1 <= request.timeout <= MAX_ROLLOUT_TIMEOUT:
+        raise BadInput(f"--timeout must be from 1s to {MAX_ROLLOUT_TIMEOUT}s")
+    if not 1 <= request.lock_timeout <= MAX_LOCK_TIMEOUT:
+        raise BadInput(f"--lock-timeout must be from 1s to {MAX_LOCK_TIMEOUT}s")
+    lease_poll()
+    RetryPolicy.from_env()  # promote reads it after the rollout: a bad value must stop us now
 
 
 def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] = Cluster,
@@ -213,10 +238,13 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         return result
 
     def promoted(outcome: Outcome) -> DeployResult:
-        result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
-                                        source=source, target=target,
-                                        build_id=request.build_id, approved_by=approved_by,
-                                        signing=signing))
+        try:
+            result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
+                                            source=source, target=target,
+                                            build_id=request.build_id,
+                                            approved_by=approved_by, signing=signing))
+        except (OperationFailed, BadInput) as exc:  # the target did not record the commit
+            raise Unrecorded(one_line(str(exc))) from None
         rollback = result.kind is Kind.ROLLBACK
         announced = told(events.Kind.ROLLED_BACK if rollback else events.Kind.PROMOTED,
                          DeployResult(result.commit, outcome, rollback),
@@ -235,10 +263,12 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             f"for environment {request.next_environment}: {chained.commit[:12]}")
         return replace(announced, next_commit=chained.commit)
 
-    with scratch_repo(request.repo, signing=signing) as env, \
-            tempfile.TemporaryDirectory() as work:
+    with scratch_repo(request.repo, signing=signing) as env, scratch.folder() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
             raise BadInput(f"commit {commit} is not on branch {source!r}")
+        if env.fetch(target) is None:
+            raise BadInput(f"branch {target!r} does not exist in {request.repo}: branches are "
+                           "created by init_branches.py (is --to mistyped?)")
         entry = env.lookup(commit, f"{APPS_DIR}/{app}")
         if entry is None or not entry.is_tree:
             raise BadInput(f"app {app!r} has no manifests ({APPS_DIR}/{app}/) at {commit}")
@@ -279,14 +309,29 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             log(f"applying {app} at {commit[:12]} to namespace {namespace}")
             failure = apply_and_wait(cluster, namespace, candidate, request.timeout, clock)
             if failure is None:
-                return promoted(Outcome.PROMOTED)
+                try:
+                    return promoted(Outcome.PROMOTED)
+                except Unrecorded as exc:  # rolled out, but the target did not record it
+                    unrecorded = str(exc)
+                log(f"ERROR: {app} at {commit[:12]} rolled out, but {target} did not record "
+                    f"it ({unrecorded}); re-applying what {target} holds")
+                reverted = revert(env, cluster, app, target, Path(work) / "production",
+                                  request.timeout, clock, namespace)
+                after = after_revert(env, app, target, reverted)
+                told(events.Kind.FAILED_AND_REVERTED,
+                     DeployResult(env.tip(target) or "", Outcome.FAILED),
+                     f"{app}: {commit[:12]} rolled out but {target} did not record it",
+                     f"{unrecorded}; {after}")
+                raise OperationFailed(f"{app} at {commit[:12]} rolled out but could not be "
+                                      f"recorded on {target} ({unrecorded}); {after}")
             reverted = revert(env, cluster, app, target, Path(work) / "production",
                               request.timeout, clock, namespace)
             told(events.Kind.FAILED_AND_REVERTED,
                  DeployResult(env.tip(target) or "", Outcome.FAILED),
                  f"{app}: {commit[:12]} failed on {target}, production's version re-applied",
                  failure + (f"; revert: {reverted}" if reverted else ""))
-            raise OperationFailed(f"{app} at {commit[:12]}: {failure}")
+            raise OperationFailed(f"{app} at {commit[:12]}: {failure}; "
+                                  f"{after_revert(env, app, target, reverted)}")
         finally:
             release_lease(cluster, namespace, request.build_id)
 
@@ -309,8 +354,18 @@ def revert(env: EnvRepo, cluster: Cluster, app: str, target: str, folder: Path,
     return failure
 
 
-def seconds(value: str, flag: str) -> int:
-    """Whole seconds written like `300s`."""
-    if not re.fullmatch(r"[0-9]+s", value) or int(value[:-1]) < 1:
-        raise BadInput(f"{flag} {value!r} must be whole seconds like 300s")
-    return int(value[:-1])
+def after_revert(env: EnvRepo, app: str, target: str, failure: str | None) -> str:
+    """What the cluster runs after `revert` (which returned failure), for the error line."""
+    tip = env.tip(target)
+    if tip is None or env.lookup(tip, f"{APPS_DIR}/{app}") is None:
+        return (f"{target} holds nothing for {app} yet, so nothing was re-applied: "
+                "THE CLUSTER STILL RUNS THIS COMMIT")
+    if failure:
+        return (f"re-applying {target} {tip[:12]} FAILED too ({failure}): THE CLUSTER AND "
+                f"{target.upper()} DISAGREE")
+    return f"re-applied {target} {tip[:12]}: the cluster runs what {target} holds again"
+
+
+def seconds(value: str, flag: str, maximum: int = MAX_LOCK_TIMEOUT) -> int:
+    """Whole seconds written like `300s`, from 1 to maximum."""
+    return whole_seconds(flag, value, maximum)

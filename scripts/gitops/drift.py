@@ -28,14 +28,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from gitops import events
+from gitops import events, scratch
 from gitops.checks import check_app, check_branch, check_trailer_value
 from gitops.cli import log
 from gitops.cluster import Cluster, acquire_lease, apply_and_wait, release_lease
@@ -254,7 +253,7 @@ def reconcile(request: ReconcileRequest, cluster: Cluster,
     """Compare every app (or request.apps) with production, heal those allowed, announce
     (publish=False: report only, as `status --drift` does)."""
     check_request(request)
-    with scratch_repo(request.repo) as env, tempfile.TemporaryDirectory() as work:
+    with scratch_repo(request.repo) as env, scratch.folder() as work:
         if env.fetch(request.target) is None:
             raise BadInput(f"branch {request.target!r} does not exist in {request.repo}")
         env.fetch(request.source)

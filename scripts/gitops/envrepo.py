@@ -14,7 +14,13 @@ Design decisions:
   writer held its lock), otherwise a failure carrying the remote's reason; no status line at
   all (connection, authentication) is a failure.
 - Git runs with LC_ALL=C and every decision reads exit codes or porcelain fields, never git's
-  English messages. Positional arguments follow `--`, so no value can be read as an option.
+  English messages. Positional arguments follow `--`, so no value can be read as an option, and
+  the remote is checked before any git runs (`gitops.checks.check_remote`).
+- Every network command (fetch, ls-remote, push) runs in its own process group with a deadline
+  (GITOPS_GIT_TIMEOUT, default 120 s), and git aborts HTTP transfers that stall; a remote that
+  hangs fails the command with a clear message instead of blocking the build.
+- The scratch repository is a `gitops.scratch` folder: a run killed with SIGKILL leaves it
+  behind, and the next run on the host removes it.
 - GitPython is loaded by `scratch_repo`, after it has started the caller's first fetch (with the
   standard library, the one git call not made through GitPython): loading it takes about as
   long as a shallow fetch, and publish, on every app build's critical path, needs both.
@@ -23,7 +29,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -36,7 +41,9 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 if TYPE_CHECKING:
     import git
 
-from gitops.credentials import git_environment, local_path_url
+from gitops import processes, scratch
+from gitops.checks import check_remote
+from gitops.credentials import git_environment, git_timeout, process_environment
 from gitops.errors import OperationFailed, one_line
 from gitops.signing import GitSigning, SignatureCheck, Signing, git_settings
 from gitops.trailers import parse_trailer_lines
@@ -94,6 +101,8 @@ class EnvRepo:
 
     url: str
     repo: git.Repo
+    process_env: dict[str, str] = field(default_factory=dict)  # for network commands
+    timeout: float = 120.0  # seconds one network command may take
     depths: dict[str, int] = field(default_factory=dict)  # per branch; 0: whole history
     # Fetches started by scratch_repo before GitPython was loaded, by branch.
     early: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -122,6 +131,12 @@ class EnvRepo:
             raise OperationFailed(f"git {args[0]} failed (exit {status}): {one_line(err)}")
         return out
 
+    def network(self, what: str, *args: str) -> tuple[int, str, str]:
+        """Run a git command that talks to the remote, within the timeout (never raises
+        except on timeout)."""
+        return processes.run(["git", *args], self.process_env, self.timeout, what,
+                             cwd=str(self.repo.git_dir))
+
     # --- the remote ---------------------------------------------------------------------------
 
     def fetch(self, branch: str) -> str | None:
@@ -132,12 +147,13 @@ class EnvRepo:
         depth = self.depths.setdefault(branch, 1)
         early = self.early.pop(branch, None)
         for _ in range(3):
+            what = f"git fetch of {branch!r} from {self.url}"
             if early is not None:
-                _, stderr = early.communicate()
-                status, err = early.returncode, stderr.decode(errors="replace")
+                status, _, err = processes.finish(early, self.timeout, what)
                 early = None
             else:
-                status, _, err = self.run(*fetch_args(self.url, branch, depth, self.is_shallow()))
+                status, _, err = self.network(
+                    what, *fetch_args(self.url, branch, depth, self.is_shallow()))
             if status == 0:
                 return self.tip(branch)
             # Missing branch, or another failure? Ask the remote (exit code 2: no such ref).
@@ -149,7 +165,8 @@ class EnvRepo:
     def remote_tip(self, branch: str, failure: str = "") -> str | None:
         """The branch's tip on the remote now, or None when it has no such branch."""
         ref = f"refs/heads/{branch}"
-        status, out, err = self.run("ls-remote", "--exit-code", "--", self.url, ref)
+        status, out, err = self.network(f"git ls-remote of {branch!r} at {self.url}",
+                                        "ls-remote", "--exit-code", "--", self.url, ref)
         if status == 2:
             return None
         if status != 0:
@@ -210,7 +227,9 @@ class EnvRepo:
         OperationFailed: the remote refused for another reason, or could not be reached.
         """
         ref = f"refs/heads/{branch}"
-        status, out, err = self.run("push", "--porcelain", "--", self.url, f"{commit}:{ref}")
+        status, out, err = self.network(
+            f"git push of {commit} to {branch!r} (its outcome is unknown: check the branch)",
+            "push", "--porcelain", "--", self.url, f"{commit}:{ref}")
         flag, summary = porcelain_status(out, ref)
         if flag is None:
             raise OperationFailed(f"push to {branch!r} failed (exit {status}): {one_line(err)}")
@@ -357,23 +376,30 @@ class EnvRepo:
             + b"\0" for name, e in entries.items())
         return self.output("mktree", "-z", data=data).strip()
 
-    def write_folder(self, root: Path) -> str | None:
-        """Every file under root as blobs and trees; the folder's tree SHA (None when empty)."""
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        shas = dict(zip(files, self.write_files(files), strict=True))
+    def write_folder(self, files: dict[str, Path]) -> str | None:
+        """Files (tree path -> the regular file holding its content) as blobs and trees; the
+        top tree's SHA (None when there are no files). The caller has checked every path."""
+        names = sorted(files)
+        shas = dict(zip(names, self.write_files([files[n] for n in names]), strict=True))
+        nested: dict[str, dict[str, str]] = {"": {}}  # folder -> {entry name: tree path}
+        for name in names:
+            parts = name.split("/")
+            for depth in range(len(parts)):
+                folder = "/".join(parts[:depth])
+                nested.setdefault(folder, {})[parts[depth]] = "/".join(parts[:depth + 1])
 
-        def tree_of(folder: Path) -> str | None:
+        def tree_of(folder: str) -> str | None:
             entries: dict[str, Entry] = {}
-            for item in folder.iterdir():
-                if item in shas:
-                    entries[item.name] = Entry.file(shas[item])
-                elif item.is_dir():
-                    sub = tree_of(item)
+            for entry_name, path in nested.get(folder, {}).items():
+                if path in shas:
+                    entries[entry_name] = Entry.file(shas[path])
+                else:
+                    sub = tree_of(path)
                     if sub is not None:
-                        entries[item.name] = Entry.tree(sub)
+                        entries[entry_name] = Entry.tree(sub)
             return self.make_tree(entries) if entries else None
 
-        return tree_of(root)
+        return tree_of("")
 
     def edit_tree(self, base: str | None, path: str, new: Entry | None) -> str | None:
         """Tree base with the entry at path replaced by new, or removed if new is None.
@@ -436,7 +462,7 @@ def scratch_repo(url: str, first_fetch: str | None = None,
     Commits are signed and signatures checked as signing says (default: the environment,
     `gitops.signing`).
     """
-    url = local_path_url(url)
+    url = check_remote(url)
     signing = signing if signing is not None else Signing.from_env()
     # git_settings first: a bad key fails there, before anything else.
     with git_settings(signing) as git_signing, \
@@ -447,34 +473,33 @@ def scratch_repo(url: str, first_fetch: str | None = None,
 @contextmanager
 def _scratch_repo(url: str, first_fetch: str | None, signing: Signing,
                   git_signing: GitSigning) -> Iterator[EnvRepo]:
+    timeout = git_timeout()
     # First: a token failure leaves nothing behind.
     environment = git_environment(url, git_signing.settings, git_signing.email)
-    workdir = tempfile.mkdtemp(prefix="gitops-")
+    process_env = process_environment(environment)
+    workdir = str(scratch.make())
     early: subprocess.Popen[bytes] | None = None
     try:
-        process_env = {**os.environ, **environment}
         # No template: nothing to copy in, nothing to delete afterwards.
-        init = subprocess.run(["git", "init", "--quiet", "--bare", "--template=", "--", workdir],
-                              env=process_env, capture_output=True, check=False)
-        if init.returncode != 0:
-            raise OperationFailed(f"cannot create a scratch repository: "
-                                  f"{one_line(init.stderr.decode(errors='replace'))}")
+        status, _, err = processes.run(
+            ["git", "init", "--quiet", "--bare", "--template=", "--", workdir], process_env,
+            timeout, "git init of a scratch repository")
+        if status != 0:
+            raise OperationFailed(f"cannot create a scratch repository: {one_line(err)}")
         if first_fetch is not None:
-            early = subprocess.Popen(["git", *fetch_args(url, first_fetch, 1, False)],
-                                     cwd=workdir, env=process_env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            early = processes.start(["git", *fetch_args(url, first_fetch, 1, False)],
+                                    process_env, cwd=workdir)
         import git  # here, not at the top: see the module docstring
 
         repo = git.Repo(workdir)
         repo.git.update_environment(**environment)
         try:
-            yield EnvRepo(url=url, repo=repo,
+            yield EnvRepo(url=url, repo=repo, process_env=process_env, timeout=timeout,
                           early={first_fetch: early} if first_fetch and early else {},
                           signing=signing)
         finally:
             repo.close()
     finally:
-        if early is not None and early.poll() is None:
-            early.kill()
-            early.communicate()
+        if early is not None and early.returncode is None:
+            processes.kill_group(early)
         shutil.rmtree(workdir, ignore_errors=True)

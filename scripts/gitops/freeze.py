@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gitops.checks import check_app, check_branch, check_trailer_value
+from gitops.checks import check_app, check_branch, check_remote, check_trailer_value
 from gitops.envrepo import Entry, scratch_repo
-from gitops.errors import BadInput
+from gitops.errors import BadInput, OperationFailed
 from gitops.retry import RetryPolicy, retry_push
 from gitops.status import FROZEN_DIR
 from gitops.trailers import commit_message
@@ -49,6 +49,7 @@ class FreezeResult:
 def set_freeze(repo: str, app: str, frozen: bool, reason: str | None = None,
                branch: str = "candidate", policy: RetryPolicy | None = None) -> FreezeResult:
     """Freeze (frozen=True, with an optional reason) or unfreeze app on branch."""
+    check_remote(repo)
     check_app(app)
     check_branch(branch)
     if reason is not None:
@@ -57,6 +58,9 @@ def set_freeze(repo: str, app: str, frozen: bool, reason: str | None = None,
     path = f"{FROZEN_DIR}/{app}"
     with scratch_repo(repo) as env:
         tip = env.fetch(branch)
+        if tip is None:
+            raise BadInput(f"branch {branch!r} does not exist in {repo}: branches are created "
+                           "by init_branches.py (is --branch mistyped?)")
         if env.lookup(tip, f"{APPS_DIR}/{app}") is None:
             raise BadInput(f"unknown app {app!r}: no {APPS_DIR}/{app}/ on {branch!r}")
         text = reason or "frozen"
@@ -67,6 +71,8 @@ def set_freeze(repo: str, app: str, frozen: bool, reason: str | None = None,
 
         def attempt() -> str | None:
             tip = env.fetch(branch)
+            if tip is None:
+                raise OperationFailed(f"branch {branch!r} was deleted from {repo} meanwhile")
             blob = env.read_blob(tip, path)
             current = blob.strip() if blob is not None else None
             previous.append(current)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gitops.checks import check_app, check_branch, short_ref
+from gitops.credentials import strip_userinfo
 from gitops.envrepo import EnvRepo, LogEntry, scratch_repo
 from gitops.errors import BadInput
 from gitops.signing import SignatureCheck, Signing
@@ -88,8 +89,9 @@ def apps_on(env: EnvRepo, *branches: str) -> list[str]:
 def collect(env: EnvRepo, app: str, source: str, target: str) -> History:
     """The app's history from the fetched branches."""
     attempts = [
+        # Credentials recorded before Source-Repo was checked are not shown again.
         Attempt(commit=e.sha, time=e.time, image=e.trailers.get("Image"),
-                source_repo=e.trailers.get("Source-Repo"),
+                source_repo=strip_userinfo(e.trailers.get("Source-Repo")),
                 source_commit=e.trailers.get("Source-Commit"),
                 build_id=e.trailers.get("Build-Id"), signature=e.signature,
                 provenance=e.trailers.get("Provenance"))

@@ -16,12 +16,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from gitops import processes, scratch
 from gitops.checks import check_image_ref
 from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.manifest_text import Document
@@ -53,7 +52,7 @@ def build(overlay: Path, images: dict[str, str]) -> str:
     if kubectl is None:
         raise OperationFailed("kubectl is not on PATH: kustomize overlays are built with "
                               "`kubectl kustomize`")
-    wrapper = Path(tempfile.mkdtemp(prefix="gitops-kustomize-"))
+    wrapper = scratch.make()  # a killed run's wrapper is swept by the next one
     try:
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -62,19 +61,16 @@ def build(overlay: Path, images: dict[str, str]) -> str:
             "images": [image_override(name, ref) for name, ref in images.items()],
         }
         (wrapper / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-        try:
-            proc = subprocess.run(["kubectl", "kustomize", str(wrapper)], capture_output=True,
-                                  text=True, timeout=TIMEOUT, env={**os.environ,
-                                                                   "LC_ALL": "C"})
-        except subprocess.TimeoutExpired:
-            raise OperationFailed(f"kubectl kustomize {overlay} took more than "
-                                  f"{TIMEOUT} s") from None
+        # Only what kubectl needs (no git token); its process group killed after TIMEOUT.
+        code, out, err = processes.run(["kubectl", "kustomize", str(wrapper)],
+                                       processes.tool_environment(), TIMEOUT,
+                                       f"kubectl kustomize {overlay}")
     finally:
         shutil.rmtree(wrapper, ignore_errors=True)
-    if proc.returncode != 0:
-        reason = one_line(proc.stderr).removeprefix("error: ")
+    if code != 0:
+        reason = one_line(err).removeprefix("error: ")
         raise BadInput(f"kustomize build of {overlay} failed: {reason}")
-    return proc.stdout
+    return out
 
 
 def object_files(text: str, documents: list[Document]) -> dict[str, str]:

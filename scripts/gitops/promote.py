@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from gitops.checks import check_app, check_branch, check_sha, check_trailer_value, short_ref
+from gitops.checks import (
+    check_app,
+    check_branch,
+    check_remote,
+    check_sha,
+    check_trailer_value,
+    short_ref,
+)
+from gitops.credentials import strip_userinfo
 from gitops.envrepo import Entry, EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.retry import RetryPolicy, retry_push
@@ -60,7 +68,10 @@ def provenance(env: EnvRepo, commit: str, app: str) -> dict[str, str]:
         trailers = last[0].trailers if last else {}
         if trailers.get("App") != app:
             return {}
-    return {key: trailers[key] for key in PROVENANCE_KEYS if key in trailers}
+    found = {key: trailers[key] for key in PROVENANCE_KEYS if key in trailers}
+    if "Source-Repo" in found:  # credentials recorded before the value was checked stay out
+        found["Source-Repo"] = strip_userinfo(found["Source-Repo"]) or ""
+    return found
 
 
 def is_rollback(env: EnvRepo, source: str, commit: str, previous: str | None) -> bool:
@@ -73,6 +84,7 @@ def is_rollback(env: EnvRepo, source: str, commit: str, previous: str | None) ->
 
 
 def check_request(request: PromoteRequest) -> None:
+    check_remote(request.repo)
     check_app(request.app)
     check_sha(request.commit)
     check_branch(request.source)
@@ -106,6 +118,9 @@ def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> Promo
 
         def attempt() -> str | None:
             tip = env.fetch(target)
+            if tip is None:
+                raise BadInput(f"branch {target!r} does not exist in {request.repo}: branches "
+                               "are created by init_branches.py (is --to mistyped?)")
             if env.lookup(tip, prefix) == app_entry:
                 kinds.append(None)
                 return tip  # the target already holds this tree: nothing to do

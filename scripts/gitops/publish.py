@@ -10,6 +10,11 @@ delivery chain publishes to that environment's candidate in turn (`gitops.chain`
 
 Publish is on every app build's critical path, so its first fetch runs while GitPython loads
 and the manifests are checked and stored as git objects (`gitops.envrepo.scratch_repo`).
+
+The folder holds regular .yaml/.yml files only (symlinks only when they resolve inside it), and
+each is parsed as render parses it, so publish refuses what render refuses (duplicate keys,
+excessive nesting, alias bombs: `gitops.manifests`). The branch must exist: creating branches
+is `init_branches`' job, so a mistyped `--branch` cannot start a new root branch.
 """
 
 from __future__ import annotations
@@ -22,18 +27,20 @@ from gitops.checks import (
     check_branch,
     check_build_name,
     check_image_ref,
+    check_remote,
     check_sha,
+    check_source_repo,
     check_trailer_value,
     short_ref,
 )
 from gitops.envrepo import Entry, scratch_repo
 from gitops.errors import BadInput
+from gitops.manifests import check_folder_yaml, collect_files
 from gitops.retry import RetryPolicy, retry_push
 from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
 RELEASES_DIR = "releases"
-MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -58,31 +65,13 @@ class PublishResult:
     attempts: int  # pushes tried (1 unless another writer got there first)
 
 
-def check_folder(folder: Path) -> list[Path]:
-    """The folder must exist and hold only .yaml/.yml files."""
-    if not folder.is_dir():
-        raise BadInput(f"manifests folder {str(folder)!r} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    if not files:
-        raise BadInput(f"manifests folder {str(folder)!r} holds no files")
-    for path in files:
-        if path.suffix not in MANIFEST_SUFFIXES:
-            raise BadInput(f"{path}: not a .yaml/.yml manifest")
-    return files
-
-
-def check_yaml(files: list[Path]) -> None:
-    """Every file must parse as YAML."""
-    import yaml  # here, not at the top: this runs while the first fetch is under way
-
-    for path in files:
-        try:
-            list(yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+def missing_branch(branch: str, repo: str) -> BadInput:
+    return BadInput(f"branch {branch!r} does not exist in {repo}: branches are created by "
+                    "init_branches.py (is --branch mistyped?)")
 
 
 def check_request(request: PublishRequest) -> None:
+    check_remote(request.repo)
     check_app(request.app)
     check_branch(request.branch)
     if request.image is not None:
@@ -90,7 +79,7 @@ def check_request(request: PublishRequest) -> None:
     if request.source_commit is not None:
         check_sha(request.source_commit, "--source-commit")
     if request.source_repo is not None:
-        check_trailer_value("--source-repo", request.source_repo)
+        check_source_repo(request.source_repo)
     if request.build_id is not None:
         check_trailer_value("--build-id", request.build_id)
     if request.provenance is not None:
@@ -116,22 +105,22 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
     """Make `apps/APP/` on the branch exactly the manifests folder, in one commit."""
     check_request(request)
     policy = policy or RetryPolicy.from_env()
-    files = check_folder(request.manifests)
-    release_files = {name: check_folder(folder) for name, folder in request.release_for}
+    files = collect_files(request.manifests)
+    release_files = {name: collect_files(folder) for name, folder in request.release_for}
     message = message_for(request)
     prefix = f"{APPS_DIR}/{request.app}"
 
     with scratch_repo(request.repo, first_fetch=request.branch) as env:
-        check_yaml(files)  # bad input stops us before anything is pushed
-        for found in release_files.values():
-            check_yaml(found)
-        app_tree = env.write_folder(request.manifests.resolve())
+        check_folder_yaml(files, request.manifests)  # bad input stops us before any push
+        for name, folder in request.release_for:
+            check_folder_yaml(release_files[name], folder)
+        app_tree = env.write_folder(files)
         if app_tree is None:
             raise BadInput(f"manifests folder {str(request.manifests)!r} holds no files")
         app_entry = Entry.tree(app_tree)
         releases: dict[str, Entry] = {}
         for name, folder in request.release_for:
-            tree_sha = env.write_folder(folder.resolve())
+            tree_sha = env.write_folder(release_files[name])
             if tree_sha is None:
                 raise BadInput(f"manifests folder {str(folder)!r} holds no files")
             releases[f"{RELEASES_DIR}/{name}/{request.app}"] = Entry.tree(tree_sha)
@@ -139,11 +128,13 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
 
         def attempt() -> str | None:
             tip = env.fetch(request.branch)  # the first time: the fetch started early
+            if tip is None:
+                raise missing_branch(request.branch, request.repo)
             base = env.root_tree(tip)
             tree = env.edit_tree(base, prefix, app_entry)
             for path, entry in releases.items():
                 tree = env.edit_tree(tree, path, entry)
-            if tip is not None and tree == base:
+            if tree == base:
                 attempts.append(False)
                 return tip  # identical content: no commit
             attempts.append(True)

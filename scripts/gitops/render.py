@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import copy
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitops import kustomize
+from gitops import kustomize, scratch
 from gitops.checks import check_app, check_image_ref
 from gitops.crds import CustomSchemas
 from gitops.crds import problem as custom_problem
@@ -400,7 +399,7 @@ def validate(text: str, source: str, images: dict[str, str], kube_version: str) 
 
 def atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
     """Write files (relative name -> bytes) into target, which must not exist yet or be empty."""
-    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=target.parent))
+    staging = scratch.make(target.parent)  # a killed run's staging is swept by the next one
     try:
         for name, data in files.items():
             path = staging / name

@@ -6,7 +6,8 @@ Design decisions:
 - The private key arrives in the environment (`GITOPS_SIGNING_KEY`, set by Cloud Build from
   Secret Manager through `availableSecrets`/`secretEnv`), never on a command line, in a
   substitution or in the image. It is written to a file readable by its owner only (0600, in a
-  0700 folder), named to git by `GIT_CONFIG_*` variables, and removed when the command ends.
+  0700 scratch folder), named to git by `GIT_CONFIG_*` variables, and removed when the command
+  ends (or by the next command, if this one was killed); git's children never get the variable.
 - The allowed signers are trusted input from outside the env repo (the stack's config, handed
   to the delivery trigger, or a file an operator passes): a file inside the env repo would be
   writable by anyone who can push to it, so it could not be the anchor of trust.
@@ -26,12 +27,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops import scratch
 from gitops.errors import BadInput, OperationFailed, one_line
 
 KEY_ENV = "GITOPS_SIGNING_KEY"
@@ -160,7 +161,8 @@ def git_settings(signing: Signing) -> Iterator[GitSigning]:
     if not signing.signs and not signing.verifies:
         yield GitSigning([])
         return
-    folder = Path(tempfile.mkdtemp(prefix="gitops-signing-"))  # mkdtemp: mode 0700
+    # A scratch folder (mode 0700): removed below, or by the next run if this one is killed.
+    folder = scratch.make()
     try:
         settings: list[tuple[str, str]] = []
         email = None
@@ -185,9 +187,11 @@ def key_comment(key_file: Path) -> str:
     """The comment of a private key ssh-keygen can use without a passphrase; BadInput if it
     cannot (the message names the file, never the key material)."""
     try:
+        # The key is in the file: ssh-keygen does not get it in its environment too.
+        environment = {k: v for k, v in os.environ.items() if k != KEY_ENV}
         proc = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(key_file)],
                               capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              check=False)
+                              env=environment, check=False)
     except FileNotFoundError:
         raise OperationFailed("ssh-keygen is not installed: commits cannot be signed") from None
     if proc.returncode != 0:
