@@ -6,10 +6,12 @@ its own design decisions.
 
 import pulumi
 
+from components.admission_policy import AdmissionPolicy, AdmissionPolicyArgs
 from components.apis import ProjectApis, ProjectApisArgs
 from components.approvals import ApprovalGates, ApprovalGatesArgs
 from components.cluster import GkeCluster, GkeClusterArgs
 from components.cluster_access import AppNamespaces, AppNamespacesArgs
+from components.commit_signing import CommitSigning, CommitSigningArgs
 from components.config import ConfigError, load_config, node_account_id
 from components.env_branches import EnvBranches, EnvBranchesArgs
 from components.events import DeliveryEvents, DeliveryEventsArgs
@@ -32,10 +34,15 @@ except ConfigError as error:
 # APIs first: everything below depends on the ones it uses.
 # The state backend's own API: Secret Manager for a Pulumi Cloud token, Cloud KMS otherwise.
 state_api = "secretmanager.googleapis.com" if config.pulumi_cloud else "cloudkms.googleapis.com"
+# Signing keys live in Secret Manager; Binary Authorization has its own API.
+supply_chain_apis = (*(("secretmanager.googleapis.com",) if config.signing else ()),
+                     *(("binaryauthorization.googleapis.com",)
+                       if config.binary_authorization else ()))
 apis = ProjectApis("apis", ProjectApisArgs(project=config.project,
                                            source_provider=config.source_provider,
                                            extra=(state_api, "pubsub.googleapis.com",
-                                                  "cloudscheduler.googleapis.com")))
+                                                  "cloudscheduler.googleapis.com",
+                                                  *supply_chain_apis)))
 
 environments = config.environments
 # The clusters the environments deploy to, in order; the stack's own keeps today's names.
@@ -91,7 +98,10 @@ for cluster_name in cluster_names:
         subnetwork=network.subnetwork,
         pods_range=pods_range,
         services_range=services_range,
-        api_dependencies=[*apis.depends_on("container", "iam", "cloudresourcemanager"), network],
+        binary_authorization=config.binary_authorization,
+        api_dependencies=[*apis.depends_on("container", "iam", "cloudresourcemanager"), network,
+                          *apis.depends_on(*(["binaryauthorization"]
+                                             if config.binary_authorization else []))],
         name_prefix=f"{cluster_name}-" if own else "",
     ))
 # Operators' default: the cluster of the last environment (production).
@@ -136,6 +146,15 @@ state_access = StateAccess("state-access", StateAccessArgs(
     api_dependencies=apis.depends_on(state_api.split(".")[0], "storage"),
 ))
 
+# Signed commits (gitops:signers): a key secret per committing identity (CI and each
+# environment's delivery identity), read by it alone.
+signing = CommitSigning("commit-signing", CommitSigningArgs(
+    project=config.project,
+    members={kind: identities.member(kind) for kind in config.signing_identities},
+    allowed_signers=config.allowed_signers(),
+    api_dependencies=apis.depends_on("secretmanager"),
+)) if config.signing else None
+
 # One JSON event per delivery outcome, on a topic with a schema; every delivery identity and
 # the reconcile identity publish.
 events = DeliveryEvents("events", DeliveryEventsArgs(
@@ -156,7 +175,8 @@ approval_grants = ApprovalGates("approvals", ApprovalGatesArgs(
 # Every grant above propagates before anything acts on it.
 grants = IamPropagation("iam-propagation", IamPropagationArgs(
     grants=[*identities.grants, *(c.node_role for c in clusters.values()), *registry.grants,
-            *repositories.grants, *state_access.grants, *events.grants, *approval_grants],
+            *repositories.grants, *state_access.grants, *events.grants, *approval_grants,
+            *(signing.grants if signing else [])],
     seconds=config.iam_propagation_seconds,
 ))
 
@@ -194,6 +214,14 @@ steps = StepsImage("steps-image", StepsImageArgs(
     iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
+# Binary Authorization (gitops:binaryAuthorization): once a build has made images, Cloud
+# Build's attestor exists and the policy can require it.
+admission = AdmissionPolicy("admission-policy", AdmissionPolicyArgs(
+    project=config.project,
+    allowlist=config.binary_authorization_allowlist,
+    depends_on=[*apis.depends_on("binaryauthorization"), steps.build],
+)) if config.binary_authorization else None
+
 triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     config=config,
     stack=pulumi.get_stack(),
@@ -208,8 +236,10 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     preview_image=steps.preview_image,
     clusters={env.name: (clusters[env.cluster_name].cluster.name,
                          clusters[env.cluster_name].cluster.location) for env in environments},
-    api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready],
+    api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready,
+                      *([signing] if signing else [])],
     events_topic=events.topic_path,
+    signing=signing,
 ))
 
 # Cloud Scheduler runs the reconcile trigger, as an identity that may do nothing else.
@@ -245,3 +275,8 @@ pulumi.export("environments", [{
     "service_account": identities.accounts[env.identity].email,
     "approvers": list(env.approvers),
 } for env in environments])
+if signing:
+    pulumi.export("allowed_signers", signing.allowed_signers)
+    pulumi.export("signing_key_secrets", {k: s.secret_id for k, s in signing.secrets.items()})
+if admission:
+    pulumi.export("binary_authorization_attestor", admission.attestor)

@@ -1,7 +1,9 @@
 """Project APIs, enabled once and depended on by every resource that needs them.
 
 `disable_on_destroy=False`: destroying this stack must not switch off APIs that other workloads
-in the project may use.
+in the project may use. Artifact Analysis (containeranalysis) is always on: the app pipeline asks
+for verified build provenance, which Cloud Build stores there, and a verified build fails when
+it cannot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ BASE_APIS = (
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "storage.googleapis.com",
+    "containeranalysis.googleapis.com",
 )
 PROVIDER_APIS = {
     "github": ("secretmanager.googleapis.com",),

@@ -9,6 +9,9 @@ Design decisions:
   services use the subnet's named secondary ranges.
 - Nested arguments use pulumi-gcp's typed `...Args` classes: a misspelled key fails at once
   (and in mypy), where a dict would be sent to Google as it is.
+- With `gitops:binaryAuthorization` the cluster enforces the project's Binary Authorization
+  policy (`PROJECT_SINGLETON_POLICY_ENFORCE`, components/admission_policy.py); otherwise the
+  field is left out, as GKE's default (no enforcement).
 - The kubeconfig authenticates with `gke-gcloud-auth-plugin`, which must be on PATH wherever it
   is used (the machine running Pulumi and the steps image), with the application-default
   credentials, like the Google provider: the Kubernetes calls run as the same identity.
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
+
+from components.admission_policy import CLUSTER_EVALUATION_MODE
 
 NODE_ROLE = "roles/container.defaultNodeServiceAccount"
 KUBECONFIG = """apiVersion: v1
@@ -67,6 +72,7 @@ class GkeClusterArgs:
     pods_range: str
     services_range: str
     api_dependencies: list[pulumi.Resource]
+    binary_authorization: bool = False
     # Prefix of the children's names: "" for the stack's cluster (today's names), the cluster's
     # name for an environment's own cluster, so that two clusters never share a resource name.
     name_prefix: str = ""
@@ -103,6 +109,8 @@ class GkeCluster(pulumi.ComponentResource):
             services_secondary_range_name=args.services_range,
         )
         release_channel = gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel)
+        binary_authorization = gcp.container.ClusterBinaryAuthorizationArgs(
+            evaluation_mode=CLUSTER_EVALUATION_MODE) if args.binary_authorization else None
         if args.mode == "autopilot":
             self.cluster = gcp.container.Cluster(
                 f"{args.name_prefix}cluster",
@@ -114,6 +122,7 @@ class GkeCluster(pulumi.ComponentResource):
                 network=args.network,
                 subnetwork=args.subnetwork,
                 ip_allocation_policy=ip_allocation,
+                binary_authorization=binary_authorization,
                 enable_autopilot=True,
                 cluster_autoscaling=gcp.container.ClusterClusterAutoscalingArgs(
                     auto_provisioning_defaults=gcp.container.
@@ -132,6 +141,7 @@ class GkeCluster(pulumi.ComponentResource):
                 network=args.network,
                 subnetwork=args.subnetwork,
                 ip_allocation_policy=ip_allocation,
+                binary_authorization=binary_authorization,
                 # The default pool cannot be configured as we want: replace it with our own.
                 remove_default_node_pool=True,
                 initial_node_count=1,

@@ -74,6 +74,21 @@ CRON = re.compile(r"^([0-9*/,-]+ ){4}[0-9*/,-]+$")
 CRON_EXAMPLE = "'*/30 * * * *'"
 # VPC and subnet names, and secondary range names (RFC 1035 labels).
 NETWORK_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# SSH public keys the signers' private keys match (`ssh-keygen -y`), as `type base64 [comment]`.
+SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                 "ecdsa-sha2-nistp521", "ssh-rsa", "sk-ssh-ed25519@openssh.com",
+                 "sk-ecdsa-sha2-nistp256@openssh.com")
+SSH_PUBLIC_KEY = re.compile(r"^(?P<type>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})( [^;\r\n]*)?$")
+SIGNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,62}$")
+# The build identity that publishes to the env repo; every environment's delivery identity
+# (`delivery`, or `delivery-<env>`) commits too, each signing with its own key.
+CI_IDENTITY = "ci"
+# Binary Authorization: GKE's own images, admitted without an attestation (the Google-maintained
+# global policy covers the system images it knows; these are the registries GKE pulls from).
+SYSTEM_IMAGE_PATTERNS = ("gke.gcr.io/**", "gcr.io/gke-release/**", "gcr.io/google-containers/*",
+                         "gcr.io/google_containers/*", "gcr.io/stackdriver-agents/*")
+# An allowlist name pattern: registry/path with an optional trailing * or **.
+IMAGE_PATTERN = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._-]+)*(/\*\*|/\*|\*)?$")
 NETWORK_REF = re.compile(r"^(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(global/networks|regions/"
                          r"[a-z0-9-]+/subnetworks)/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -147,12 +162,34 @@ class StackConfig:
     events_topic: str = "gitops-events"
     reconcile_schedule: str = "*/30 * * * *"  # "off": no scheduled run
     self_heal: bool = False
+    # Signer name -> SSH public key line; empty: commits are not signed.
+    signers: tuple[tuple[str, str], ...] = ()
+    binary_authorization: bool = False
+    binary_authorization_allowlist: tuple[str, ...] = SYSTEM_IMAGE_PATTERNS
 
     @property
     def heal_apps(self) -> tuple[str, ...]:
         """The apps a reconcile run may heal (each app's selfHeal, else the stack's)."""
         return tuple(app.name for app in self.apps
                      if (self.self_heal if app.self_heal is None else app.self_heal))
+
+    @property
+    def signing(self) -> bool:
+        return bool(self.signers)
+
+    @property
+    def signing_identities(self) -> tuple[str, ...]:
+        """The build identities that commit, each with its own key: CI and every environment's
+        delivery identity."""
+        return (CI_IDENTITY, *(env.identity for env in self.environments))
+
+    def allowed_signers(self) -> list[str]:
+        """The allowed_signers lines: `name namespaces="git" type key`, no comment."""
+        lines = []
+        for name, key in self.signers:
+            key_type, blob = key.split()[:2]
+            lines.append(f'{name} namespaces="git" {key_type} {blob}')
+        return lines
 
     @property
     def pulumi_cloud(self) -> bool:
@@ -181,6 +218,11 @@ class StackConfig:
         if self.github:
             return f"https://github.com/{self.github_owner}/{repo}.git"
         return f"https://source.developers.google.com/p/{self.project}/r/{repo}"
+
+
+def signing_secret_id(identity: str) -> str:
+    """The Secret Manager secret holding the commit-signing key of a build identity."""
+    return f"gitops-signing-key-{identity}"
 
 
 def node_account_id(cluster_name: str) -> str:
@@ -277,6 +319,22 @@ SETTINGS: tuple[Setting, ...] = (
             "reported."),
     Setting("gitops:pulumiTokenSecret", "(required for Pulumi Cloud)", "Secret Manager secret "
             "id holding PULUMI_ACCESS_TOKEN for the preview build."),
+    Setting("gitops:signers", "(none: commits unsigned)", "Turns on signed env-repo commits. "
+            "SSH public keys by signer name, e.g. {\"ci\": \"ssh-ed25519 AAAA...\", "
+            "\"delivery\": \"ssh-ed25519 AAAA...\"}: one for each build identity that commits "
+            "is required (ci, and delivery, or delivery-<env> for each of gitops:environments); "
+            "other names (people who freeze apps or create branches) are optional. The program "
+            "creates a Secret Manager secret per such identity (gitops-signing-key-<identity>) "
+            "that only that identity may read; you add the private keys as versions "
+            "(docs/supply-chain.md). These keys are the allowed signers that deploy, heals, "
+            "history and status check signatures against."),
+    Setting("gitops:binaryAuthorization", "false", "Admit to the cluster only images built by "
+            "this project's Cloud Build (the built-by-cloud-build attestor) and the allowlist "
+            "below: enables the API, sets the project's Binary Authorization policy and enforces "
+            "it on the cluster."),
+    Setting("gitops:binaryAuthorizationAllowlist", ", ".join(SYSTEM_IMAGE_PATTERNS),
+            "Image name patterns admitted without an attestation when gitops:binaryAuthorization "
+            "is on (registry/path, a trailing * or **): GKE's system images by default."),
 )
 
 
@@ -457,6 +515,69 @@ def parse_custom_resources(raw: Any, path: str, problems: Problems
     return tuple(found)
 
 
+def as_json(raw: Any) -> Any:
+    """A structured value as Pulumi gives it: already parsed, or JSON text."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+    return raw
+
+
+def parse_signers(raw: Any, problems: Problems, identities: tuple[str, ...]
+                  ) -> tuple[tuple[str, str], ...]:
+    """Signer name -> public key; identities (the committing build identities) are required."""
+    key = "gitops:signers"
+    if raw is None or raw == "":
+        return ()
+    signers = as_json(raw)
+    example = f"pulumi config set --path '{key}.ci' \"$(cat ci_signing.pub)\""
+    if not isinstance(signers, dict) or not signers:
+        problems.add(f"config {key} must be an object of signer name -> SSH public key: "
+                     f"{example}")
+        return ()
+    parsed = []
+    for name, public_key in signers.items():
+        path = f"{key}.{name}"
+        if not SIGNER_NAME.match(str(name)):
+            problems.add(f"config {path}: a signer name is letters, digits and . _ @ + -")
+            continue
+        text = str(public_key).strip() if isinstance(public_key, str) else ""
+        if "PRIVATE KEY" in text:
+            problems.add(f"config {path} is a private key: give the public key (the .pub "
+                         f"file) and put the private key in Secret Manager only")
+            continue
+        match = SSH_PUBLIC_KEY.match(text)
+        if not match or match["type"] not in SSH_KEY_TYPES:
+            problems.add(f"config {path} is not an SSH public key (ssh-ed25519 AAAA...): "
+                         f"pulumi config set --path '{path}' \"$(cat {name}_signing.pub)\"")
+            continue
+        parsed.append((str(name), text))
+    for identity in identities:
+        if identity not in signers:
+            problems.add(f"config {key} has no key for {identity!r}, a build identity that "
+                         f"commits: pulumi config set --path '{key}.{identity}' "
+                         f"\"$(cat {identity}_signing.pub)\"")
+    return tuple(parsed)
+
+
+def parse_allowlist(raw: Any, problems: Problems) -> tuple[str, ...]:
+    key = "gitops:binaryAuthorizationAllowlist"
+    if raw is None:
+        return SYSTEM_IMAGE_PATTERNS
+    patterns = as_json(raw)
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        problems.add(f"config {key} must be a list of image name patterns: "
+                     f"pulumi config set --path '{key}[0]' 'gke.gcr.io/**'")
+        return SYSTEM_IMAGE_PATTERNS
+    for pattern in patterns:
+        if not IMAGE_PATTERN.match(pattern) or "/" not in pattern:
+            problems.add(f"config {key} entry {pattern!r} is not registry/path with an "
+                         f"optional trailing * or **")
+    return tuple(patterns)
+
+
 def parse_config(values: Mapping[str, Any]) -> StackConfig:
     """Build the model from full config keys (`gcp:project`, `gitops:apps`, ...).
 
@@ -591,6 +712,11 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
         events_topic=events_topic,
         reconcile_schedule=schedule,
         self_heal=as_bool(values, problems, "gitops:selfHeal", False),
+        signers=parse_signers(values.get("gitops:signers"), problems,
+                              (CI_IDENTITY, *(env.identity for env in environments))),
+        binary_authorization=as_bool(values, problems, "gitops:binaryAuthorization", False),
+        binary_authorization_allowlist=parse_allowlist(
+            values.get("gitops:binaryAuthorizationAllowlist"), problems),
     )
     problems.raise_any()
     return config

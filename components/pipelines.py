@@ -9,11 +9,14 @@ config that builds them), so a trigger always names exactly the scripts and tool
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from components.config import signing_secret_id
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "pipelines"
@@ -29,9 +32,20 @@ STEP_FIELDS = {"name": "name", "args": "args", "entrypoint": "entrypoint", "env"
                "allowFailure": "allow_failure"}
 OPTION_FIELDS = {"logging": "logging", "machineType": "machine_type",
                  "substitutionOption": "substitution_option",
-                 "dynamicSubstitutions": "dynamic_substitutions", "env": "envs"}
+                 "dynamicSubstitutions": "dynamic_substitutions", "env": "envs",
+                 "requestedVerifyOption": "requested_verify_option"}
 BUILD_FIELDS = {"timeout": "timeout", "substitutions": "substitutions", "tags": "tags",
-                "images": "images"}
+                "images": "images", "availableSecrets": "available_secrets"}
+SECRET_MANAGER_FIELDS = {"versionName": "version_name", "env": "env"}
+ALLOWED_SIGNERS_SUBSTITUTION = "_ALLOWED_SIGNERS"
+# What the step scripts read (scripts/gitops/signing.py): the key, and the allowed signers.
+KEY_ENV = "GITOPS_SIGNING_KEY"
+ALLOWED_SIGNERS_ENV = "GITOPS_ALLOWED_SIGNERS"
+
+
+def version_name(project: str, identity: str) -> str:
+    """The secret version a build of this identity reads (the newest: rotation adds one)."""
+    return f"projects/{project}/secrets/{signing_secret_id(identity)}/versions/latest"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -51,11 +65,45 @@ def trigger_build(build: dict[str, Any]) -> dict[str, Any]:
     """A Cloud Build config as the `build` argument of `gcp.cloudbuild.Trigger`."""
     rest = {k: v for k, v in build.items() if k not in ("steps", "options")}
     converted = rename(rest, BUILD_FIELDS, "build")
+    if "available_secrets" in converted:
+        secrets = rename(converted["available_secrets"], {"secretManager": "secret_managers"},
+                         "availableSecrets")
+        secrets["secret_managers"] = [rename(s, SECRET_MANAGER_FIELDS, "secretManager")
+                                      for s in secrets["secret_managers"]]
+        converted["available_secrets"] = secrets
     converted["steps"] = [rename(step, STEP_FIELDS, f"step {step.get('id', '?')}")
                           for step in build["steps"]]
     if "options" in build:
         converted["options"] = rename(build["options"], OPTION_FIELDS, "options")
     return converted
+
+
+def with_signing(build: dict[str, Any], step_ids: tuple[str, ...], version: str | None,
+                 verify: bool = False) -> dict[str, Any]:
+    """A copy of a Cloud Build config whose steps step_ids sign their commits.
+
+    The key comes from Secret Manager (`availableSecrets`, version `version`; None: no key, for
+    a build that only checks) into the steps' environment (`secretEnv`); with verify, the steps
+    also get the allowed signers from the trigger's `_ALLOWED_SIGNERS` substitution. The
+    program applies this to the delivery and reconcile builds; docs/supply-chain.md shows what
+    it adds to an app's own pipeline.
+    """
+    signed = copy.deepcopy(build)
+    steps = {step.get("id"): step for step in signed["steps"]}
+    missing = sorted(set(step_ids) - set(steps))
+    if missing:
+        raise ValueError(f"no step {', '.join(missing)} to sign in this build")
+    if version is not None:
+        secrets = signed.setdefault("availableSecrets", {}).setdefault("secretManager", [])
+        secrets.append({"versionName": version, "env": KEY_ENV})
+    for step_id in step_ids:
+        step = steps[step_id]
+        if version is not None:
+            step["secretEnv"] = [*step.get("secretEnv", []), KEY_ENV]
+        if verify:
+            step["env"] = [*step.get("env", []),
+                           f"{ALLOWED_SIGNERS_ENV}=${{{ALLOWED_SIGNERS_SUBSTITUTION}}}"]
+    return signed
 
 
 def steps_image_files() -> list[Path]:

@@ -31,6 +31,13 @@ Design decisions:
   `_EVENTS_TOPIC` and `_ENVIRONMENT`.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
   for a short-lived token at run time (`_ENV_REPO_LINK` names the linked repository).
+- With commit signing on, the delivery build reads its own key from Secret Manager
+  (`availableSecrets`, components/commit_signing.py) and gets the allowed signers, public keys
+  only, in `_ALLOWED_SIGNERS`: deploy refuses a candidate commit whose signature does not verify
+  and signs what it records on production. The reconcile build gets the allowed signers too (a
+  heal re-applies production only when it verifies) and no key: it never commits. The CI
+  trigger runs the app's own pipeline, which signs when it adds the lines docs/supply-chain.md
+  shows.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components import pipelines
+from components.commit_signing import CommitSigning
 from components.config import ConfigError, StackConfig
 from components.delivery_timing import DeliveryTiming
 from components.environments import EnvironmentConfig
@@ -84,6 +92,7 @@ class DeliveryTriggersArgs:
     clusters: dict[str, tuple[pulumi.Input[str], pulumi.Input[str]]]  # env -> (name, location)
     api_dependencies: list[pulumi.Resource]
     events_topic: pulumi.Input[str] = ""  # projects/P/topics/T
+    signing: CommitSigning | None = None  # None: commits are not signed
 
 
 class DeliveryTriggers(pulumi.ComponentResource):
@@ -148,8 +157,16 @@ class DeliveryTriggers(pulumi.ComponentResource):
         """The delivery trigger of app in env (following: the next environment, or None)."""
         args = self.args
         timing = self.timings[env.name]
+        delivery_yaml = pipelines.load("delivery.yaml")
+        signing_substitutions: dict[str, pulumi.Input[str]] = {}
+        if args.signing is not None:  # the environment's own key signs its commits
+            delivery_yaml = pipelines.with_signing(delivery_yaml, ("deliver",),
+                                                   args.signing.version(env.identity),
+                                                   verify=True)
+            signing_substitutions[pipelines.ALLOWED_SIGNERS_SUBSTITUTION] = \
+                args.signing.allowed_signers_substitution
         build = cast(gcp.cloudbuild.TriggerBuildArgsDict,
-                     {**pipelines.trigger_build(pipelines.load("delivery.yaml")),
+                     {**pipelines.trigger_build(delivery_yaml),
                       "timeout": f"{timing.build_timeout}s"})
         cluster_name, cluster_location = args.clusters[env.name]
         name = env.trigger_name(app)
@@ -168,6 +185,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
                 "_CLUSTER": cluster_name,
                 "_CLUSTER_LOCATION": cluster_location,
                 **timing.substitutions(),
+                **signing_substitutions,
                 "_STEPS_IMAGE": args.steps_image,
                 "_ENVIRONMENT": env.name,
                 "_CANDIDATE_BRANCH": env.candidate_branch,
@@ -188,8 +206,15 @@ class DeliveryTriggers(pulumi.ComponentResource):
         """The environment's manual trigger for the reconcile build, at production's tip."""
         args, cfg, env = self.args, self.args.config, self.reconciled
         heal = cfg.heal_apps
+        reconcile_yaml = pipelines.load("reconcile.yaml")
+        signing_substitutions: dict[str, pulumi.Input[str]] = {}
+        if args.signing is not None:  # a heal applies only verified commits; it signs nothing
+            reconcile_yaml = pipelines.with_signing(reconcile_yaml, ("reconcile",), None,
+                                                    verify=True)
+            signing_substitutions[pipelines.ALLOWED_SIGNERS_SUBSTITUTION] = \
+                args.signing.allowed_signers_substitution
         build = cast(gcp.cloudbuild.TriggerBuildArgsDict, {
-            **pipelines.trigger_build(pipelines.load("reconcile.yaml")),
+            **pipelines.trigger_build(reconcile_yaml),
             "timeout": f"{min(timing.build_timeout * max(1, len(heal)), 86400)}s"})
         source: gcp.cloudbuild.TriggerSourceToBuildArgsDict = {
             "ref": f"refs/heads/{env.production_branch}", "repo_type": "GITHUB",
@@ -215,6 +240,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
                 "_CLUSTER_LOCATION": cluster_location,
                 "_HEAL_APPS": ",".join(heal),
                 **timing.substitutions(),
+                **signing_substitutions,
                 "_STEPS_IMAGE": args.steps_image,
                 "_EVENTS_TOPIC": args.events_topic,
                 "_ENVIRONMENT": env.name,

@@ -21,7 +21,14 @@ app:
    `gcloud beta builds approve`), then runs production's delivery pipeline (namespace APP);
 4. does it again for a second release, then re-runs production's first delivery: a rollback
    in production only;
-5. prints `history.py` for both environments and `status.py` side by side.
+5. prints `history.py` for both environments, with every entry's signature checked, and
+   `status.py` side by side.
+
+Commits are signed as with `gitops:signers` on: the loop makes an ed25519 key per committing
+identity (ci, each environment's delivery identity, and the operator who creates the branches)
+with ssh-keygen; the pipelines get the lines the program and docs/supply-chain.md add
+(`components.pipelines.with_signing`), and their `availableSecrets` are served from the loop's
+own stand-in for Secret Manager.
 
 Because the scripts run through the YAML, a wrong argument in a pipeline fails here.
 """
@@ -47,9 +54,16 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from components.delivery_timing import DeliveryTiming  # noqa: E402 - needs ROOT on sys.path
+from components.pipelines import (  # noqa: E402
+    ALLOWED_SIGNERS_SUBSTITUTION,
+    KEY_ENV,
+    version_name,
+    with_signing,
+)
 
 SCRIPTS = ROOT / "scripts"
-REGISTRY = "europe-west1-docker.pkg.dev/local-project/apps"
+PROJECT = "local-project"
+REGISTRY = f"europe-west1-docker.pkg.dev/{PROJECT}/apps"
 SUBSTITUTION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 IDENTITY = {"GIT_AUTHOR_NAME": "Local Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
             "GIT_COMMITTER_NAME": "Local Dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
@@ -111,16 +125,16 @@ class LocalCloudBuild:
 
     Steps run as Cloud Build runs them: each starts when the steps in its `waitFor` finished
     (`["-"]`: at once; no `waitFor`: after every step before it), independent ones in parallel.
-    A step's output is printed when it finishes.
+    A step's output is printed when it finishes. `availableSecrets` are served from `secrets`
+    (secret version name -> value).
     """
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir, self.env, self.builds = workdir, env, 0
+    def __init__(self, workdir: Path, env: dict[str, str], secrets: dict[str, str]) -> None:
+        self.workdir, self.env, self.secrets, self.builds = workdir, env, secrets, 0
         self.contexts: dict[str, Path] = {}  # image name -> the folder it was built from
         self.output = threading.Lock()
 
-    def run(self, config_path: Path, source: Path, substitutions: dict[str, str]) -> None:
-        config: dict[str, Any] = yaml.safe_load(config_path.read_text())
+    def run(self, config: dict[str, Any], source: Path, substitutions: dict[str, str]) -> None:
         self.builds += 1
         workspace = self.workdir / f"workspace-{self.builds}"
         shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
@@ -131,6 +145,8 @@ class LocalCloudBuild:
         for item in config.get("options", {}).get("env", []):
             key, _, value = substitute(item, values).partition("=")
             env[key] = value
+        available = {s["env"]: self.secrets[substitute(s["versionName"], values)]
+                     for s in config.get("availableSecrets", {}).get("secretManager", [])}
         started: dict[str, Future[None]] = {}
         with ThreadPoolExecutor(max_workers=len(config["steps"])) as pool:
             for step in config["steps"]:
@@ -138,27 +154,29 @@ class LocalCloudBuild:
                 needs = [] if waits == ["-"] else \
                     [started[w] for w in waits] if waits is not None else list(started.values())
                 started[step["id"]] = pool.submit(self.after, needs, step, values, workspace,
-                                                  env)
+                                                  env, available)
         for future in started.values():
             future.result()  # the first failed step's SystemExit names it
 
     def after(self, needs: list[Future[None]], step: dict[str, Any], values: dict[str, str],
-              workspace: Path, env: dict[str, str]) -> None:
+              workspace: Path, env: dict[str, str], secrets: dict[str, str]) -> None:
         for need in needs:
             need.result()  # a failed step fails the steps that wait for it
-        output = self.step(step, values, workspace, env)
+        output = self.step(step, values, workspace, env, secrets)
         with self.output:
             print(f"--- step {step['id']} ({substitute(step['name'], values)})\n{output}",
                   end="", flush=True)
 
     def step(self, step: dict[str, Any], values: dict[str, str], workspace: Path,
-             env: dict[str, str]) -> str:
+             env: dict[str, str], secrets: dict[str, str]) -> str:
         name = substitute(step["name"], values)
         args = [substitute(arg, values) for arg in step.get("args", [])]
         step_env = dict(env)
         for item in step.get("env", []):
             key, _, value = substitute(item, values).partition("=")
             step_env[key] = value
+        for key in step.get("secretEnv", []):  # as Cloud Build does: only the steps that ask
+            step_env[key] = secrets[key]
         if name.startswith("gcr.io/cloud-builders/docker"):
             return self.docker(step["id"], args, workspace)
         if name != values.get("_STEPS_IMAGE"):
@@ -210,6 +228,34 @@ class LocalCloudBuild:
         return "".join(lines)
 
 
+def make_keys(workdir: Path, signers: tuple[str, ...]) -> tuple[dict[str, str], Path]:
+    """An ed25519 key per signer: private keys by name, and the allowed_signers file."""
+    keys = workdir / "keys"
+    keys.mkdir(exist_ok=True)
+    private, entries = {}, []
+    for name in signers:
+        key = keys / name
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f",
+                            str(key)], check=True)
+        private[name] = key.read_text()
+        key_type, blob = key.with_suffix(".pub").read_text().split()[:2]
+        entries.append(f'{name} namespaces="git" {key_type} {blob}')
+    allowed = keys / "allowed_signers"
+    allowed.write_text("\n".join(entries) + "\n")
+    return private, allowed
+
+
+def make_env_repo(workdir: Path, operator_key: str) -> Path:
+    """The env repo with both environments' branches, as `pulumi up` makes them."""
+    env_repo = workdir / "env.git"
+    git("init", "--quiet", "--bare", str(env_repo), cwd=workdir)
+    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--environments",
+                    json.dumps(ENVIRONMENTS), "--repo", env_repo.as_uri()], check=True,
+                   env={**os.environ, KEY_ENV: operator_key})
+    return env_repo
+
+
 def make_app_repo(workdir: Path, app: str, source: Path) -> tuple[Path, Path]:
     """A bare app repository holding the sample app, and a checkout of it."""
     app_repo, checkout = workdir / f"{app}.git", workdir / app
@@ -235,6 +281,9 @@ PRODUCTION = {"name": "production", "candidate": "production-candidate",
               "production": "production-production", "cluster": "gitops",
               "namespaceSuffix": "", "approval": True}
 ENVIRONMENTS = (STAGING, PRODUCTION)
+# The committing identities (as components/config.py names them) and the operator.
+IDENTITIES = {env["name"]: f"delivery-{env['name']}" for env in ENVIRONMENTS}
+SIGNERS = ("ci", *IDENTITIES.values(), "operator")
 
 
 def delivery_substitutions(environment: dict[str, Any], following: dict[str, Any] | None,
@@ -254,11 +303,20 @@ def delivery_substitutions(environment: dict[str, Any], following: dict[str, Any
             "_APPROVAL": "false"}
 
 
-def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) -> None:
+def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path,
+         allowed_signers: Path) -> None:
     """Two releases of app through both environments, then a rollback in production; the
-    histories."""
+    histories, with every entry's signature checked."""
     source, second_release = SAMPLE_APPS[app]
     app_repo, checkout = make_app_repo(workdir, app, source)
+    # The pipelines as they run with signing on: the app's with docs/supply-chain.md's lines,
+    # each environment's delivery one as the program inlines it into its triggers.
+    app_pipeline = with_signing(yaml.safe_load((source / "cloudbuild.yaml").read_text()),
+                                ("publish",), version_name(PROJECT, "ci"))
+    delivery_yaml = yaml.safe_load((ROOT / "pipelines" / "delivery.yaml").read_text())
+    delivery_pipelines = {
+        name: with_signing(delivery_yaml, ("deliver",), version_name(PROJECT, identity),
+                           verify=True) for name, identity in IDENTITIES.items()}
     trigger = {"_APP": app, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
                "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
                "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local",
@@ -267,13 +325,14 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) 
               "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
               **DeliveryTiming.from_setting("300s").substitutions(),
               "_STEPS_IMAGE": trigger["_STEPS_IMAGE"], "LOCATION": "europe-west1",
+              ALLOWED_SIGNERS_SUBSTITUTION: ";".join(allowed_signers.read_text().splitlines()),
               # Events go to PUBSUB_EMULATOR_HOST's topic when one is named; else logged.
               "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", "")}
     staging = delivery_substitutions(STAGING, PRODUCTION, common)
     production = delivery_substitutions(PRODUCTION, None, common)
 
     def deliver(subs: dict[str, str], commit: str) -> None:
-        cloud_build.run(ROOT / "pipelines" / "delivery.yaml", checkout,
+        cloud_build.run(delivery_pipelines[subs["_ENVIRONMENT"]], checkout,
                         {**subs, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
 
     production_candidates = []
@@ -284,7 +343,7 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) 
             git("push", "--quiet", app_repo.as_uri(), "main", cwd=checkout)
         commit = git("rev-parse", "HEAD", cwd=checkout)
         banner(f"{app} release {release}: app pipeline for {commit[:12]}")
-        cloud_build.run(source / "cloudbuild.yaml", checkout,
+        cloud_build.run(app_pipeline, checkout,
                         {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
         candidate = git("rev-parse", f"refs/heads/{STAGING['candidate']}", cwd=env_repo)
         banner(f"{app} release {release}: staging delivery for {STAGING['candidate']} "
@@ -303,10 +362,11 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path) 
     deliver(production, first)
 
     for environment in ENVIRONMENTS:
-        banner(f"{app} history: {environment['name']}")
+        banner(f"{app} history: {environment['name']} (signatures checked against the "
+               f"allowed signers)")
         subprocess.run([sys.executable, str(SCRIPTS / "history.py"), "--repo",
-                        env_repo.as_uri(), "--app", app, "--environment", environment["name"]],
-                       check=True)
+                        env_repo.as_uri(), "--app", app, "--environment", environment["name"],
+                        "--allowed-signers", str(allowed_signers)], check=True)
 
 
 def main() -> int:
@@ -318,12 +378,13 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-loop-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    env_repo = workdir / "env.git"
-    git("init", "--quiet", "--bare", str(env_repo), cwd=workdir)
-    subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--environments",
-                    json.dumps(ENVIRONMENTS), "--repo", env_repo.as_uri()], check=True)
+    keys, allowed_signers = make_keys(workdir, SIGNERS)
+    env_repo = make_env_repo(workdir, keys["operator"])
+    # Nothing of the caller's git credentials or signing reaches the builds: only what the
+    # pipelines give their steps.
     env = {key: value for key, value in os.environ.items()
-           if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY")}
+           if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY", KEY_ENV,
+                          "GITOPS_ALLOWED_SIGNERS")}
     cluster = kubeconfig()
     if cluster:
         env["GITOPS_KUBECONFIG"] = cluster
@@ -331,12 +392,14 @@ def main() -> int:
     else:
         env["GITOPS_NO_CLUSTER"] = "1"
         print("no kubeconfig: the delivery pipeline validates manifests only, NOT applying")
-    cloud_build = LocalCloudBuild(workdir, env)
+    cloud_build = LocalCloudBuild(workdir, env, {
+        version_name(PROJECT, identity): keys[identity]
+        for identity in ("ci", *IDENTITIES.values())})
     for app in SAMPLE_APPS if args.app == "all" else [args.app]:
-        loop(app, cloud_build, workdir, env_repo)
+        loop(app, cloud_build, workdir, env_repo, allowed_signers)
     banner("status: every environment")
-    subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri()],
-                   check=True)
+    subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri(),
+                    "--allowed-signers", str(allowed_signers)], check=True)
     print(f"\nrepositories kept in {workdir}")
     return 0
 

@@ -13,6 +13,10 @@ With environments: --namespace is the environment's namespace of the app; after 
 release is published to --next-candidate (the next environment's candidate branch; empty: this
 is the last environment). With GITOPS_RECORD_APPROVAL=true (a gated environment) the build
 reads who approved it (its own Build, in --project and --region) before it applies anything.
+
+With allowed signers (--allowed-signers or $GITOPS_ALLOWED_SIGNERS), refuses a commit whose
+signature does not verify (exit 2). Signs the commits it makes with $GITOPS_SIGNING_KEY when
+set.
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ import sys
 from collections.abc import Sequence
 
 from gitops.approval import approval_required
-from gitops.cli import command_parser, run
+from gitops.cli import command_parser, run, signing_from
 from gitops.deploy import DeliveryRequest, deliver, seconds
 from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT
 
 
 def main(argv: Sequence[str]) -> str:
     parser = command_parser("deploy.py", __doc__, "repo", "app", "commit", "from", "to",
-                            "build-id")
+                            "build-id", "allowed-signers")
     parser.set_defaults(build_id=f"local-{os.getpid()}")
     parser.add_argument("--project", help="Google Cloud project of the cluster")
     parser.add_argument("--cluster", help="GKE cluster name (get-credentials)")
@@ -54,7 +58,8 @@ def main(argv: Sequence[str]) -> str:
         namespace=args.namespace or None, environment=args.environment,
         next_environment=args.next_environment or None,
         next_candidate=args.next_candidate or None, region=args.region or None,
-        record_approval=approval_required())
+        record_approval=approval_required(),
+        signing=signing_from(args.allowed_signers))
     return deliver(request).commit
 
 

@@ -1,7 +1,7 @@
 """Show an app's deployment history from git alone: attempts on `candidate` beside `production`.
 
     python scripts/history.py --repo URL --app APP [--environment NAME]
-        [--from candidate] [--to production] [--json]
+        [--from candidate] [--to production] [--json] [--allowed-signers FILE]
 
 --environment picks a delivery environment's two branches (default: the last one).
 
@@ -14,17 +14,18 @@ import json
 import sys
 from collections.abc import Sequence
 
-from gitops.cli import command_parser, run
+from gitops.cli import command_parser, run, signing_from
 from gitops.environments import for_command
 from gitops.history import history, render_text
 
 
 def main(argv: Sequence[str]) -> str:
     parser = command_parser("history.py", __doc__, "repo", "app", "environment", "from", "to",
-                            "json")
+                            "json", "allowed-signers")
     args = parser.parse_args(argv)
     env = for_command(args.repo, args.environment, args.from_branch, args.to_branch)
-    story = history(args.repo, args.app, env.candidate, env.production)
+    story = history(args.repo, args.app, env.candidate, env.production,
+                    signing_from(args.allowed_signers))
     if args.json:
         return json.dumps({**story.to_json(), "environment": env.name}, indent=2)
     title = f"environment {env.name}\n" if env.recorded else ""

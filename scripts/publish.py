@@ -2,13 +2,14 @@
 
     python scripts/publish.py --repo URL --app APP --manifests DIR [--branch candidate]
         [--source-repo R] [--source-commit SHA] [--image REF ...] [--build-id ID]
-        [--release-for ENV=DIR ...]
+        [--release-for ENV=DIR ...] [--provenance projects/P/locations/L/builds/ID]
 
 `apps/APP/` on the branch becomes exactly DIR, in one commit with provenance trailers (one
 `Image:` trailer per --image: an app may build several images); identical content makes no
-commit. Prints the branch tip. Each --release-for ENV=DIR adds a later environment's rendering
-of the same release (releases/ENV/APP/, same commit), which a success in the previous
-environment publishes to ENV's candidate branch.
+commit. Signs the commit with $GITOPS_SIGNING_KEY when set. Prints the branch tip. Each
+--release-for ENV=DIR adds a later environment's rendering of the same release
+(releases/ENV/APP/, same commit), which a success in the previous environment publishes to
+ENV's candidate branch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--source-commit", help="app commit the manifests came from")
     parser.add_argument("--image", action="append", default=[], metavar="REF",
                         help="image reference with @sha256: digest (repeatable: one per image)")
+    parser.add_argument("--provenance", help="the Cloud Build build whose verified provenance "
+                        "describes the image: projects/P/locations/L/builds/ID")
     parser.add_argument("--release-for", action="append", default=[], metavar="ENV=DIR",
                         help="a later environment's manifests for this release (repeatable)")
     args = parser.parse_args(argv)
@@ -41,8 +44,8 @@ def main(argv: Sequence[str]) -> str:
     return publish(PublishRequest(
         repo=args.repo, app=args.app, manifests=args.manifests, branch=args.branch,
         source_repo=args.source_repo, source_commit=args.source_commit,
-        images=tuple(args.image), build_id=args.build_id,
-        release_for=tuple(release_for))).commit
+        images=tuple(args.image), build_id=args.build_id, release_for=tuple(release_for),
+        provenance=args.provenance)).commit
 
 
 if __name__ == "__main__":

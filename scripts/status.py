@@ -2,7 +2,7 @@
 
     python scripts/status.py --repo URL [--app APP] [--environment NAME]
         [--project P --region R] [--from candidate] [--to production] [--json]
-        [--drift [--project P --cluster C --location L]]
+        [--allowed-signers FILE] [--drift [--project P --cluster C --location L]]
 
 With delivery environments: every app in every environment side by side (or only
 --environment); with --project and --region, Cloud Build says whether an attempt not yet in
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from gitops import drift
 from gitops.build_status import CloudBuildStatus
-from gitops.cli import command_parser, run
+from gitops.cli import command_parser, run, signing_from
 from gitops.environments import resolve
 from gitops.errors import BadInput
 from gitops.status import (
@@ -38,7 +38,7 @@ from gitops.status import (
 
 def main(argv: Sequence[str]) -> str:
     parser = command_parser("status.py", __doc__, "repo", "app-filter", "environment", "from",
-                            "to", "json")
+                            "to", "json", "allowed-signers")
     parser.add_argument("--drift", action="store_true",
                         help="compare the cluster with production (your credentials)")
     parser.add_argument("--project", help="Google Cloud project: of the cluster with --drift; "
@@ -63,14 +63,16 @@ def main(argv: Sequence[str]) -> str:
     if resolve(args.repo, args.environment).recorded:
         builds = BuildsAt(CloudBuildStatus(), args.project, args.region) \
             if args.project else None
-        results = status_by_environment(args.repo, args.app, args.environment, builds)
+        results = status_by_environment(args.repo, args.app, args.environment, builds,
+                                        signing_from(args.allowed_signers))
         if args.json:
             return json.dumps([r.to_json() for r in results], indent=2)
         return render_environments(results)
     if args.project:
         raise BadInput("--project and --region ask about environments' delivery builds; this "
                        "env repo records no environments")
-    statuses = status(args.repo, args.app, args.from_branch, args.to_branch)
+    statuses = status(args.repo, args.app, args.from_branch, args.to_branch,
+                      signing_from(args.allowed_signers))
     if args.json:
         return json.dumps([s.to_json() for s in statuses], indent=2)
     return render_text(statuses)

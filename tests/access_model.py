@@ -40,12 +40,14 @@ from typing import Any
 
 import yaml
 
-from pulumi_harness import ROOT, SAMPLE_APPS, Graph, Resource
-from pulumi_harness import pipeline_of as harness_pipeline_of
+from components import pipelines
+from components.pipelines import version_name
+from pulumi_harness import ROOT, SAMPLE_APPS, Graph, Resource, sample_app
 
 SCRIPTS = ROOT / "scripts"
 ROLE_DATA = Path(__file__).with_name("data") / "gcp-roles.json"
 SCRIPT_IN_STEP = re.compile(r"/gitops/scripts/([a-z_]+)\.py")
+APP_SIGNING_STEPS = ("publish",)  # the app pipeline's steps that commit to the env repo
 
 # --- translation tables ------------------------------------------------------------------------
 
@@ -347,10 +349,25 @@ def unknown_script_calls() -> list[str]:
 # --- pipelines: what each build does -----------------------------------------------------------
 
 
-def pipeline_of(trigger: Resource) -> dict[str, Any]:
+def pipeline_of(trigger: Resource, config: Any = None) -> dict[str, Any]:
     """The build config a trigger runs: inline (provider field names), or its file (a CI
-    trigger runs its sample app's `cloudbuild.yaml`)."""
-    return harness_pipeline_of(trigger)
+    trigger runs its sample app's `cloudbuild.yaml`).
+
+    With commit signing on, an app's pipeline is the example's with the lines
+    docs/supply-chain.md tells app owners to add (`pipelines.with_signing`): its publish step
+    reads the CI key.
+    """
+    if "build" in trigger.inputs:
+        build: dict[str, Any] = trigger.inputs["build"]
+        return build
+    filename = trigger.inputs["filename"]
+    app = trigger.inputs.get("substitutions", {}).get("_APP", "")
+    source = (sample_app(app) if filename == "cloudbuild.yaml" else ROOT) / filename
+    loaded: dict[str, Any] = yaml.safe_load(source.read_text())
+    if filename == "cloudbuild.yaml" and config is not None and config.signing:
+        loaded = pipelines.with_signing(loaded, APP_SIGNING_STEPS,
+                                        version_name(config.project, "ci"))
+    return loaded
 
 
 def substitute(text: str, subs: dict[str, str]) -> str:
@@ -422,7 +439,9 @@ def build_operations(member: str, build: dict[str, Any], subs: dict[str, str], w
     for ref in build.get("images") or []:
         ref = substitute(ref, subs)
         ops += image_operations(member, ref, "push", f"{why}: images: {ref}")
-    for secret in ((build.get("availableSecrets") or {}).get("secretManager") or []):
+    available = build.get("availableSecrets") or {}
+    # Cloud Build YAML says secretManager; an inline trigger build (provider) secretManagers.
+    for secret in available.get("secretManager") or available.get("secretManagers") or []:
         version = substitute(secret["versionName"], subs)
         ops.append(Operation(member, "secretmanager.versions.access",
                              version.split("/versions/")[0], f"{why}: secret {secret['env']}"))
@@ -502,7 +521,8 @@ def operations(graph: Graph, config: Any) -> Derived:
         member = member_of_account(trigger.inputs["serviceAccount"])
         subs = {**builtin_substitutions(trigger), **trigger.inputs.get("substitutions", {})}
         why = f"trigger {trigger.name}"
-        build_ops, scripts = build_operations(member, pipeline_of(trigger), subs, why, config)
+        build_ops, scripts = build_operations(member, pipeline_of(trigger, config), subs, why,
+                                              config)
         ops += build_ops
         source = trigger.inputs.get("triggerTemplate")
         if source:  # CSR: the build's identity fetches the source

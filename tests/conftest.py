@@ -33,6 +33,7 @@ from gitops.deploy import Cluster
 from gitops.promote import PromoteRequest, promote
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
+from gitops.signing import ALLOWED_SIGNERS_ENV, KEY_ENV, public_key_entry
 from pubsub_emulator import HOST_ENV as EMULATOR_HOST_ENV
 from pubsub_emulator import Emulator, reused_host
 
@@ -458,3 +459,48 @@ def events_topic(pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> EventsTop
                        "https://console.cloud.google.com/cloud-build/builds;region=europe-west1/"
                        "b-1?project=acme-delivery")
     return EventsTopic(topic, subscription, subscriber)
+
+
+# --- signing keys: real ssh-keygen ed25519 keys, made once per session ------------------------
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Private keys by signer name, and the allowed_signers file of `ci` and `delivery`."""
+
+    private: dict[str, str]
+    allowed_file: Path
+
+    @property
+    def allowed(self) -> str:
+        return self.allowed_file.read_text()
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    folder = tmp_path_factory.mktemp("keys")
+    private, entries = {}, []
+    for name in ("ci", "delivery", "stranger"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f",
+                        str(folder / name)], check=True)
+        private[name] = (folder / name).read_text()
+        if name != "stranger":  # a well-formed key nobody allowed
+            entries.append(public_key_entry(name, (folder / f"{name}.pub").read_text()))
+    allowed = folder / "allowed_signers"
+    allowed.write_text("\n".join(entries) + "\n")
+    return Keys(private, allowed)
+
+
+def signing_as(monkeypatch: pytest.MonkeyPatch, keys: Keys, who: str | None,
+               verify: bool = False) -> None:
+    """The environment a build gets: its own key, and the allowed signers when it checks."""
+    if who is None:
+        monkeypatch.delenv(KEY_ENV, raising=False)
+    else:
+        monkeypatch.setenv(KEY_ENV, keys.private[who])
+    if verify:
+        monkeypatch.setenv(ALLOWED_SIGNERS_ENV, keys.allowed.replace("\n", ";"))
+    else:
+        monkeypatch.delenv(ALLOWED_SIGNERS_ENV, raising=False)
+
+

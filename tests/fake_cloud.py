@@ -180,6 +180,14 @@ def gcloud(args: list[str], world: World) -> int:
             kms[name] = "ENABLED" if words[1] == "keys" else name
             save(world)
             return 0
+    if words[:3] == ["secrets", "versions", "list"]:
+        if words[3] not in world.get("secrets", []):
+            return fail(f"ERROR: (gcloud.secrets.versions.list) NOT_FOUND: Secret [projects/"
+                        f"{options.get('project')}/secrets/{words[3]}] not found or has no "
+                        "versions.")
+        for version in range(world.get("secret_versions", {}).get(words[3], 0), 0, -1):
+            print(f"projects/{options.get('project')}/secrets/{words[3]}/versions/{version}")
+        return 0
     if words[:2] == ["secrets", "describe"]:
         if words[2] not in world.get("secrets", []):
             return fail(f"ERROR: (gcloud.secrets.describe) NOT_FOUND: Secret [projects/"

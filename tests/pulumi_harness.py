@@ -192,6 +192,13 @@ def base_config(**overrides: Any) -> dict[str, Any]:
 
 
 TRIGGER = "gcp:cloudbuild/trigger:Trigger"
+# Public halves of two ed25519 keys (made with ssh-keygen for these tests; nothing secret).
+SIGNERS = {
+    "ci": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJsiNniVxoiqyDHrHUBA1uPqp0iYO0+RF3mx2+H0WlXd "
+          "gitops-ci@acme.example",
+    "delivery": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKFhMEJyVVqFwlkSkDOzJUp3plkqha9Uf/xkdOkAQkBP "
+                "gitops-delivery@acme.example",
+}
 CONFIGS = {
     "github": base_config(),
     "csr": base_config(**{"gitops:sourceProvider": "csr", "gitops:githubAppInstallationId": None,

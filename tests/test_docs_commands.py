@@ -16,7 +16,8 @@ How each command is checked, and why the rest is not run (a command no rule cove
   reference). They call Google, need a cluster, or need a state backend; the Pulumi CLI is not
   even installed here.
 - `git SUB -h` lists every flag used: `git ...` would change this repository or a remote.
-- bash knows them (`type`): `printf`, `read`, `export`.
+- `ssh-keygen`'s usage lists every flag used: running it would write key files.
+- bash knows them (`type`): `printf`, `read`, `export`, `cat`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,16 @@ def check_builtin(command: Command) -> list[str]:
     return [] if known.returncode == 0 else [f"bash does not know {command.words[0]}"]
 
 
+def check_ssh_keygen(command: Command) -> list[str]:
+    usage = subprocess.run(["ssh-keygen", "-?"], capture_output=True, text=True, check=False)
+    text = usage.stdout + usage.stderr
+    if "usage: ssh-keygen" not in text:
+        return ["ssh-keygen is not installed or printed no usage"]
+    used = [w for w in command.words[1:] if re.fullmatch(r"-[A-Za-z]", w)]
+    return [f"ssh-keygen: unknown flag {flag}" for flag in used
+            if not re.search(rf"\[{flag}[ \]]", text)]
+
+
 def check_help(command: Command) -> list[str]:
     script = ROOT / command.words[1]
     if not script.is_file():
@@ -122,6 +133,8 @@ CHECKS: dict[str, Callable[[Command], list[str]]] = {
     "printf": check_builtin,
     "read": check_builtin,
     "export": check_builtin,
+    "cat": check_builtin,
+    "ssh-keygen": check_ssh_keygen,
     "python": check_help,
 }
 

@@ -25,8 +25,10 @@ from conftest import (
     DIGEST_B,
     EnvRepoOnDisk,
     EventsTopic,
+    Keys,
     cli,
     image_ref,
+    signing_as,
     write_manifests,
 )
 from gitops import drift, objdiff
@@ -35,6 +37,7 @@ from gitops.drift import AppState, ReconcileRequest, reconcile
 from gitops.errors import OperationFailed
 from gitops.events import DriftedObject, ObjectState
 from gitops.freeze import set_freeze
+from gitops.promote import PromoteRequest, promote
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
 
@@ -182,6 +185,24 @@ class TestHeal:
         live = sorted(p.name for p in (cluster_dir / "applied" / "hello").iterdir())
         assert live == ["deployment.yaml"]
         assert not (cluster_dir / "leases" / "hello" / "gitops-delivery").exists()
+
+    def test_with_signing_on_an_unsigned_production_is_not_healed(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path, keys: Keys,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Someone pushes unsigned manifests to production: the heal refuses to apply them
+        and says why; a signed production is healed as before."""
+        signing_as(monkeypatch, keys, "ci")
+        delivered(env_repo, tmp_path)
+        signing_as(monkeypatch, keys, None)
+        folder = write_manifests(tmp_path / "planted", "hello", image_ref("hello", DIGEST_B))
+        planted = publish_manifests(PublishRequest(repo=env_repo.url, app="hello",
+                                                   manifests=folder)).commit
+        promote(PromoteRequest(repo=env_repo.url, app="hello", commit=planted))
+        signing_as(monkeypatch, keys, None, verify=True)
+        [result] = run(env_repo, heal=frozenset({"hello"}))
+        assert result.state is AppState.DRIFTED and not result.healed
+        assert result.detail.startswith("not healed: commit ") and "is UNSIGNED" in result.detail
+        assert DIGEST_A in (cluster_dir / "applied" / "hello" / "deployment.yaml").read_text()
 
     def test_heal_waits_for_a_delivery_holding_the_lease(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path) -> None:

@@ -224,5 +224,23 @@ class TestLocalLoop:
             git("log", "-1", "--format=%s", "production-production", cwd=env_repo)
         assert "hello: staging-production (newest first)" in proc.stdout
         assert "hello: production-production (newest first)" in proc.stdout
-        assert "(rolled back)" in proc.stdout.rsplit("status: every environment", 1)[1]
+        status = proc.stdout.rsplit("status: every environment", 1)[1]
+        assert "(rolled back) [signed: delivery-production]" in status
+        # Signed as with gitops:signers on: history checked every entry, and git agrees.
+        rows = [line for line in proc.stdout.splitlines() if line.startswith("20")]
+        assert len(rows) == 9
+        assert sum("good (ci)" in row for row in rows) == 2
+        assert sum("good (delivery-staging)" in row for row in rows) == 4
+        assert sum("good (delivery-production)" in row for row in rows) == 3
+        allowed = tmp_path / "loop" / "keys" / "allowed_signers"
+        for branch in ("staging-candidate", "staging-production", "production-candidate",
+                       "production-production"):
+            subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
+                            "verify-commit", branch], cwd=env_repo, check=True,
+                           capture_output=True)
+        # The candidate commits name the build whose provenance describes their image.
+        for branch in ("staging-candidate", "production-candidate"):
+            assert re.search(r"^Provenance: projects/local-project/locations/europe-west1/"
+                             r"builds/local-build-4$",
+                             git("log", "-1", "--format=%B", branch, cwd=env_repo), re.M)
         fsck(env_repo)

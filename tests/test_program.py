@@ -80,6 +80,8 @@ API_OF = {
     "gcp:storage/bucketIAMMember:BucketIAMMember": "storage",
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": "cloudkms",
     "gcp:compute/network:Network": "compute", "gcp:compute/subnetwork:Subnetwork": "compute",
+    "gcp:secretmanager/secret:Secret": "secretmanager",
+    "gcp:binaryauthorization/policy:Policy": "binaryauthorization",
     "gcp:pubsub/schema:Schema": "pubsub", "gcp:pubsub/topic:Topic": "pubsub",
     "gcp:pubsub/topicIAMMember:TopicIAMMember": "pubsub",
     "gcp:cloudscheduler/job:Job": "cloudscheduler",

@@ -3,6 +3,7 @@ what they say, what they run, and in which order."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from cloud_world import (
     world_with,
 )
 from fake_cloud import FAKE_ADC_TOKEN
+from pulumi_harness import SIGNERS
 
 MUTATING = re.compile(r"\b(create|enable|update|set|login|init|up|destroy|select)\b")
 
@@ -239,6 +241,32 @@ class TestPreflight:
             "operator@acme.example: the grants `pulumi up` relies on go to the deployer")
         assert fix_after(run, "deployer").startswith(
             "fix: pulumi config set gitops:deployer user:operator@acme.example")
+
+    def test_signing_keys_need_versions_the_operator_adds(self, tmp_path: Path) -> None:
+        """With gitops:signers the key secrets need a version: before the first `make up`
+        (no secret yet) that is a note; afterwards a secret without one fails the check."""
+        world = ready_world()
+        world["stacks"]["dev"]["config"]["gitops:signers"] = json.dumps(SIGNERS)
+        world["secrets"] += ["gitops-signing-key-delivery"]
+        world["secret_versions"] = {"gitops-signing-key-delivery": 0}
+        run, cloud = preflight(tmp_path, world)
+        status = lines_of(run)
+        assert status["signing key (ci)"] == (
+            "ok secret gitops-signing-key-ci is created by this `make up`")
+        assert fix_after(run, "signing key (ci)") == (
+            "note: then add the key, or ci builds fail at their start: gcloud secrets versions "
+            f"add gitops-signing-key-ci --data-file=ci_signing --project={PROJECT}  "
+            "(docs/supply-chain.md)")
+        assert status["signing key (delivery)"] == (
+            "FAIL secret gitops-signing-key-delivery has no enabled version: delivery builds "
+            "fail at their start until it has one")
+        assert run.code == 2
+        assert_changed_nothing(cloud)
+        world["secret_versions"]["gitops-signing-key-delivery"] = 2
+        run, _ = preflight(tmp_path / "with-versions", world)
+        assert lines_of(run)["signing key (delivery)"] == (
+            "ok secret gitops-signing-key-delivery has an enabled version")
+        assert run.code == 0, run.stdout
 
     def test_for_destroy_needs_no_config(self, tmp_path: Path) -> None:
         world = ready_world()

@@ -37,14 +37,15 @@ IMAGE_DIR_IN_BUILD = "/gitops/scripts"
 
 # What the base images ship, from their own Dockerfiles: google-cloud-cli's `-slim` variant
 # (GoogleCloudPlatform/cloud-sdk-docker, debian_slim/Dockerfile) is Debian bookworm-slim with
-# git, python3, python3-pip and curl from apt, and gcloud (with gcloud.sh) from the
-# google-cloud-cli package. The Pulumi CLI image's /pulumi/bin holds the files of the CLI
-# release archive (pulumi/pulumi-docker-containers, docker/base).
+# git, python3, python3-pip, curl and openssh-client (ssh-keygen, which signs and verifies
+# commits) from apt, and gcloud (with gcloud.sh) from the google-cloud-cli package. The Pulumi
+# CLI image's /pulumi/bin holds the files of the CLI release archive
+# (pulumi/pulumi-docker-containers, docker/base).
 DEBIAN_ESSENTIAL = {"sh", "bash", "cat", "echo", "test", "[", "printf", "mkdir", "rm", "cp",
                     "mv", "ls", "env", "sleep", "true", "false", "apt-get", "set"}
 BASE_IMAGE_COMMANDS = {
     "gcr.io/google.com/cloudsdktool/google-cloud-cli": DEBIAN_ESSENTIAL | {
-        "gcloud", "gcloud.sh", "git", "python3", "curl"},
+        "gcloud", "gcloud.sh", "git", "python3", "curl", "ssh-keygen"},
 }
 BASE_IMAGE_FILES = {
     "pulumi/pulumi-base": {

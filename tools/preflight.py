@@ -388,10 +388,39 @@ def check_github(found: Findings) -> None:
                 "pull request: the preview build runs on pull requests"))
 
 
+def check_signing_keys(found: Findings) -> None:
+    """With signed commits on (gitops:signers), each build identity's key secret needs a
+    version, which only the operator adds (the program never holds a private key)."""
+    cfg = found.stack_config
+    if cfg is None or not cfg.signing or not found.gcloud:
+        return
+    from components.config import signing_secret_id
+
+    for identity in cfg.signing_identities:
+        secret = signing_secret_id(identity)
+        add = (f"gcloud secrets versions add {secret} --data-file={identity}_signing "
+               f"--project={cfg.project}  (docs/supply-chain.md)")
+        listed = run(["gcloud", "secrets", "versions", "list", secret, f"--project={cfg.project}",
+                      "--filter=state:ENABLED", "--format=value(name)", "--limit=1"], timeout=60)
+        name = f"signing key ({identity})"
+        if listed.ok and listed.stdout.strip():
+            found.add(name, True, f"secret {secret} has an enabled version")
+        elif listed.ok:
+            found.add(name, False, f"secret {secret} has no enabled version: {identity} builds "
+                      "fail at their start until it has one", add)
+        elif "NOT_FOUND" in listed.stderr:
+            found.checks.append(Check(
+                name, True, f"secret {secret} is created by this `make up`",
+                f"note: then add the key, or {identity} builds fail at their start: {add}"))
+        else:
+            found.add(name, False, f"cannot list the versions of {secret}: "
+                      f"{listed.first_error_line()}", add)
+
+
 PLANS: dict[str, list[Callable[[Findings], None]]] = {
     "up": [check_python, check_pulumi_cli, check_gcloud, check_auth_plugin, check_git,
            check_backend, check_stack, check_config, check_backend_matches, check_deployer,
-           check_github],
+           check_github, check_signing_keys],
     "preview": [check_python, check_pulumi_cli, check_gcloud, check_auth_plugin, check_backend,
                 check_stack, check_config, check_backend_matches],
     "destroy": [check_pulumi_cli, check_gcloud, check_auth_plugin, check_backend, check_stack],

@@ -11,6 +11,8 @@ Design decisions:
   the format and the order of tree entries.
 - Errors are read from machine-readable output only (exit codes, `push --porcelain` status
   flags), and git runs with `LC_ALL=C`.
+- Commits are signed and signatures checked by git itself (`gitops.signing` hands it the SSH
+  key and the allowed signers from the environment); no other module knows about keys.
 - Two error kinds: `BadInput` (exit 2: the caller must fix something; nothing changed) and
   `OperationFailed` (exit 1: the input was fine but the operation could not complete; nothing
   changed).

@@ -26,6 +26,7 @@ from gitops.envrepo import Entry, EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.promote import provenance
 from gitops.retry import RetryPolicy, retry_push
+from gitops.signing import Signing
 from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
@@ -43,6 +44,7 @@ class ChainRequest:
     next_environment: str
     next_branch: str  # the next environment's candidate branch
     build_id: str | None = None
+    signing: Signing | None = None  # None: from the environment (gitops.signing)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def publish_to_next(request: ChainRequest, policy: RetryPolicy | None = None) ->
     check_request(request)
     policy = policy or RetryPolicy.from_env()
     app, commit = request.app, request.commit
-    with scratch_repo(request.repo) as env:
+    with scratch_repo(request.repo, signing=request.signing) as env:
         if env.fetch(request.source) is None or not env.reach(request.source, [commit]):
             raise BadInput(f"commit {commit} is not on branch {request.source!r}")
         applied = env.lookup(commit, f"{APPS_DIR}/{app}")

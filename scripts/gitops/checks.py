@@ -87,6 +87,18 @@ def check_image_ref(ref: str) -> re.Match[str]:
     return match
 
 
+# A Cloud Build build's resource name: the build whose provenance describes an image.
+BUILD_NAME_RE = re.compile(r"projects/[a-z][-a-z0-9.:]{4,61}[a-z0-9]/locations/[a-z0-9-]+/"
+                           r"builds/[A-Za-z0-9][A-Za-z0-9-]{0,127}")
+
+
+def check_build_name(name: str, what: str) -> str:
+    if not BUILD_NAME_RE.fullmatch(name):
+        raise BadInput(f"{what} {name!r} is not a build name "
+                       f"(projects/PROJECT/locations/LOCATION/builds/BUILD_ID)")
+    return name
+
+
 def check_text(key: str, value: str) -> str:
     """One line of printable text: no control, format or line-break character, at most 1024."""
     bad = unsafe_char(value)

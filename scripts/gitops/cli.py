@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from gitops.credentials import redact
@@ -24,6 +25,7 @@ from gitops.errors import (
     OperationFailed,
     one_line,
 )
+from gitops.signing import Signing
 
 # name -> (flags, argparse keyword arguments)
 SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
@@ -42,6 +44,10 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                  "help": "branch this command writes (repeatable)"}),
     "build-id": (("--build-id",), {"help": "id of the build making the change (a trailer)"}),
     "json": (("--json",), {"action": "store_true", "help": "print JSON instead of a table"}),
+    "allowed-signers": (("--allowed-signers",), {
+        "metavar": "FILE",
+        "help": "allowed_signers file to check commit signatures against (default: "
+                "$GITOPS_ALLOWED_SIGNERS; neither: signatures are not checked)"}),
     "environment": (("--environment",), {
         "metavar": "NAME", "help": "delivery environment (default: the last one the env repo "
                                    "records, e.g. production), whose branches are used"}),
@@ -63,6 +69,20 @@ def command_parser(prog: str, description: str | None, *shared: str) -> Argument
         flags, options = SHARED[name]
         parser.add_argument(*flags, **options)
     return parser
+
+
+def signing_from(allowed_signers_file: str | None) -> Signing:
+    """Signing from the environment, with the allowed signers of the file when one is named."""
+    signing = Signing.from_env()
+    if allowed_signers_file is None:
+        return signing
+    try:
+        text = Path(allowed_signers_file).read_text()
+    except OSError as exc:
+        raise BadInput(f"--allowed-signers {allowed_signers_file!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"--allowed-signers {allowed_signers_file!r}: not a text file") from None
+    return signing.with_allowed_signers(text)
 
 
 def run(main: Callable[[Sequence[str]], str], argv: Sequence[str]) -> int:

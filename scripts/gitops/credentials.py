@@ -19,9 +19,11 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Sequence
 
 from gitops.errors import OperationFailed, one_line
 from gitops.settings import env_seconds
+from gitops.signing import KEY_ENV as SIGNING_KEY_ENV
 
 TOKEN_ENV = "GITOPS_GIT_TOKEN"
 # projects/*/locations/*/connections/*/repositories/*: asked for a short-lived read/write token
@@ -37,8 +39,9 @@ MAX_GIT_TIMEOUT = 3600.0
 LOW_SPEED_LIMIT = 1000  # bytes per second
 MAX_LOW_SPEED_TIME = 30  # seconds
 ALLOWED_PROTOCOLS = "https:http:ssh:git:file"
-# Variables no git child needs: the token reaches git as a header.
-SECRET_ENV = (TOKEN_ENV,)
+# Variables no git child needs: the token reaches git as a header, the signing key as a file
+# named in git's config (gitops.signing).
+SECRET_ENV = (TOKEN_ENV, SIGNING_KEY_ENV)
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "gitops-bot",
     "GIT_AUTHOR_EMAIL": "gitops-bot@noreply.invalid",
@@ -90,10 +93,16 @@ def git_timeout() -> float:
     return env_seconds(GIT_TIMEOUT_ENV, DEFAULT_GIT_TIMEOUT, 0.1, MAX_GIT_TIMEOUT)
 
 
-def git_environment(url: str) -> dict[str, str]:
-    """Identity, C locale (git's output is parsed), limits and, for HTTPS with a token, the
-    header. Secret variables are emptied: git gets the header, not the token's variable."""
-    env = {key: os.environ.get(key, value) for key, value in GIT_IDENTITY.items()}
+def git_environment(url: str, extra: Sequence[tuple[str, str]] = (),
+                    email: str | None = None) -> dict[str, str]:
+    """Identity (email, when given, instead of the default one), C locale (git's output is
+    parsed), limits, for HTTPS with a token the header, and the extra config settings (signing)
+    as GIT_CONFIG_* variables. Identity variables set in the environment win. Secret variables
+    are emptied: git gets the header, not the token's variable, and never the signing key's."""
+    identity = dict(GIT_IDENTITY)
+    if email:
+        identity.update(GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_EMAIL=email)
+    env = {key: os.environ.get(key, value) for key, value in identity.items()}
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["LC_ALL"] = "C"
     env["GIT_ALLOW_PROTOCOL"] = ALLOWED_PROTOCOLS
@@ -109,6 +118,7 @@ def git_environment(url: str) -> dict[str, str]:
         token = git_token()
         if token:
             settings.append(("http.extraHeader", f"Authorization: Basic {basic_auth(token)}"))
+    settings += extra
     count = os.environ.get("GIT_CONFIG_COUNT", "0")
     start = int(count) if count.isascii() and count.isdigit() else 0
     for index, (key, value) in enumerate(settings, start=start):
@@ -124,10 +134,13 @@ def process_environment(environment: dict[str, str]) -> dict[str, str]:
 
 
 def redact(text: str) -> str:
-    """Remove the token and any credentials embedded in URLs from a message."""
+    """Remove the token, the signing key and any credentials embedded in URLs from a message."""
     for token in filter(None, [os.environ.get(TOKEN_ENV), *CONNECTION_TOKENS.values()]):
         text = text.replace(token, "***")
         text = text.replace(basic_auth(token), "***")
+    key = os.environ.get(SIGNING_KEY_ENV, "").strip()
+    if key:
+        text = text.replace(key, "***")
     return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
 
 

@@ -28,6 +28,12 @@ A commit older than production's, which production never held, is a stale build 
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
 the source branch) is not deployed: the build says so and succeeds.
 
+When allowed signers are configured (signing is on, `gitops.signing`), nothing is applied unless
+two signatures verify: the candidate commit's own, and that of the commit that last changed
+`apps/APP/` up to it (the one that wrote what would be applied). A commit's signature covers its
+whole tree, but a writer builds on whatever tip it finds, so an unsigned change pushed beneath a
+signed commit would otherwise be applied under someone else's signature.
+
 Cluster access goes through one small boundary (`gitops.cluster`: `Cluster`, the Lease, apply
 and wait), which the tests replace and which heals (gitops.drift) share. Without a
 cluster (GITOPS_NO_CLUSTER=1, used by the local loop) the manifests are validated only, and the
@@ -76,6 +82,7 @@ from gitops.promote import Kind, PromoteRequest, promote, promoted_from
 from gitops.prune import ObjectRef, objects, prune, removed
 from gitops.retry import RetryPolicy
 from gitops.settings import MAX_LOCK_TIMEOUT, MAX_ROLLOUT_TIMEOUT, whole_seconds
+from gitops.signing import Signing
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
@@ -115,6 +122,7 @@ class DeliveryRequest:
     project: str | None = None
     cluster: str | None = None
     location: str | None = None
+    signing: Signing | None = None  # None: from the environment (gitops.signing)
     namespace: str | None = None  # default: the app's name
     environment: str = "production"
     next_environment: str | None = None  # where a promotion goes on (None: last environment)
@@ -169,6 +177,16 @@ def skip_if_stale(env: EnvRepo, source: str, target: str, app: str,
     return DeployResult(env.tip(target) or commit, Outcome.STALE)
 
 
+def check_signatures(env: EnvRepo, source: str, app: str, commit: str) -> None:
+    """BadInput unless the commit and the commit that wrote the app's manifests are signed by
+    allowed signers (only called when signing is on)."""
+    problem = env.unverified(source, commit, f"{APPS_DIR}/{app}/")
+    if problem is not None:
+        raise BadInput(f"refusing to deploy {app} at {commit[:12]}: {problem} (signing is on: "
+                       f"the commits deployed must be signed by an allowed signer)")
+    log(f"signatures of {commit[:12]} and of what it applies: verified")
+
+
 def check_request(request: DeliveryRequest) -> None:
     check_remote(request.repo)
     check_app(request.app)
@@ -216,6 +234,8 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             request.project, request.region, request.build_id)
         log(f"approved by {approved_by}")
 
+    signing = request.signing if request.signing is not None else Signing.from_env()
+
     def told(kind: events.Kind, result: DeployResult, summary: str,
              detail: str = "") -> DeployResult:
         """Announce the outcome as an event (which never fails the delivery), pass it on."""
@@ -228,7 +248,7 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                             source=source, target=target,
                                             build_id=request.build_id,
-                                            approved_by=approved_by))
+                                            approved_by=approved_by, signing=signing))
         except (OperationFailed, BadInput) as exc:  # the target did not record the commit
             raise Unrecorded(one_line(str(exc))) from None
         rollback = result.kind is Kind.ROLLBACK
@@ -244,12 +264,12 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             repo=request.repo, app=app, commit=commit, source=source,
             environment=request.environment, production_commit=result.commit,
             next_environment=request.next_environment, next_branch=request.next_candidate,
-            build_id=request.build_id))
+            build_id=request.build_id, signing=signing))
         log(f"{'published' if chained.created else 'already on'} {request.next_candidate} "
             f"for environment {request.next_environment}: {chained.commit[:12]}")
         return replace(announced, next_commit=chained.commit)
 
-    with scratch_repo(request.repo) as env, scratch.folder() as work:
+    with scratch_repo(request.repo, signing=signing) as env, scratch.folder() as work:
         if env.fetch(source) is None or not env.reach(source, [commit]):
             raise BadInput(f"commit {commit} is not on branch {source!r}")
         if env.fetch(target) is None:
@@ -266,6 +286,8 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                         DeployResult(env.tip(target) or commit, Outcome.FROZEN),
                         f"{app} is frozen: {commit[:12]} is recorded, not deployed",
                         note.strip())
+        if env.signing.verifies:
+            check_signatures(env, source, app, commit)
         candidate = Path(work) / "candidate"
         env.materialize(entry.sha, candidate)
 

@@ -14,7 +14,10 @@ that production does not set is not drift (Kubernetes keeps it for its own field
 
 Heal (opt-in per stack and per app, `--heal APP,...`): under the app's delivery Lease, so a heal
 never races a delivery, production's tip is read again and re-applied (the same apply and
-rollout wait as a delivery), and the extra objects are deleted. Each drifted app publishes
+rollout wait as a delivery), and the extra objects are deleted. With signed commits on (allowed
+signers in the environment, gitops.signing), a heal applies production only when its tip and the
+commit that wrote the app's manifests verify, as deploy does; otherwise the app is reported
+drifted and not healed, with the reason. Each drifted app publishes
 `drift_found`, each healed one `drift_healed` (gitops.events); an app in sync publishes
 nothing. `status --drift` runs the same comparison (`check`) with the operator's credentials,
 without healing or events.
@@ -194,8 +197,14 @@ def heal(env: EnvRepo, cluster: Cluster, drift: AppDrift, request: ReconcileRequ
                   request.lock_timeout)
     try:
         tip = materialize(env, request.target, app, folder) or drift.production_commit
-        log(f"heal: re-applying {app} from {request.target} {tip[:12]}")
-        failure = apply_and_wait(cluster, app, folder, request.timeout)
+        unsigned = env.unverified(request.target, tip, f"{APPS_DIR}/{app}/") \
+            if env.signing.verifies else None
+        if unsigned is not None:
+            failure: str | None = f"not healed: {unsigned} (signing is on)"
+            log(f"heal: {app}: {failure}")
+        else:
+            log(f"heal: re-applying {app} from {request.target} {tip[:12]}")
+            failure = apply_and_wait(cluster, app, folder, request.timeout)
         if failure is None:
             keep = production_objects(folder)
             for extra in extras(cluster, app, keep):

@@ -45,6 +45,7 @@ from gitops import processes, scratch
 from gitops.checks import check_remote
 from gitops.credentials import git_environment, git_timeout, process_environment
 from gitops.errors import OperationFailed, one_line
+from gitops.signing import GitSigning, SignatureCheck, Signing, git_settings
 from gitops.trailers import Trailers, parse_trailer_lines
 
 TREE_MODE = "040000"
@@ -76,11 +77,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One commit of a branch's history: SHA, committer time (ISO 8601) and trailers."""
+    """One commit of a branch's history: SHA, committer time (ISO 8601), trailers, and the
+    signature check when allowed signers are configured (None otherwise)."""
 
     sha: str
     time: str
     trailers: Trailers
+    signature: SignatureCheck | None = None
 
 
 @contextmanager
@@ -103,6 +106,7 @@ class EnvRepo:
     depths: dict[str, int] = field(default_factory=dict)  # per branch; 0: whole history
     # Fetches started by scratch_repo before GitPython was loaded, by branch.
     early: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    signing: Signing = field(default_factory=Signing)  # configured in git by scratch_repo
 
     @property
     def git(self) -> git.Git:
@@ -190,6 +194,26 @@ class EnvRepo:
             tip = self.fetch(branch)
         return False
 
+    def last_change(self, branch: str, commit: str, path: str) -> str | None:
+        """The newest commit at or before commit (on branch) that changed path; None if none.
+
+        A shallow history's oldest commit seems to add every file, so when the answer is that
+        boundary the branch is deepened until the real change is found, or history ends.
+        """
+        while True:
+            found = self.log(commit, path, limit=1)
+            sha = found[0].sha if found else None
+            current = self.depths.get(branch, 1)
+            if sha is None or sha not in self.shallow_boundary() or current == 0:
+                return sha
+            self.depths[branch] = next((d for d in DEEPEN_STEPS if d > current), 0)
+            self.fetch(branch)
+
+    def shallow_boundary(self) -> set[str]:
+        """The commits whose parents this shallow repository does not have."""
+        shallow = Path(self.repo.git_dir) / "shallow"
+        return set(shallow.read_text().split()) if shallow.exists() else set()
+
     def fetch_whole(self, *branches: str) -> None:
         """Fetch the branches with their whole history (history is as long as they are)."""
         for branch in branches:
@@ -272,17 +296,54 @@ class EnvRepo:
             return None
         return self.read_object(entry.sha).decode()
 
-    def log(self, tip: str, path: str | None = None, limit: int | None = None) -> list[LogEntry]:
-        """Commits reachable from tip (touching path, if given), newest first, with trailers."""
-        args = ["log", "-z", f"--format=%H{FIELD_SEP}%cI{FIELD_SEP}%(trailers:only,unfold)"]
+    def log(self, tip: str, path: str | None = None, limit: int | None = None,
+            signatures: bool = False) -> list[LogEntry]:
+        """Commits reachable from tip (touching path, if given), newest first, with trailers;
+        with signatures, each commit's signature checked against the allowed signers.
+
+        Checking costs an ssh-keygen run per signed commit, so only the callers that show or
+        enforce signatures ask for it.
+        """
+        if signatures and not self.signing.verifies:
+            raise OperationFailed("no allowed signers configured: signatures cannot be checked")
+        signature = f"%G?{FIELD_SEP}%GS{FIELD_SEP}" if signatures else ""
+        args = ["log", "-z",
+                f"--format=%H{FIELD_SEP}%cI{FIELD_SEP}{signature}%(trailers:only,unfold)"]
         if limit is not None:
             args.append(f"--max-count={limit}")
         out = self.output(*args, tip, "--", *([path] if path else []))
         entries = []
         for record in filter(None, out.split("\0")):
-            sha, when, trailers = record.split(FIELD_SEP, 2)
-            entries.append(LogEntry(sha.strip(), when, parse_trailer_lines(trailers)))
+            check: SignatureCheck | None = None
+            if signatures:
+                sha, when, flag, signer, trailers = record.split(FIELD_SEP, 4)
+                check = SignatureCheck.from_git(flag, signer)
+            else:
+                sha, when, trailers = record.split(FIELD_SEP, 2)
+            entries.append(LogEntry(sha.strip(), when, parse_trailer_lines(trailers), check))
         return entries
+
+    def unverified(self, branch: str, commit: str, path: str) -> str | None:
+        """Why commit (on branch) may not be applied when signing is on, or None when it may.
+
+        Both must verify: commit itself, and the commit that last changed path up to it (the
+        one that wrote what would be applied): a writer signs whatever tip it builds on, so an
+        unsigned change beneath a signed commit would otherwise pass under its signature.
+        """
+        writer = self.last_change(branch, commit, path) or commit
+        roles = {commit: "commit"}
+        roles.setdefault(writer, f"the commit that wrote {path.rstrip('/')}/,")
+        for sha, role in roles.items():
+            check = self.verify(sha)
+            if not check.good:
+                return f"{role} {sha[:12]} is {check.describe()}"
+        return None
+
+    def verify(self, commit: str) -> SignatureCheck:
+        """The commit's signature checked against the configured allowed signers."""
+        check = self.log(commit, limit=1, signatures=True)[0].signature
+        assert check is not None  # asked for: every entry carries its check
+        return check
 
     def trailers(self, commit: str) -> Trailers:
         return self.log(commit, limit=1)[0].trailers
@@ -360,10 +421,12 @@ class EnvRepo:
         return self.make_tree(entries) if entries else None
 
     def commit(self, tree: str | None, parent: str | None, message: str) -> str:
-        """A commit of tree (None: the empty tree) on parent, by the configured identity."""
+        """A commit of tree (None: the empty tree) on parent, by the configured identity, signed
+        with the configured SSH key when there is one."""
         tree = tree or self.make_tree({})
         parents = ["-p", parent] if parent else []
-        return self.output("commit-tree", tree, *parents, data=message.encode()).strip()
+        sign = ["-S"] if self.signing.signs else []
+        return self.output("commit-tree", *sign, tree, *parents, data=message.encode()).strip()
 
 
 def porcelain_status(out: str, ref: str) -> tuple[str | None, str]:
@@ -390,15 +453,29 @@ def fetch_args(url: str, branch: str, depth: int, shallow: bool) -> list[str]:
 
 
 @contextmanager
-def scratch_repo(url: str, first_fetch: str | None = None) -> Iterator[EnvRepo]:
+def scratch_repo(url: str, first_fetch: str | None = None,
+                 signing: Signing | None = None) -> Iterator[EnvRepo]:
     """A temporary bare repository for talking to url, removed afterwards.
 
     With first_fetch, that branch's shallow fetch starts at once and runs while GitPython
     loads and the caller prepares; `EnvRepo.fetch(first_fetch)` then returns its result.
+    Commits are signed and signatures checked as signing says (default: the environment,
+    `gitops.signing`).
     """
     url = check_remote(url)
+    signing = signing if signing is not None else Signing.from_env()
+    # git_settings first: a bad key fails there, before anything else.
+    with git_settings(signing) as git_signing, \
+            _scratch_repo(url, first_fetch, signing, git_signing) as env:
+        yield env
+
+
+@contextmanager
+def _scratch_repo(url: str, first_fetch: str | None, signing: Signing,
+                  git_signing: GitSigning) -> Iterator[EnvRepo]:
     timeout = git_timeout()
-    environment = git_environment(url)  # first: a token failure leaves nothing behind
+    # First: a token failure leaves nothing behind.
+    environment = git_environment(url, git_signing.settings, git_signing.email)
     process_env = process_environment(environment)
     workdir = str(scratch.make())
     early: subprocess.Popen[bytes] | None = None
@@ -418,7 +495,8 @@ def scratch_repo(url: str, first_fetch: str | None = None) -> Iterator[EnvRepo]:
         repo.git.update_environment(**environment)
         try:
             yield EnvRepo(url=url, repo=repo, process_env=process_env, timeout=timeout,
-                          early={first_fetch: early} if first_fetch and early else {})
+                          early={first_fetch: early} if first_fetch and early else {},
+                          signing=signing)
         finally:
             repo.close()
     finally:

@@ -23,11 +23,12 @@ from gitops.credentials import strip_userinfo
 from gitops.envrepo import Entry, EnvRepo, scratch_repo
 from gitops.errors import BadInput
 from gitops.retry import RetryPolicy, retry_push
+from gitops.signing import Signing
 from gitops.trailers import Trailers, commit_message
 
 APPS_DIR = "apps"
 PROMOTED_DIR = ".gitops/promoted"
-PROVENANCE_KEYS = ("Image", "Source-Repo", "Source-Commit")
+PROVENANCE_KEYS = ("Image", "Provenance", "Source-Repo", "Source-Commit")
 
 
 class Kind(Enum):
@@ -43,6 +44,7 @@ class PromoteRequest:
     source: str = "candidate"
     target: str = "production"
     build_id: str | None = None
+    signing: Signing | None = None  # None: from the environment (gitops.signing)
     approved_by: str | None = None  # who approved the delivery build (gated environments)
 
 
@@ -103,7 +105,7 @@ def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> Promo
     app, commit, source, target = request.app, request.commit, request.source, request.target
     prefix = f"{APPS_DIR}/{app}"
 
-    with scratch_repo(request.repo) as env:
+    with scratch_repo(request.repo, signing=request.signing) as env:
         if env.fetch(source) is None:
             raise BadInput(f"branch {source!r} does not exist in {request.repo}")
         if not env.reach(source, [commit]):

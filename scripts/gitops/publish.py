@@ -26,6 +26,7 @@ from pathlib import Path
 from gitops.checks import (
     check_app,
     check_branch,
+    check_build_name,
     check_image_ref,
     check_remote,
     check_sha,
@@ -53,6 +54,7 @@ class PublishRequest:
     source_commit: str | None = None
     images: tuple[str, ...] = ()  # full references with @sha256: digests, in build order
     build_id: str | None = None
+    provenance: str | None = None  # projects/P/locations/L/builds/ID (gitops.checks)
     # (environment, folder): later environments' renderings, as releases/ENV/APP/
     release_for: tuple[tuple[str, Path], ...] = ()
 
@@ -85,6 +87,8 @@ def check_request(request: PublishRequest) -> None:
         check_source_repo(request.source_repo)
     if request.build_id is not None:
         check_trailer_value("--build-id", request.build_id)
+    if request.provenance is not None:
+        check_build_name(request.provenance, "--provenance")
     names = [check_app(name) for name, _ in request.release_for]
     if len(set(names)) != len(names):
         raise BadInput("--release-for names an environment twice")
@@ -98,6 +102,7 @@ def message_for(request: PublishRequest) -> str:
         ("Source-Repo", request.source_repo),
         ("Source-Commit", request.source_commit),
         ("Build-Id", request.build_id),
+        ("Provenance", request.provenance),
     ])
 
 

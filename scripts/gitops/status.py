@@ -3,6 +3,7 @@
 Per app: production's images (every image the app builds), source commit, time and build; the
 newest candidate attempt; and whether they differ (the newest attempt is pending, or its
 delivery failed) or the app is frozen.
+With allowed signers (`gitops.signing`), whether the signatures of both verify.
 
 With delivery environments (recorded in the env repo), every app in every environment side by
 side: what runs where (cluster and namespace), and what is on its way; in an environment with an
@@ -28,8 +29,10 @@ from gitops.history import (
     apps_on,
     collect,
     images_cell,
+    signature_cell,
     table,
 )
+from gitops.signing import SignatureCheck, Signing
 
 FROZEN_DIR = ".gitops/frozen"
 IN_SYNC = "in sync"
@@ -59,11 +62,17 @@ class AppStatus:
             "production": prod and {
                 "commit": prod.commit, "time": prod.time, "kind": prod.kind,
                 "images": list(prod.images), "source_commit": prod.source_commit,
-                "build_id": prod.build_id, "candidate": prod.promoted_from},
+                "build_id": prod.build_id, "candidate": prod.promoted_from,
+                "signature": signature_json(prod.signature)},
             "newest_attempt": new and {
                 "commit": new.commit, "time": new.time, "images": list(new.images),
-                "source_commit": new.source_commit, "build_id": new.build_id},
+                "source_commit": new.source_commit, "build_id": new.build_id,
+                "signature": signature_json(new.signature)},
         }
+
+
+def signature_json(check: SignatureCheck | None) -> dict[str, str | None] | None:
+    return None if check is None else {"status": check.status, "signer": check.signer}
 
 
 def freeze_note(env: EnvRepo, branch: str, app: str) -> str | None:
@@ -85,11 +94,12 @@ def app_status(story: History, frozen: str | None) -> AppStatus:
 
 
 def status(repo: str, app: str | None = None, source: str = "candidate",
-           target: str = "production") -> list[AppStatus]:
-    """The status of one app, or of every app on either branch."""
+           target: str = "production", signing: Signing | None = None) -> list[AppStatus]:
+    """The status of one app, or of every app on either branch (signatures checked when
+    signing, default the environment, has allowed signers)."""
     check_branch(source)
     check_branch(target)
-    with scratch_repo(repo) as env:
+    with scratch_repo(repo, signing=signing) as env:
         env.fetch_whole(source, target)
         known = apps_on(env, source, target)
         apps = [check_app(app)] if app else known
@@ -102,14 +112,20 @@ def status(repo: str, app: str | None = None, source: str = "candidate",
 def render_text(statuses: list[AppStatus]) -> str:
     if not statuses:
         return "no apps yet"
-    rows = [["APP", "PRODUCTION IMAGES", "SOURCE", "SINCE", "BUILD", "NEWEST ATTEMPT", "STATE"]]
+    checked = any(e is not None and e.signature is not None
+                  for s in statuses for e in (s.production, s.newest_attempt))
+    signed = ["PRODUCTION SIGNATURE", "ATTEMPT SIGNATURE"] if checked else []
+    rows = [["APP", "PRODUCTION IMAGES", "SOURCE", "SINCE", "BUILD", "NEWEST ATTEMPT", *signed,
+             "STATE"]]
     for s in statuses:
         prod, new = s.production, s.newest_attempt
+        signatures = [signature_cell(prod.signature if prod else None),
+                      signature_cell(new.signature if new else None)] if checked else []
         rows.append([
             s.app, images_cell(prod.images) if prod else "-",
             (prod.source_commit if prod and prod.source_commit else "-")[:12],
             prod.time if prod else "-", prod.build_id if prod and prod.build_id else "-",
-            images_cell(new.images) if new else "-",
+            images_cell(new.images) if new else "-", *signatures,
             s.state + (" [FROZEN]" if s.frozen else "")])
     return table(rows)
 
@@ -146,12 +162,14 @@ class BuildsAt:
 
 
 def status_by_environment(repo: str, app: str | None = None, environment: str | None = None,
-                          builds: BuildsAt | None = None) -> list[EnvironmentStatus]:
+                          builds: BuildsAt | None = None, signing: Signing | None = None
+                          ) -> list[EnvironmentStatus]:
     """Every app in every recorded environment (or only the named one), from git alone; with
-    builds, Cloud Build says where each newest attempt not yet in production is."""
+    builds, Cloud Build says where each newest attempt not yet in production is; signatures
+    checked when signing (default: the environment) has allowed signers."""
     if environment is not None:
         check_app(environment)
-    with scratch_repo(repo) as env:
+    with scratch_repo(repo, signing=signing) as env:
         recorded = read_environments(env)
         chosen = [choose(recorded, environment)] if environment else recorded
         branches = [b for e in chosen for b in (e.candidate, e.production)]
@@ -187,6 +205,9 @@ def cell(status: AppStatus, environment: Environment,
         runs += f"; {newest} {waiting}"
     elif status.state == ROLLED_BACK:
         runs += " (rolled back)"
+    check = prod.signature if prod else None
+    if check is not None:  # signatures were checked: say who signed what runs, or what is wrong
+        runs += f" [signed: {check.signer}]" if check.good else f" [{check.describe()}]"
     return runs + (" [FROZEN]" if status.frozen else "")
 
 

@@ -1,6 +1,7 @@
 """Commit messages: a one-line subject and git trailers that machines read.
 
-Trailer keys: `App`, `Image` (one line per image: an app may build several), `Source-Repo`,
+Trailer keys: `App`, `Image` (one line per image: an app may build several), `Provenance` (the
+Cloud Build build whose verified provenance describes the images), `Source-Repo`,
 `Source-Commit`, `Build-Id`, and on production `Promoted-From` and `Rollback`. Git itself parses
 them back (`%(trailers)` in `gitops.envrepo`).
 

@@ -41,6 +41,7 @@ TOOL_COMMANDS = (
     "kms keys describe", "kms keys create", "kms keys versions destroy", "secrets describe",
     "secrets create", "secrets delete", "compute forwarding-rules list",
     "compute forwarding-rules delete", "builds list", "builds triggers run",
+    "secrets versions list",
 )
 PULUMI_DOCS = "https://www.pulumi.com/docs/iac/cli/commands/pulumi_{}/"
 # Only what the docs and tools use (a flag or command not listed fails the docs test).
