@@ -31,7 +31,7 @@ from conftest import (
 )
 from gitops import deploy
 from gitops.deploy import DeliveryRequest, Outcome, deliver
-from gitops.errors import OperationFailed
+from gitops.errors import BadInput, OperationFailed
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
 
@@ -172,6 +172,40 @@ class TestDelivery:
             deliver_with(env_repo, bad, cluster)
         assert env_repo.tip("production") == env_repo.root
         assert len([c for c in cluster.calls if c[1] == "apply"]) == 1
+
+
+class TestWithoutACluster:
+    """GITOPS_NO_CLUSTER=1 (the local loop without a kubeconfig): the manifests are validated,
+    nothing reaches a cluster, production records the commit, and the output says so."""
+
+    def test_validated_only(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch.setenv(deploy.NO_CLUSTER_ENV, "1")
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
+
+        def no_cluster(kubeconfig: str) -> ScriptedCluster:
+            raise AssertionError("no cluster may be reached")
+
+        result = deliver(DeliveryRequest(repo=env_repo.url, app="hello", commit=commit,
+                                         build_id="cd-1"), cluster_factory=no_cluster)
+        assert result.outcome is Outcome.VALIDATED
+        assert result.commit == env_repo.tip("production")
+        assert "validated only, NOT applied" in capsys.readouterr().out
+
+    def test_invalid_manifests_are_refused(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(deploy.NO_CLUSTER_ENV, "1")
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A),
+                                 {"bad.yaml": "apiVersion: v1\nkind: Service\nmetadata: "
+                                              "{name: x}\nspec: {ports: [{port: nope}]}\n"})
+        commit = publish_manifests(PublishRequest(repo=env_repo.url, app="hello",
+                                                  manifests=folder)).commit
+        production = env_repo.tip("production")
+        with pytest.raises(BadInput):
+            deliver(DeliveryRequest(repo=env_repo.url, app="hello", commit=commit,
+                                    build_id="cd-1"))
+        assert env_repo.tip("production") == production
 
 
 class TestDeadline:

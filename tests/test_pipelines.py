@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,9 @@ import yaml
 from google.cloud.devtools import cloudbuild_v1
 from google.protobuf import json_format
 
+import fake_kubectl
 from components import pipelines
-from conftest import DIGEST_A, ROOT, cli, fsck, git
+from conftest import DIGEST_A, ROOT, cli, fake_cluster_env, fsck, git
 from program_graphs import graph_of
 from pulumi_harness import Graph
 from test_program import TRIGGER, pipeline_of
@@ -182,57 +186,84 @@ class TestPipelineReport:
                f"{len({s['name'] for s in delivery['steps']})} |" in readme
 
 
+@dataclass
+class LoopRun:
+    stdout: str
+    env_repo: Path
+    cluster: Path
+    keys: Path
+
+    def section(self, app: str) -> str:
+        """What the loop printed under app's banners (builds, deliveries, histories)."""
+        blocks = re.split(r"^(?==== )", self.stdout, flags=re.M)
+        return "".join(block for block in blocks if block.startswith(f"=== {app} "))
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopRun]:
+    """`make loop` (local_loop.py, every sample app) delivering to the fake cluster; run once
+    for the module (validate-only delivery is tested in test_deploy.py)."""
+    tmp = tmp_path_factory.mktemp("loop")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env.update(fake_cluster_env(tmp))
+    (tmp / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    env["KUBECONFIG"], env["HOME"] = str(tmp / "kubeconfig"), str(tmp / "home")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "local_loop.py"),
+                           "--workdir", str(tmp / "loop")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
+    run = LoopRun(proc.stdout, tmp / "loop" / "env.git", tmp / "cluster",
+                  tmp / "loop" / "keys")
+    yield run
+    fsck(run.env_repo)
+
+
 class TestLocalLoop:
     """The documented local loop runs the pipelines' YAML end to end, through two environments:
     staging's successes reach production's candidate, production's rollback stays there."""
 
-    def test_loop_histories(self, tmp_path: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
-        env["HOME"] = str(tmp_path / "home")  # no ~/.kube/config: validate-only delivery
-        proc = subprocess.run([sys.executable, str(ROOT / "examples" / "local_loop.py"),
-                               "--app", "hello", "--workdir", str(tmp_path / "loop")], env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-        assert "validates manifests only, NOT applying" in proc.stdout
-        env_repo = tmp_path / "loop" / "env.git"
+    def test_loop_histories(self, loop_run: LoopRun) -> None:
+        env_repo = loop_run.env_repo
+        assert "kubeconfig found" in loop_run.stdout
 
         def subjects(branch: str) -> list[str]:
             return [s.split(":")[0] for s in
-                    git("log", "--format=%s", branch, cwd=env_repo).splitlines()]
+                    git("log", "--format=%s", branch, "--", "apps/hello/",
+                        cwd=env_repo).splitlines()]
 
-        assert subjects("staging-candidate") == ["Deploy hello", "Deploy hello",
-                                                 "Initialize env repository"]
-        assert subjects("staging-production") == ["Promote hello", "Promote hello",
-                                                  "Initialize env repository"]
-        assert subjects("production-candidate") == ["Deploy hello", "Deploy hello",
-                                                    "Initialize env repository"]
+        assert subjects("staging-candidate") == ["Deploy hello", "Deploy hello"]
+        assert subjects("staging-production") == ["Promote hello", "Promote hello"]
+        assert subjects("production-candidate") == ["Deploy hello", "Deploy hello"]
         assert subjects("production-production") == ["Rollback hello", "Promote hello",
-                                                     "Promote hello",
-                                                     "Initialize env repository"]
+                                                     "Promote hello"]
         # Each production candidate is the release staging promoted, and says so.
-        staged = git("log", "--format=%H", "staging-production", cwd=env_repo).split()[:2]
-        for commit, staging_success in zip(
-                git("log", "--format=%H", "production-candidate", cwd=env_repo).split()[:2],
-                staged, strict=True):
+        def log(branch: str) -> list[str]:
+            return git("log", "--format=%H", branch, "--", "apps/hello/",
+                       cwd=env_repo).split()
+
+        staged = log("staging-production")[:2]
+        for commit, staging_success in zip(log("production-candidate")[:2], staged,
+                                           strict=True):
             message = git("log", "-1", "--format=%B", commit, cwd=env_repo)
             assert "Promoted-From-Environment: staging" in message
             assert f"Promoted-From-Commit: {staging_success}" in message
             assert git("rev-parse", f"{commit}:apps/hello", cwd=env_repo) == \
                 git("rev-parse", f"{staging_success}:apps/hello", cwd=env_repo)
-        first = git("log", "--format=%H", "production-candidate", cwd=env_repo).split()[1]
+        first = log("production-candidate")[1]
         assert f"from production-candidate {first[:12]}" in \
-            git("log", "-1", "--format=%s", "production-production", cwd=env_repo)
-        assert "hello: staging-production (newest first)" in proc.stdout
-        assert "hello: production-production (newest first)" in proc.stdout
-        status = proc.stdout.rsplit("status: every environment", 1)[1]
+            git("log", "-1", "--format=%s", log("production-production")[0], cwd=env_repo)
+        hello = loop_run.section("hello")
+        assert "hello: staging-production (newest first)" in hello
+        assert "hello: production-production (newest first)" in hello
+        status = loop_run.stdout.rsplit("status: every environment", 1)[1]
         assert "(rolled back) [signed: delivery-production]" in status
         # Signed as with gitops:signers on: history checked every entry, and git agrees.
-        rows = [line for line in proc.stdout.splitlines() if line.startswith("20")]
+        rows = [line for line in hello.splitlines() if line.startswith("20")]
         assert len(rows) == 9
         assert sum("good (ci)" in row for row in rows) == 2
         assert sum("good (delivery-staging)" in row for row in rows) == 4
         assert sum("good (delivery-production)" in row for row in rows) == 3
-        allowed = tmp_path / "loop" / "keys" / "allowed_signers"
+        allowed = loop_run.keys / "allowed_signers"
         for branch in ("staging-candidate", "staging-production", "production-candidate",
                        "production-production"):
             subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
@@ -242,5 +273,76 @@ class TestLocalLoop:
         for branch in ("staging-candidate", "production-candidate"):
             assert re.search(r"^Provenance: projects/local-project/locations/europe-west1/"
                              r"builds/local-build-4$",
-                             git("log", "-1", "--format=%B", branch, cwd=env_repo), re.M)
-        fsck(env_repo)
+                             git("log", "-1", "--format=%B", log(branch)[0], cwd=env_repo),
+                             re.M)
+
+
+def tree_objects(env_repo: Path, ref: str) -> list[dict[str, Any]]:
+    names = git("ls-tree", "-r", "--name-only", ref, "--", "apps/shop/", cwd=env_repo).split()
+    return [doc for name in names
+            for doc in yaml.safe_load_all(git("show", f"{ref}:{name}", cwd=env_repo)) if doc]
+
+
+def printed(doc: dict[str, Any]) -> str:
+    """An object's name as kubectl prints it: `configmap/a`, `deployment.apps/web`."""
+    group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
+    return f"{doc['kind'].lower()}{'.' + group if group else ''}/{doc['metadata']['name']}"
+
+
+def shop_commits(repo: Path, branch: str) -> list[str]:
+    """The branch's commits for shop, newest first."""
+    return git("log", "--format=%H", branch, "--", "apps/shop/", cwd=repo).split()
+
+
+def config_map(repo: Path, commit: str) -> str:
+    return next(printed(d) for d in tree_objects(repo, commit) if d["kind"] == "ConfigMap")
+
+
+class TestShopLoop:
+    """The shop (two images, a kustomize overlay) through the same loop: two releases through
+    staging and production, then a rollback in production. Both images are recorded and shown,
+    each namespace ends with exactly its production branch's objects, and only the replaced
+    ConfigMaps (kustomize's content hash renames it in the second release) were deleted."""
+
+    def test_histories_and_both_images(self, loop_run: LoopRun) -> None:
+        repo = loop_run.env_repo
+        candidate = shop_commits(repo, "staging-candidate")
+        assert [git("log", "-1", "--format=%s", c, cwd=repo).split(":")[0]
+                for c in candidate] == ["Deploy shop", "Deploy shop"]
+        production = [git("log", "-1", "--format=%s", c, cwd=repo).split(":")[0]
+                      for c in shop_commits(repo, "production-production")]
+        assert production == ["Rollback shop", "Promote shop", "Promote shop"]
+
+        def images(commit: str) -> list[str]:
+            return git("log", "-1", "--format=%(trailers:key=Image,valueonly)", commit,
+                       cwd=repo).split()
+
+        second, first = (images(c) for c in candidate)
+        assert [ref.split("@")[0].rsplit("/", 1)[1] for ref in first] == [
+            "shop-frontend", "shop-backend"]
+        assert second[0] == first[0]  # the frontend did not change
+        assert second[1] != first[1]  # the backend did
+        assert images(shop_commits(repo, "production-candidate")[0]) == second
+        assert images(shop_commits(repo, "production-production")[0]) == first
+        assert "shop-frontend@sha256:" in loop_run.section("shop").split("shop history")[1]
+
+    def test_prune_deleted_exactly_the_replaced_config_maps(self, loop_run: LoopRun) -> None:
+        repo = loop_run.env_repo
+        second, first = (config_map(repo, c) for c in shop_commits(repo, "staging-candidate"))
+        assert first != second
+        deleted = [line for line in (loop_run.cluster / "deleted.log").read_text().splitlines()
+                   if line.startswith("shop")]
+        # Release 2 drops the first in each environment; production's rollback the second.
+        assert deleted == [f"shop-staging {first}", f"shop {first}", f"shop {second}"]
+        for namespace, branch in (("shop-staging", "staging-production"),
+                                  ("shop", "production-production")):
+            assert fake_kubectl.live(loop_run.cluster, namespace) == {
+                printed(d) for d in tree_objects(repo, branch)}
+        # hello's releases change no object's name: nothing of it was deleted.
+        assert not [line for line in (loop_run.cluster / "deleted.log").read_text()
+                    .splitlines() if line.startswith("hello")]
+        applies = [json.loads(line) for line in
+                   (loop_run.cluster / "calls.log").read_text().splitlines()
+                   if line.startswith('["apply"')]
+        assert len(applies) == 10  # 5 deliveries per app
+        assert all("--field-manager=gitops-delivery" in call for call in applies)

@@ -1,32 +1,24 @@
-"""The shop sample app: two images, a kustomize base with two overlays, delivered end to end.
+"""The shop sample app: two images, a kustomize base with two overlays, a realistic app.
 
-The local loop runs its pipeline YAML (both images tested, built and pinned; render hydrates
-the production overlay) and its deliveries against the fake cluster, so pruning is real: the
-second release renames the kustomize-generated ConfigMap, and delivering it, then rolling back,
-deletes exactly the ConfigMap the other tree no longer holds.
+Its run through the local loop (both images tested, built, pinned and recorded; its deliveries
+pruning against the fake cluster) is tested with the loop, in test_pipelines.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from google.cloud.devtools import cloudbuild_v1
 
-import fake_kubectl
-from conftest import ROOT, fake_cluster_env, fsck, git
+from conftest import ROOT
 from dockerfile_model import image
 from pulumi_harness import pipeline_of, program_graph
-from test_pipelines import critical_path, used_substitutions
+from test_pipelines import critical_path, strict_build, used_substitutions
 from test_sample_app import replicas_an_hpa_owns
 
 SHOP = ROOT / "examples" / "shop"
@@ -133,91 +125,23 @@ class TestPipeline:
         used, _ = used_substitutions(build)
         assert used == set(trigger.inputs["substitutions"])
 
+    def test_both_images_get_verified_provenance(self) -> None:
+        config = yaml.safe_load((SHOP / "cloudbuild.yaml").read_text())
+        build = strict_build(config)
+        assert build.options.requested_verify_option == \
+            cloudbuild_v1.BuildOptions.VerifyOption.VERIFIED
+        # Cloud Build pushes (and attests) exactly the tags whose digests render pins.
+        push = next(s for s in config["steps"] if s["id"] == "push")
+        for tag in build.images:
+            assert f"{tag} > /workspace/" in push["args"][1]
+        assert [i.split("/")[-1] for i in build.images] == [
+            "${_APP}-frontend:${SHORT_SHA}", "${_APP}-backend:${SHORT_SHA}"]
+        publish = next(s for s in config["steps"] if s["id"] == "publish")
+        assert "--provenance=projects/${PROJECT_ID}/locations/${LOCATION}/builds/${BUILD_ID}" \
+            in publish["args"][1]
+
     def test_tests_and_builds_run_in_parallel(self) -> None:
         build = yaml.safe_load((SHOP / "cloudbuild.yaml").read_text())
         first = [s["id"] for s in build["steps"] if s.get("waitFor") == ["-"]]
         assert first == ["test-frontend", "test-backend", "build-frontend", "build-backend"]
         assert critical_path(build) == 4
-
-
-@dataclass
-class LoopRun:
-    stdout: str
-    env_repo: Path
-    cluster: Path
-
-
-@pytest.fixture(scope="module")
-def shop_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopRun]:
-    """`local_loop.py --app shop`, delivering to the fake cluster; run once for the module."""
-    tmp = tmp_path_factory.mktemp("shop-loop")
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    env.update(fake_cluster_env(tmp))
-    (tmp / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
-    env["KUBECONFIG"], env["HOME"] = str(tmp / "kubeconfig"), str(tmp / "home")
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "local_loop.py"), "--app",
-                           "shop", "--workdir", str(tmp / "loop")], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
-    run = LoopRun(proc.stdout, tmp / "loop" / "env.git", tmp / "cluster")
-    yield run
-    fsck(run.env_repo)
-
-
-def tree_objects(env_repo: Path, ref: str) -> list[dict[str, Any]]:
-    names = git("ls-tree", "-r", "--name-only", ref, "--", "apps/shop/", cwd=env_repo).split()
-    return [doc for name in names
-            for doc in yaml.safe_load_all(git("show", f"{ref}:{name}", cwd=env_repo)) if doc]
-
-
-def commits(repo: Path, branch: str) -> list[str]:
-    """The branch's commits for shop, newest first."""
-    return git("log", "--format=%H", branch, "--", "apps/shop/", cwd=repo).split()
-
-
-def config_map(repo: Path, commit: str) -> str:
-    return next(printed(d) for d in tree_objects(repo, commit) if d["kind"] == "ConfigMap")
-
-
-class TestShopLoop:
-    """Two releases through staging and production, then a rollback in production, through the
-    pipeline YAML: both images recorded and shown, each namespace ends with exactly its
-    production branch's objects, and only the replaced ConfigMaps were deleted."""
-
-    def test_histories_and_both_images(self, shop_loop: LoopRun) -> None:
-        repo = shop_loop.env_repo
-        assert "kubeconfig found" in shop_loop.stdout
-        candidate = commits(repo, "staging-candidate")
-        assert [git("log", "-1", "--format=%s", c, cwd=repo).split(":")[0]
-                for c in candidate] == ["Deploy shop", "Deploy shop"]
-        production = git("log", "--format=%s", "production-production", cwd=repo).splitlines()
-        assert [s.split(":")[0] for s in production] == [
-            "Rollback shop", "Promote shop", "Promote shop", "Initialize env repository"]
-        second, first = ([ref for ref in git(
-            "log", "-1", "--format=%(trailers:key=Image,valueonly)", c, cwd=repo).split()]
-            for c in candidate)
-        assert [ref.split("@")[0].rsplit("/", 1)[1] for ref in first] == [
-            "shop-frontend", "shop-backend"]
-        assert second[0] == first[0]  # the frontend did not change
-        assert second[1] != first[1]  # the backend did
-        for branch in ("production-candidate", "production-production"):
-            assert git("log", "-1", "--format=%(trailers:key=Image,valueonly)", branch,
-                       cwd=repo).split() == (first if branch.endswith("production") else second)
-        assert "shop-frontend@sha256:" in shop_loop.stdout.split("shop history")[1]
-
-    def test_prune_deleted_exactly_the_replaced_config_maps(self, shop_loop: LoopRun) -> None:
-        repo = shop_loop.env_repo
-        second, first = (config_map(repo, c) for c in commits(repo, "staging-candidate"))
-        assert first != second
-        deleted = (shop_loop.cluster / "deleted.log").read_text().splitlines()
-        # Release 2 drops the first in each environment; production's rollback the second.
-        assert deleted == [f"shop-staging {first}", f"shop {first}", f"shop {second}"]
-        for namespace, branch in (("shop-staging", "staging-production"),
-                                  ("shop", "production-production")):
-            assert fake_kubectl.live(shop_loop.cluster, namespace) == {
-                printed(d) for d in tree_objects(repo, branch)}
-        applies = [json.loads(line) for line in
-                   (shop_loop.cluster / "calls.log").read_text().splitlines()
-                   if line.startswith('["apply"')]
-        assert len(applies) == 5
-        assert all("--field-manager=gitops-delivery" in call for call in applies)
