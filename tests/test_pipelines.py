@@ -217,9 +217,34 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopRun]:
     fsck(run.env_repo)
 
 
+def tree_objects(env_repo: Path, ref: str) -> list[dict[str, Any]]:
+    names = git("ls-tree", "-r", "--name-only", ref, "--", "apps/shop/", cwd=env_repo).split()
+    return [doc for name in names
+            for doc in yaml.safe_load_all(git("show", f"{ref}:{name}", cwd=env_repo)) if doc]
+
+
+def printed(doc: dict[str, Any]) -> str:
+    """An object's name as kubectl prints it: `configmap/a`, `deployment.apps/web`."""
+    group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
+    return f"{doc['kind'].lower()}{'.' + group if group else ''}/{doc['metadata']['name']}"
+
+
+def shop_commits(repo: Path, branch: str) -> list[str]:
+    """The branch's commits for shop, newest first."""
+    return git("log", "--format=%H", branch, "--", "apps/shop/", cwd=repo).split()
+
+
+def config_map(repo: Path, commit: str) -> str:
+    return next(printed(d) for d in tree_objects(repo, commit) if d["kind"] == "ConfigMap")
+
+
 class TestLocalLoop:
-    """The documented local loop runs the pipelines' YAML end to end, through two environments:
-    staging's successes reach production's candidate, production's rollback stays there."""
+    """The documented local loop runs the pipelines' YAML end to end for every sample app,
+    through two environments: staging's successes reach production's candidate, production's
+    rollback stays there. For the shop (two images, a kustomize overlay): both images are
+    recorded and shown, each namespace ends with exactly its production branch's objects, and
+    only the replaced ConfigMaps (kustomize's content hash renames it in the second release)
+    were deleted. One class, so one loop run serves every test (xdist groups by class)."""
 
     def test_loop_histories(self, loop_run: LoopRun) -> None:
         env_repo = loop_run.env_repo
@@ -275,35 +300,7 @@ class TestLocalLoop:
                              git("log", "-1", "--format=%B", log(branch)[0], cwd=env_repo),
                              re.M)
 
-
-def tree_objects(env_repo: Path, ref: str) -> list[dict[str, Any]]:
-    names = git("ls-tree", "-r", "--name-only", ref, "--", "apps/shop/", cwd=env_repo).split()
-    return [doc for name in names
-            for doc in yaml.safe_load_all(git("show", f"{ref}:{name}", cwd=env_repo)) if doc]
-
-
-def printed(doc: dict[str, Any]) -> str:
-    """An object's name as kubectl prints it: `configmap/a`, `deployment.apps/web`."""
-    group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
-    return f"{doc['kind'].lower()}{'.' + group if group else ''}/{doc['metadata']['name']}"
-
-
-def shop_commits(repo: Path, branch: str) -> list[str]:
-    """The branch's commits for shop, newest first."""
-    return git("log", "--format=%H", branch, "--", "apps/shop/", cwd=repo).split()
-
-
-def config_map(repo: Path, commit: str) -> str:
-    return next(printed(d) for d in tree_objects(repo, commit) if d["kind"] == "ConfigMap")
-
-
-class TestShopLoop:
-    """The shop (two images, a kustomize overlay) through the same loop: two releases through
-    staging and production, then a rollback in production. Both images are recorded and shown,
-    each namespace ends with exactly its production branch's objects, and only the replaced
-    ConfigMaps (kustomize's content hash renames it in the second release) were deleted."""
-
-    def test_histories_and_both_images(self, loop_run: LoopRun) -> None:
+    def test_shop_histories_and_both_images(self, loop_run: LoopRun) -> None:
         repo = loop_run.env_repo
         candidate = shop_commits(repo, "staging-candidate")
         assert [git("log", "-1", "--format=%s", c, cwd=repo).split(":")[0]
@@ -325,7 +322,7 @@ class TestShopLoop:
         assert images(shop_commits(repo, "production-production")[0]) == first
         assert "shop-frontend@sha256:" in loop_run.section("shop").split("shop history")[1]
 
-    def test_prune_deleted_exactly_the_replaced_config_maps(self, loop_run: LoopRun) -> None:
+    def test_shop_prune_deleted_exactly_the_replaced_config_maps(self, loop_run: LoopRun) -> None:
         repo = loop_run.env_repo
         second, first = (config_map(repo, c) for c in shop_commits(repo, "staging-candidate"))
         assert first != second
