@@ -9,6 +9,7 @@ commit, `EnvRepoOnDisk.root`), since no other command creates branches.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -504,3 +505,14 @@ def signing_as(monkeypatch: pytest.MonkeyPatch, keys: Keys, who: str | None,
         monkeypatch.delenv(ALLOWED_SIGNERS_ENV, raising=False)
 
 
+def app_tree_hash(env: EnvRepoOnDisk, commit: str | None, app: str = "hello") -> str:
+    """The fake cluster's hash of apps/<app>/ at commit (relative names and raw bytes)."""
+    digest = hashlib.sha256()
+    prefix = f"apps/{app}/"
+    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", str(commit), "--", prefix],
+                           cwd=env.path, capture_output=True, text=True, check=True).stdout
+    for name in sorted(names.split()):
+        data = subprocess.run(["git", "cat-file", "blob", f"{commit}:{name}"], cwd=env.path,
+                              capture_output=True, check=True).stdout
+        digest.update(name.removeprefix(prefix).encode() + data)
+    return digest.hexdigest()

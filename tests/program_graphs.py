@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from pulumi_harness import Graph, run_program
-from test_program import CONFIGS
+from pulumi_harness import CONFIGS, Graph, run_program
 
 
 @cache

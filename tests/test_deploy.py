@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -22,6 +21,7 @@ from conftest import (
     EnvRepoOnDisk,
     FakeClock,
     ScriptedCluster,
+    app_tree_hash,
     assert_bad_input,
     cli,
     image_ref,
@@ -313,19 +313,6 @@ class TestRefusals:
         result = cli("deploy", *[f"{k}={v}" for k, v in base.items()])
         assert_bad_input(result, fragment)
         assert env_repo.snapshot() == before
-
-
-def app_tree_hash(env: EnvRepoOnDisk, commit: str | None, app: str = "hello") -> str:
-    """The fake cluster's hash of apps/<app>/ at commit (relative names and raw bytes)."""
-    digest = hashlib.sha256()
-    prefix = f"apps/{app}/"
-    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", str(commit), "--", prefix],
-                           cwd=env.path, capture_output=True, text=True, check=True).stdout
-    for name in sorted(names.split()):
-        data = subprocess.run(["git", "cat-file", "blob", f"{commit}:{name}"], cwd=env.path,
-                              capture_output=True, check=True).stdout
-        digest.update(name.removeprefix(prefix).encode() + data)
-    return digest.hexdigest()
 
 
 class TestOverlappingDeliveries:

@@ -22,6 +22,7 @@ from conftest import (
     SCRIPTS,
     EnvRepoOnDisk,
     ScriptedCluster,
+    app_tree_hash,
     assert_bad_input,
     cli,
     git,
@@ -38,7 +39,6 @@ from gitops.freeze import set_freeze
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
 from gitops.status import BuildsAt, render_environments, status_by_environment
-from test_deploy import app_tree_hash
 
 STAGING = Environment("staging", "staging-candidate", "staging-production", "gitops",
                       "-staging")

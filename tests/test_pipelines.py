@@ -23,8 +23,7 @@ import fake_kubectl
 from components import pipelines
 from conftest import DIGEST_A, ROOT, cli, fake_cluster_env, fsck, git
 from program_graphs import graph_of
-from pulumi_harness import Graph
-from test_program import TRIGGER, pipeline_of
+from pulumi_harness import TRIGGER, Graph, pipeline_of
 
 BUILD_CONFIGS = sorted([*ROOT.glob("pipelines/*.yaml"), *ROOT.glob("examples/*/cloudbuild.yaml")])
 MANIFESTS = sorted((ROOT / "examples" / "hello-app" / "kubernetes").glob("*.yaml"))

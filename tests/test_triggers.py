@@ -10,8 +10,7 @@ from components.config import ConfigError
 from components.delivery_timing import MARGIN_SECONDS, DeliveryTiming
 from conftest import ROOT
 from program_graphs import graph_of
-from pulumi_harness import Graph, base_config, run_program
-from test_program import TRIGGER, pipeline_of
+from pulumi_harness import TRIGGER, Graph, base_config, pipeline_of, run_program
 
 DELIVERY_YAML = ROOT / "pipelines" / "delivery.yaml"
 
