@@ -209,7 +209,9 @@ class LocalCloudBuild:
             result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
                                      "no:cacheprovider", "test_app.py"], cwd=context,
                                     text=True, capture_output=True,
-                                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                                    # The image's test stage has pytest alone: no plugins.
+                                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                                         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
             if result.returncode != 0:
                 raise SystemExit(f"{result.stdout}error: step {step_id}: app tests failed")
             return (f"simulated (no Docker engine): the test stage's tests in {args[-1]}/, "
