@@ -169,8 +169,11 @@ class AppNamespaces(pulumi.ComponentResource):
                                               namespace=namespace.metadata.name)
         role = k8s.rbac.v1.Role(f"reconciler-{app}", metadata=metadata,
                                 rules=[*(HEAL_RULES if heal else RECONCILE_RULES),
+                                       # A dry-run apply of custom resources, or heal's
+                                       # apply; drift lists built-in kinds only.
                                        *custom_rules(config.custom_resources,
-                                                     [*APPLIED, "list"] if heal else COMPARE)],
+                                                     APPLIED if heal else
+                                                     ["get", "patch", "create"])],
                                 opts=in_cluster)
         k8s.rbac.v1.RoleBinding(
             f"reconciler-{app}",
