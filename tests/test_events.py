@@ -17,13 +17,17 @@ from conftest import (
     DIGEST_B,
     EnvRepoOnDisk,
     EventsTopic,
+    Keys,
     ScriptedCluster,
     image_ref,
     publish,
+    signing_as,
 )
 from gitops import events
+from gitops.branches import init_branches
 from gitops.deploy import DeliveryRequest, Outcome, deliver
-from gitops.errors import OperationFailed
+from gitops.environments import Environment
+from gitops.errors import BadInput, OperationFailed
 from gitops.freeze import set_freeze
 
 CLUSTER = {"project": "acme-delivery", "cluster": "gitops", "location": "europe-west1"}
@@ -145,6 +149,106 @@ class TestDeliveryOutcomes:
         assert kinds(received) == ["promoted", "skipped_stale", "held_by_freeze"]
         assert received[1]["candidate_commit"] == older
         assert received[2]["detail"] == "incident 42"
+
+
+# dev chains to staging (no gate), staging to production (approval required).
+DEV = Environment("dev", "candidate", "dev-production", namespace_suffix="-dev")
+STAGING = Environment("staging", "staging-candidate", "staging-production",
+                      namespace_suffix="-staging")
+PRODUCTION = Environment("production", "production-candidate", "production-production",
+                         approval=True)
+
+
+class NoApproval:
+    """The gated build's Build resource carries no approval."""
+
+    def approver(self, project: str, region: str, build_id: str) -> str:
+        raise OperationFailed(f"build {build_id} runs in a gated environment but carries no "
+                              "approval (state PENDING)")
+
+
+def deliver_in(env: EnvRepoOnDisk, where: Environment, following: Environment | None,
+               commit: str, build: str, approvals: NoApproval | None = None) -> Outcome:
+    cluster = ScriptedCluster("kc")
+    return deliver(DeliveryRequest(
+        repo=env.url, app="hello", commit=commit, build_id=build, source=where.candidate,
+        target=where.production, namespace=where.namespace("hello"), environment=where.name,
+        next_environment=following.name if following else None,
+        next_candidate=following.candidate if following else None, region="europe-west1",
+        record_approval=where.approval, **CLUSTER),
+        cluster_factory=lambda kubeconfig: cluster, clock=cluster.clock,
+        approvals=approvals).outcome
+
+
+class TestApprovalsAndRefusals:
+    """A release published to a gated environment's candidate announces, once, that it waits
+    for approval there (an ungated one: nothing); a build that refuses to deliver (no
+    approval, signatures that do not verify) says so and why, and changes nothing."""
+
+    def test_waiting_for_approval_only_where_a_gate_holds_it(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, events_topic: EventsTopic,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        init_branches(env_repo.url, environments=[DEV, STAGING, PRODUCTION])
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_A, build="ci-7",
+                         source_commit="7" * 40)
+        monkeypatch.setenv(events.ENVIRONMENT_ENV, "dev")
+        deliver_in(env_repo, DEV, STAGING, commit, "cd-dev")  # into staging: no gate
+        staged = env_repo.tip(STAGING.candidate) or ""
+        monkeypatch.setenv(events.ENVIRONMENT_ENV, "staging")
+        deliver_in(env_repo, STAGING, PRODUCTION, staged, "cd-staging")
+        deliver_in(env_repo, STAGING, PRODUCTION, staged, "cd-again")  # already there
+        waiting = env_repo.tip(PRODUCTION.candidate)
+        received = events_topic.received()
+        assert kinds(received) == ["promoted", "promoted", "waiting_for_approval", "promoted"]
+        event = received[2]
+        assert {k: v for k, v in event.items() if k not in ("time", "attributes")} == {
+            "kind": "waiting_for_approval", "app": "hello", "environment": "production",
+            "images": [image_ref("hello", DIGEST_A)],
+            "source_repo": "https://github.com/acme/hello", "source_commit": "7" * 40,
+            "candidate_commit": waiting, "env_repo_commit": waiting,
+            "build_id": "cd-staging", "console_link": LINK,
+            "summary": f"hello: {waiting[:12]} on production-candidate waits for approval "
+                       f"in production",
+            "detail": f"promoted in staging; the deliver-hello-production build of "
+                      f"{waiting[:12]} is held until an approver approves it (Cloud Build "
+                      f"history, or gcloud beta builds approve BUILD_ID --location=REGION)",
+            "drift": []}
+        assert {k: event["attributes"][k] for k in ("kind", "app", "environment")} == {
+            "kind": "waiting_for_approval", "app": "hello", "environment": "production"}
+        # Validated by the topic against the registered schema file (the emulator says so).
+        assert event["attributes"]["googclient_schemaname"].startswith(
+            "projects/acme-delivery/schemas/delivery-event-")
+
+        # Production's held build runs without an approval on it: refused, nothing changes.
+        monkeypatch.setenv(events.ENVIRONMENT_ENV, "production")
+        before = env_repo.snapshot()
+        with pytest.raises(OperationFailed, match="carries no approval"):
+            deliver_in(env_repo, PRODUCTION, None, waiting or "", "cd-prod", NoApproval())
+        assert env_repo.snapshot() == before
+        [refused] = events_topic.received()
+        assert refused["kind"] == "refused" and refused["environment"] == "production"
+        assert refused["candidate_commit"] == waiting and refused["build_id"] == "cd-prod"
+        assert refused["images"] == [image_ref("hello", DIGEST_A)]
+        assert refused["summary"] == \
+            f"hello: {waiting[:12]} refused on production-production: no approval"
+        assert "carries no approval (state PENDING)" in refused["detail"]
+
+    def test_unsigned_release_is_refused(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
+                                         keys: Keys, events_topic: EventsTopic,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+        signing_as(monkeypatch, keys, None)
+        commit = publish(env_repo, tmp_path, "hello", DIGEST_B, build="planted")
+        signing_as(monkeypatch, keys, "delivery", verify=True)
+        before = env_repo.snapshot()
+        with pytest.raises(BadInput, match="refusing to deploy hello"):
+            deliver_hello(env_repo, commit, "cd-1")
+        assert env_repo.snapshot() == before
+        [event] = events_topic.received()
+        assert event["kind"] == "refused" and event["candidate_commit"] == commit
+        assert event["env_repo_commit"] == env_repo.tip("production")
+        assert event["summary"] == \
+            f"hello: {commit[:12]} refused on production: signatures do not verify"
+        assert f"commit {commit[:12]} is UNSIGNED" in event["detail"]
 
 
 class TestPublishingNeverFailsADelivery:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -235,10 +236,14 @@ class TestDeployRefusesUnverifiedCommits:
         signing_as(monkeypatch, keys, None)
         commit = publish(env_repo, tmp_path, "hello", DIGEST_A)
         monkeypatch.setenv("GITOPS_NO_CLUSTER", "1")
+        monkeypatch.delenv("GITOPS_EVENTS_TOPIC", raising=False)
         before = env_repo.snapshot()
-        assert_bad_input(cli("deploy", "--repo", env_repo.url, "--app", "hello", "--commit",
-                             commit, "--allowed-signers", str(keys.allowed_file)),
-                         "is UNSIGNED")
+        result = cli("deploy", "--repo", env_repo.url, "--app", "hello", "--commit", commit,
+                     "--allowed-signers", str(keys.allowed_file))
+        # One error line; the build log says what a subscriber is told (a `refused` event).
+        assert_bad_input(replace(result, stdout=""), "is UNSIGNED")
+        assert [line.split(":")[0] for line in result.stdout.splitlines()] == [
+            "event refused for hello", "  would publish"]
         assert env_repo.snapshot() == before
 
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from gitops import events, scratch
+from gitops import environments, events, scratch
 from gitops.approval import ApprovalReader, CloudBuildApprovals
 from gitops.chain import ChainRequest, publish_to_next
 from gitops.checks import (
@@ -228,12 +228,6 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                                                   request.location):
         raise BadInput("--project, --cluster and --location are required to reach the cluster")
     approved_by = None
-    if request.record_approval:  # before anything changes: a gated build must be approved
-        assert request.project and request.region  # checked above
-        approved_by = (approvals or CloudBuildApprovals()).approver(
-            request.project, request.region, request.build_id)
-        log(f"approved by {approved_by}")
-
     signing = request.signing if request.signing is not None else Signing.from_env()
 
     def told(kind: events.Kind, result: DeployResult, summary: str,
@@ -242,6 +236,13 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         events.announce(kind, env, app, commit, target, request.build_id, result.commit,
                         summary, detail)
         return result
+
+    def refused(error: BadInput | OperationFailed, why: str) -> BadInput | OperationFailed:
+        """Announce that the build refused to deliver (nothing applied), pass the error on."""
+        events.announce(events.Kind.REFUSED, env, app, commit, target, request.build_id,
+                        env.tip(target), f"{app}: {commit[:12]} refused on {target}: {why}",
+                        str(error))
+        return error
 
     def promoted(outcome: Outcome, pruned: tuple[ObjectRef, ...] = ()) -> DeployResult:
         try:
@@ -267,6 +268,8 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             build_id=request.build_id, signing=signing))
         log(f"{'published' if chained.created else 'already on'} {request.next_candidate} "
             f"for environment {request.next_environment}: {chained.commit[:12]}")
+        if chained.created:  # a new commit there starts a delivery build, maybe a held one
+            announce_waiting(env, request, chained.commit)
         return replace(announced, next_commit=chained.commit)
 
     with scratch_repo(request.repo, signing=signing) as env, scratch.folder() as work:
@@ -278,6 +281,14 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
         entry = env.lookup(commit, f"{APPS_DIR}/{app}")
         if entry is None or not entry.is_tree:
             raise BadInput(f"app {app!r} has no manifests ({APPS_DIR}/{app}/) at {commit}")
+        if request.record_approval:  # before anything is applied: a gated build is approved
+            assert request.project and request.region  # checked above
+            try:
+                approved_by = (approvals or CloudBuildApprovals()).approver(
+                    request.project, request.region, request.build_id)
+            except OperationFailed as exc:
+                raise refused(exc, "no approval") from None
+            log(f"approved by {approved_by}")
         note = freeze_note(env, source, app)
         if note is not None:
             log(f"{app} is frozen ({note.strip() or 'no reason given'}): "
@@ -287,7 +298,10 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                         f"{app} is frozen: {commit[:12]} is recorded, not deployed",
                         note.strip())
         if env.signing.verifies:
-            check_signatures(env, source, app, commit)
+            try:
+                check_signatures(env, source, app, commit)
+            except BadInput as exc:
+                raise refused(exc, "signatures do not verify") from None
         candidate = Path(work) / "candidate"
         env.materialize(entry.sha, candidate)
 
@@ -346,6 +360,29 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
                                   f"{after_revert(env, app, target, reverted)}")
         finally:
             release_lease(cluster, namespace, request.build_id)
+
+
+def announce_waiting(env: EnvRepo, request: DeliveryRequest, waiting: str) -> bool:
+    """waiting_for_approval when the next environment has an approval gate (the environments
+    the env repo records say so): its delivery build of `waiting`, the commit just published
+    to its candidate branch, is held for an approver. Never raises; True when published."""
+    app, following = request.app, request.next_environment
+    try:
+        gated = next((e for e in environments.read(env) if e.name == following), None)
+        if gated is None or not gated.approval:
+            return False
+        event = events.from_trailers(
+            events.Kind.WAITING_FOR_APPROVAL, app, gated.name, request.build_id,
+            env.trailers(request.commit), candidate_commit=waiting, env_repo_commit=waiting,
+            summary=f"{app}: {waiting[:12]} on {gated.candidate} waits for approval in "
+                    f"{gated.name}",
+            detail=f"promoted in {request.environment}; the {gated.trigger(app)} build of "
+                   f"{waiting[:12]} is held until an approver approves it (Cloud Build "
+                   f"history, or gcloud beta builds approve BUILD_ID --location=REGION)")
+    except Exception as exc:  # a bad record or a failed fetch must not fail the delivery
+        log(f"event waiting_for_approval for {app}: NOT published ({one_line(str(exc))})")
+        return False
+    return events.emit(event)
 
 
 def production_folder(env: EnvRepo, target: str, app: str, folder: Path) -> Path | None:

@@ -1,8 +1,9 @@
 """Delivery events: one JSON message per outcome on a Pub/Sub topic that carries a schema.
 
 Outcomes: promoted, failed_and_reverted, rolled_back, skipped_stale, held_by_freeze,
-waiting_for_approval, drift_found, drift_healed. Each message names the app, the environment,
-the image digests, the source commit, the env repo commits, the build and its console link.
+waiting_for_approval, refused, drift_found, drift_healed. Each message names the app, the
+environment, the image digests, the source commit, the env repo commits, the build and its
+console link.
 
 Design decisions:
 - The message's Avro schema is one file, `delivery_event.avsc` beside this module. The program
@@ -14,7 +15,12 @@ Design decisions:
   publish) is logged in one line and the delivery goes on. A publish waits at most
   GITOPS_EVENTS_TIMEOUT seconds (default 10) and is retried within that time only.
 - The topic comes from GITOPS_EVENTS_TOPIC (`projects/P/topics/T`, set by the trigger); without
-  one, events are logged only (the local loop without an emulator).
+  one, each event is logged with the message it would have published (the local loop without
+  an emulator).
+- A held build runs no step, so no build can announce that it waits for approval: the build
+  that puts a release on a gated environment's candidate branch says so instead
+  (`waiting_for_approval`, naming that environment; gitops.deploy). Cloud Build's own build
+  notifications (topic `cloud-builds`, status PENDING) are the other source.
 - `kind`, `app` and `environment` are also message attributes, so a subscription can filter
   (`attributes.kind = "failed_and_reverted"`) without parsing the data.
 """
@@ -53,6 +59,7 @@ class Kind(Enum):
     SKIPPED_STALE = "skipped_stale"
     HELD_BY_FREEZE = "held_by_freeze"
     WAITING_FOR_APPROVAL = "waiting_for_approval"
+    REFUSED = "refused"
     DRIFT_FOUND = "drift_found"
     DRIFT_HEALED = "drift_healed"
 
@@ -182,7 +189,8 @@ def emit(event: Event, sink: Sink | None = None) -> bool:
     try:
         sink = sink if sink is not None else sink_from_env()
         if isinstance(sink, LogOnly):
-            log(f"{what}: logged only (no {TOPIC_ENV}): {event.summary}")
+            log(f"{what}: logged only (no {TOPIC_ENV}): {redact(event.summary)}\n"
+                f"  would publish: {event.data().decode()}")
             return False
         sink.publish(event)
     except Exception as exc:  # never fail the delivery for its announcement
