@@ -22,7 +22,22 @@ app:
 4. does it again for a second release, then re-runs production's first delivery: a rollback
    in production only;
 5. prints `history.py` for both environments, with every entry's signature checked, and
-   `status.py` side by side.
+   `status.py` side by side;
+6. drift: someone edits hello's HorizontalPodAutoscaler in production's namespace by hand
+   (`kubectl patch`); a reconcile run (the reconcile build's step, `scripts/reconcile.py`, as
+   production's reconcile trigger runs it with hello allowed to self-heal) reports the object
+   and the field that drifted and heals it under the delivery Lease: the field is back to
+   what production holds.
+
+Without a kubeconfig the cluster is a stand-in (tests/fake_kubectl.py on PATH): objects kept
+as files in WORKDIR/cluster, answering apply, diff, get, patch, delete and Leases as kubectl
+does; no container runs and every rollout succeeds. `--no-cluster` validates the manifests
+only, applying nothing (and skips the drift stage).
+
+Every outcome is a delivery event (docs/events.md). With PUBSUB_EMULATOR_HOST set (`gcloud
+beta emulators pubsub start`), the loop creates a topic there carrying the events schema, the
+builds publish to it, and the loop prints every message it received at the end; without one,
+each build log shows the message it would have published.
 
 Commits are signed as with `gitops:signers` on: the loop makes an ed25519 key per committing
 identity (ci, each environment's delivery identity, and the operator who creates the branches)
@@ -40,11 +55,13 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -371,12 +388,122 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path,
                         "--allowed-signers", str(allowed_signers)], check=True)
 
 
+# --- after the deliveries: drift, and the events everything published -------------------------
+
+FAKE_KUBECTL = ROOT / "tests" / "fake_kubectl.py"
+RECONCILE_BUILD = "local-reconcile-1"
+EVENTS_SCHEMA = ROOT / "scripts" / "gitops" / "delivery_event.avsc"
+
+
+def stand_in_cluster(workdir: Path) -> dict[str, str]:
+    """The environment that puts the stand-in kubectl first on PATH (its cluster in
+    WORKDIR/cluster; `kubectl kustomize` runs the real kubectl)."""
+    bin_dir, state = workdir / "bin", workdir / "cluster"
+    bin_dir.mkdir(exist_ok=True)
+    kubectl = bin_dir / "kubectl"
+    real = shutil.which("kubectl") or ""
+    kubectl.write_text(f"#!/bin/sh\nFAKE_CLUSTER_DIR={shlex.quote(str(state))} "
+                       f"FAKE_REAL_KUBECTL={shlex.quote(real)} exec "
+                       f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_KUBECTL))} "
+                       '"$@"\n')
+    kubectl.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "GITOPS_KUBECONFIG": str(workdir / "kubeconfig")}
+
+
+def emulator_topic() -> tuple[str, str] | None:
+    """With PUBSUB_EMULATOR_HOST: a new topic there carrying the events schema (as `pulumi up`
+    creates it) and a subscription to it; (topic, subscription). None without an emulator."""
+    if not os.environ.get("PUBSUB_EMULATOR_HOST"):
+        return None
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # Python-version notices
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.types import Encoding, Schema
+
+    suffix = uuid.uuid4().hex[:8]
+    schema = f"projects/{PROJECT}/schemas/delivery-event-{suffix}"
+    topic = f"projects/{PROJECT}/topics/gitops-events-{suffix}"
+    subscription = f"projects/{PROJECT}/subscriptions/loop-{suffix}"
+    pubsub_v1.SchemaServiceClient().create_schema(request={
+        "parent": f"projects/{PROJECT}", "schema_id": schema.rsplit("/", 1)[1],
+        "schema": Schema(type_=Schema.Type.AVRO, definition=EVENTS_SCHEMA.read_text())})
+    pubsub_v1.PublisherClient().create_topic(request={
+        "name": topic, "schema_settings": {"schema": schema, "encoding": Encoding.JSON}})
+    pubsub_v1.SubscriberClient().create_subscription(request={"name": subscription,
+                                                              "topic": topic})
+    return topic, subscription
+
+
+def show_events(subscription: str) -> list[dict[str, Any]]:
+    """Print every event the subscription received, in publish order; the events."""
+    from google.cloud import pubsub_v1
+
+    subscriber, messages = pubsub_v1.SubscriberClient(), []
+    while True:
+        response = subscriber.pull(request={"subscription": subscription, "max_messages": 100,
+                                            "return_immediately": True})
+        if not response.received_messages:
+            break
+        messages += response.received_messages
+        subscriber.acknowledge(request={"subscription": subscription, "ack_ids": [
+            m.ack_id for m in response.received_messages]})
+    messages.sort(key=lambda m: m.message.publish_time)
+    received = [json.loads(m.message.data) for m in messages]
+    banner(f"events: {len(received)} received on {subscription} (each one validated by the "
+           f"topic against {EVENTS_SCHEMA.relative_to(ROOT)})")
+    for event in received:
+        print(f"{event['kind']:22} {event['environment']:11} {event['app']:6} "
+              f"{event['summary']}")
+        for drifted in event["drift"]:
+            fields = f": {', '.join(drifted['fields'])}" if drifted["fields"] else ""
+            print(f"{'':42} {drifted['state']} {drifted['object']}{fields}")
+    return received
+
+
+def drift_stage(app: str, env: dict[str, str], env_repo: Path, allowed_signers: Path) -> None:
+    """A hand edit in production's namespace of app, found and healed by a reconcile run."""
+    namespace = f"{app}{PRODUCTION['namespaceSuffix']}"
+    banner(f"drift: someone edits {app} in production by hand (namespace {namespace})")
+    edit = ["kubectl", f"--kubeconfig={env['GITOPS_KUBECONFIG']}", "patch",
+            "horizontalpodautoscaler.autoscaling", app, f"--namespace={namespace}",
+            "--type=merge", '--patch={"spec":{"maxReplicas":12}}']
+    print(f"$ {shlex.join(edit)}", flush=True)
+    subprocess.run(edit, env=env, check=True)
+    # What production's reconcile trigger gives its step (pipelines/reconcile.yaml): read-only
+    # access to the env repo, the allowed signers, the events topic, its environment.
+    reconcile_env = {**env, "GITOPS_GIT_READ_ONLY": "1", "GITOPS_ENVIRONMENT": "production",
+                     "GITOPS_ALLOWED_SIGNERS": ";".join(allowed_signers.read_text().splitlines()),
+                     "GITOPS_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", ""),
+                     "GITOPS_BUILD_LINK": "https://console.cloud.google.com/cloud-build/builds;"
+                                          f"region=europe-west1/{RECONCILE_BUILD}"
+                                          f"?project={PROJECT}"}
+    reconcile = [sys.executable, str(SCRIPTS / "reconcile.py"), "--repo", env_repo.as_uri(),
+                 "--from", PRODUCTION["candidate"], "--to", PRODUCTION["production"]]
+    banner(f"drift: production's reconcile run, {app} allowed to self-heal")
+    subprocess.run([*reconcile, "--heal", app, "--build-id", RECONCILE_BUILD],
+                   env=reconcile_env, check=True)
+    live = json.loads(subprocess.run(
+        [*edit[:2], "get", *edit[3:6], "--output=json"], env=env, check=True, text=True,
+        capture_output=True).stdout)["spec"]["maxReplicas"]
+    held = yaml.safe_load(git("show", f"{PRODUCTION['production']}:apps/{app}/hpa.yaml",
+                              cwd=env_repo))["spec"]["maxReplicas"]
+    if live != held:
+        raise SystemExit(f"error: the heal left spec.maxReplicas at {live}, production has "
+                         f"{held}")
+    print(f"after the heal: spec.maxReplicas is {live} in the cluster, as "
+          f"{PRODUCTION['production']} holds it")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", choices=[*SAMPLE_APPS, "all"], default="all",
                         help="which sample app to run (default: all)")
     parser.add_argument("--workdir", type=Path, help="where to make the repositories "
                         "(default: a new temporary folder, kept)")
+    parser.add_argument("--no-cluster", action="store_true",
+                        help="validate the manifests only, apply nothing (no drift stage)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-loop-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -387,13 +514,24 @@ def main() -> int:
     env = {key: value for key, value in os.environ.items()
            if key not in ("GITOPS_GIT_TOKEN", "GITOPS_GIT_TOKEN_REPOSITORY", KEY_ENV,
                           "GITOPS_ALLOWED_SIGNERS")}
-    cluster = kubeconfig()
-    if cluster:
+    cluster = None if args.no_cluster else kubeconfig()
+    if args.no_cluster:
+        env["GITOPS_NO_CLUSTER"] = "1"
+        print("--no-cluster: the delivery pipeline validates manifests only, NOT applying")
+    elif cluster:
         env["GITOPS_KUBECONFIG"] = cluster
         print(f"kubeconfig found ({cluster}): the delivery pipeline applies to that cluster")
     else:
-        env["GITOPS_NO_CLUSTER"] = "1"
-        print("no kubeconfig: the delivery pipeline validates manifests only, NOT applying")
+        env.update(stand_in_cluster(workdir))
+        print(f"no kubeconfig: the delivery pipeline applies to a stand-in cluster "
+              f"({FAKE_KUBECTL.relative_to(ROOT)}: objects kept as files in "
+              f"{workdir / 'cluster'}, no container runs)")
+    events = emulator_topic()
+    if events:  # the builds publish there (loop() gives its name to the triggers)
+        os.environ["GITOPS_EVENTS_TOPIC"] = events[0]
+        print(f"PUBSUB_EMULATOR_HOST set: events are published to {events[0]}")
+    else:
+        print("no PUBSUB_EMULATOR_HOST: each build logs the events it would publish")
     cloud_build = LocalCloudBuild(workdir, env, {
         version_name(PROJECT, identity): keys[identity]
         for identity in ("ci", *IDENTITIES.values())})
@@ -402,6 +540,10 @@ def main() -> int:
     banner("status: every environment")
     subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri(),
                     "--allowed-signers", str(allowed_signers)], check=True)
+    if not args.no_cluster and args.app in ("hello", "all"):
+        drift_stage("hello", env, env_repo, allowed_signers)
+    if events:
+        show_events(events[1])
     print(f"\nrepositories kept in {workdir}")
     return 0
 

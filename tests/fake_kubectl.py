@@ -15,7 +15,9 @@ recording its field manager in managedFields (tests/fake_api.py). `get TYPE NAME
 folders (MERGED: the live object with the given manifest's fields laid over it, as a
 server-side apply merges) and runs $KUBECTL_EXTERNAL_DIFF on them, as kubectl does; `get
 KINDS --output=json` lists the namespace's objects (applied ones carry kubectl's last-applied
-annotation); `delete KIND/NAME` removes one object.
+annotation); `delete KIND/NAME` removes one object; `patch TYPE NAME --type=merge
+--patch=JSON` changes one object by hand (a JSON merge patch). `make loop` uses it as its
+cluster stand-in when there is no kubeconfig.
 """
 
 import fcntl
@@ -184,6 +186,31 @@ def delete(namespace: str, what: str, name: str | None = None) -> bool:
     return False
 
 
+def merge_patch(target: object, change: object) -> object:
+    """RFC 7386: mappings merge, null deletes a field, anything else replaces."""
+    if not isinstance(change, dict):
+        return change
+    out = dict(target) if isinstance(target, dict) else {}
+    for field, value in change.items():
+        if value is None:
+            out.pop(field, None)
+        else:
+            out[field] = merge_patch(out.get(field), value)
+    return out
+
+
+def patch(namespace: str, resource_type: str, name: str, change: dict) -> int:
+    """A hand edit: merge change into the object TYPE NAME, wherever it lives."""
+    for path, doc in live_objects(namespace):
+        if fake_api.is_type(doc, resource_type, name):
+            rewrite(path, [merge_patch(d, change) if fake_api.is_type(d, resource_type, name)
+                           else d for d in fake_api.file_objects(path)])
+            print(f"{fake_api.printed(doc)} patched")
+            return 0
+    print(f'Error from server (NotFound): {resource_type} "{name}" not found', file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """One kubectl call (argv: its arguments; None: this process's)."""
     args = [a for a in (sys.argv[1:] if argv is None else argv)
@@ -236,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if verb == "diff":
             return diff(option(args, "namespace"), Path(option(args, "filename")))
+        if verb == "patch" and option(args, "type") == "merge":
+            resource_type, name = [a for a in args[1:] if not a.startswith("-")][:2]
+            return patch(option(args, "namespace"), resource_type, name,
+                         json.loads(option(args, "patch")))
         positional = [a for a in args[1:] if not a.startswith("-")]
         flags = {a for a in args if a.startswith("--") and "=" not in a}
         if verb == "get" and len(positional) == 2:

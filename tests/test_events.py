@@ -6,9 +6,11 @@ INVALID_ARGUMENT, tested below), so every message received here is valid against
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -31,6 +33,7 @@ from gitops.errors import BadInput, OperationFailed
 from gitops.freeze import set_freeze
 
 CLUSTER = {"project": "acme-delivery", "cluster": "gitops", "location": "europe-west1"}
+LOCAL_LOOP = Path(__file__).resolve().parent.parent / "examples" / "local_loop.py"
 LINK = "https://console.cloud.google.com/cloud-build/builds;region=europe-west1/b-1" \
        "?project=acme-delivery"
 
@@ -196,10 +199,9 @@ class TestApprovalsAndRefusals:
         staged = env_repo.tip(STAGING.candidate) or ""
         monkeypatch.setenv(events.ENVIRONMENT_ENV, "staging")
         deliver_in(env_repo, STAGING, PRODUCTION, staged, "cd-staging")
-        deliver_in(env_repo, STAGING, PRODUCTION, staged, "cd-again")  # already there
         waiting = env_repo.tip(PRODUCTION.candidate)
         received = events_topic.received()
-        assert kinds(received) == ["promoted", "promoted", "waiting_for_approval", "promoted"]
+        assert kinds(received) == ["promoted", "promoted", "waiting_for_approval"]
         event = received[2]
         assert {k: v for k, v in event.items() if k not in ("time", "attributes")} == {
             "kind": "waiting_for_approval", "app": "hello", "environment": "production",
@@ -249,6 +251,50 @@ class TestApprovalsAndRefusals:
         assert event["summary"] == \
             f"hello: {commit[:12]} refused on production: signatures do not verify"
         assert f"commit {commit[:12]} is UNSIGNED" in event["detail"]
+
+
+def local_loop() -> ModuleType:
+    """examples/local_loop.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("local_loop", LOCAL_LOOP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestLocalLoopEvents:
+    """With PUBSUB_EMULATOR_HOST, `make loop` makes a topic there that enforces the schema file,
+    and shows every event the builds published to it, in order, drift included."""
+
+    def test_topic_and_listing(self, pubsub_host: str, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+        from google.api_core.exceptions import InvalidArgument
+        from google.cloud import pubsub_v1
+
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
+        loop = local_loop()
+        made = loop.emulator_topic()
+        assert made is not None
+        topic, subscription = made
+        with pytest.raises(InvalidArgument):  # the schema is on the topic
+            pubsub_v1.PublisherClient().publish(topic, b'{"kind": "deployed"}').result(5)
+        monkeypatch.setenv(events.TOPIC_ENV, topic)
+        drift = (events.DriftedObject("HorizontalPodAutoscaler/hello",
+                                      events.ObjectState.CHANGED, ("spec.maxReplicas",)),)
+        for kind, summary in ((events.Kind.WAITING_FOR_APPROVAL, "hello: waits"),
+                              (events.Kind.DRIFT_FOUND, "hello: drifted")):
+            assert events.emit(events.Event(kind, "hello", "production", "b-1",
+                                            summary=summary, drift=drift))
+        capsys.readouterr()
+        assert kinds(loop.show_events(subscription)) == ["waiting_for_approval", "drift_found"]
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[2:] == [
+            "waiting_for_approval   production  hello  hello: waits",
+            f"{'':42} changed HorizontalPodAutoscaler/hello: spec.maxReplicas",
+            "drift_found            production  hello  hello: drifted",
+            f"{'':42} changed HorizontalPodAutoscaler/hello: spec.maxReplicas"]
+        monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+        assert loop.emulator_topic() is None  # without an emulator: logged only
 
 
 class TestPublishingNeverFailsADelivery:

@@ -21,7 +21,7 @@ from google.protobuf import json_format
 
 import fake_kubectl
 from components import pipelines
-from conftest import DIGEST_A, ROOT, cli, fake_cluster_env, fsck, git
+from conftest import DIGEST_A, ROOT, cli, fsck, git
 from program_graphs import graph_of
 from pulumi_harness import TRIGGER, Graph, pipeline_of
 
@@ -200,18 +200,19 @@ class LoopRun:
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopRun]:
-    """`make loop` (local_loop.py, every sample app) delivering to the fake cluster; run once
-    for the module (validate-only delivery is tested in test_deploy.py)."""
+    """`make loop` (local_loop.py, every sample app) as it runs on a machine without a
+    kubeconfig: delivering to its stand-in cluster (tests/fake_kubectl.py), events logged only
+    (the emulator path is tested in test_events.py); run once for the module (validate-only
+    delivery is tested in test_deploy.py)."""
     tmp = tmp_path_factory.mktemp("loop")
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    env.update(fake_cluster_env(tmp))
-    (tmp / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
-    env["KUBECONFIG"], env["HOME"] = str(tmp / "kubeconfig"), str(tmp / "home")
+    hidden = ("KUBECONFIG", "PUBSUB_EMULATOR_HOST", "GITOPS_EVENTS_TOPIC", "GITOPS_KUBECONFIG")
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env["HOME"] = str(tmp / "home")  # no ~/.kube/config either
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "local_loop.py"),
                            "--workdir", str(tmp / "loop")], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
-    run = LoopRun(proc.stdout, tmp / "loop" / "env.git", tmp / "cluster",
+    run = LoopRun(proc.stdout, tmp / "loop" / "env.git", tmp / "loop" / "cluster",
                   tmp / "loop" / "keys")
     yield run
     fsck(run.env_repo)
@@ -248,7 +249,8 @@ class TestLocalLoop:
 
     def test_loop_histories(self, loop_run: LoopRun) -> None:
         env_repo = loop_run.env_repo
-        assert "kubeconfig found" in loop_run.stdout
+        assert "no kubeconfig: the delivery pipeline applies to a stand-in cluster" in \
+            loop_run.stdout
 
         def subjects(branch: str) -> list[str]:
             return [s.split(":")[0] for s in
@@ -340,5 +342,36 @@ class TestLocalLoop:
         applies = [json.loads(line) for line in
                    (loop_run.cluster / "calls.log").read_text().splitlines()
                    if line.startswith('["apply"')]
-        assert len(applies) == 10  # 5 deliveries per app
+        assert len(applies) == 11  # 5 deliveries per app, and the heal of hello's drift
         assert all("--field-manager=gitops-delivery" in call for call in applies)
+
+    def test_drift_found_healed_and_announced(self, loop_run: LoopRun) -> None:
+        """The hand edit is reported with its object and field, healed from production (the
+        namespace holds production's objects again), and every outcome of the loop is an
+        event: the waits for approval included."""
+        edit, healing = loop_run.stdout.split("=== drift: ")[1:]
+        assert "horizontalpodautoscaler.autoscaling/hello patched" in edit
+        assert "hello: drifted (healed)\n  changed  HorizontalPodAutoscaler/hello: " \
+               "spec.maxReplicas\nshop: in sync\nafter the heal: spec.maxReplicas is 6 in " \
+               "the cluster, as production-production holds it\n" in healing
+        hpa = yaml.safe_load(git("show", "production-production:apps/hello/hpa.yaml",
+                                 cwd=loop_run.env_repo))
+        live = fake_kubectl.documents(loop_run.cluster / "applied" / "hello")
+        assert [doc["spec"] for _, doc in live if doc["kind"] == "HorizontalPodAutoscaler"] \
+            == [hpa["spec"]]
+        published = [json.loads(line.split("would publish: ", 1)[1])
+                     for line in loop_run.stdout.splitlines() if "would publish: " in line]
+        release = ["promoted", "waiting_for_approval", "promoted"]
+        assert [e["kind"] for e in published] == [
+            *release, *release, "rolled_back", *release, *release, "rolled_back",
+            "drift_found", "drift_healed"]
+        waiting = [e for e in published if e["kind"] == "waiting_for_approval"]
+        assert {(e["app"], e["environment"]) for e in waiting} == {("hello", "production"),
+                                                                   ("shop", "production")}
+        found, healed = published[-2:]
+        assert found["drift"] == healed["drift"] == [{
+            "object": "HorizontalPodAutoscaler/hello", "state": "changed",
+            "fields": ["spec.maxReplicas"]}]
+        assert healed["env_repo_commit"] == git("rev-parse", "production-production",
+                                                cwd=loop_run.env_repo)
+        assert healed["build_id"] == "local-reconcile-1"
