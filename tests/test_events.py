@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import time
 from pathlib import Path
 from types import ModuleType
@@ -64,6 +65,15 @@ class TestSchemaFile:
         assert drifted["fields"][1]["type"]["symbols"] == [s.value for s in events.ObjectState]
         # No unions: Avro's JSON encoding would wrap their values ({"string": ...}).
         assert not any(isinstance(f["type"], list) for f in schema["fields"])
+
+    def test_documented_kinds_and_example_match_the_schema(self) -> None:
+        doc = (LOCAL_LOOP.parent.parent / "docs" / "events.md").read_text()
+        schema = events.schema()
+        symbols = schema["fields"][0]["type"]["symbols"]
+        assert sorted(re.findall(r"^\| `([a-z_]+)` \|", doc, re.M)[1:]) == sorted(symbols)
+        example = json.loads(re.findall(r"^```json\n(.*?)^```", doc, re.M | re.S)[0])
+        assert list(example) == [f["name"] for f in schema["fields"]]
+        assert example["kind"] == events.Kind.WAITING_FOR_APPROVAL.value
 
     def test_topic_refuses_what_does_not_match(self, events_topic: EventsTopic) -> None:
         from google.api_core.exceptions import InvalidArgument
