@@ -24,10 +24,10 @@ app:
 5. prints `history.py` for both environments, with every entry's signature checked, and
    `status.py` side by side;
 6. drift: someone edits hello's HorizontalPodAutoscaler in production's namespace by hand
-   (`kubectl patch`); a reconcile run (the reconcile build's step, `scripts/reconcile.py`, as
-   production's reconcile trigger runs it with hello allowed to self-heal) reports the object
-   and the field that drifted and heals it under the delivery Lease: the field is back to
-   what production holds.
+   (`kubectl patch`); a reconcile run for hello (the reconcile build's step,
+   `scripts/reconcile.py`, as production's reconcile trigger runs it, hello allowed to
+   self-heal) reports the object and the field that drifted and heals it under the delivery
+   Lease: the field is back to what production holds.
 
 Without a kubeconfig the cluster is a stand-in (tests/fake_kubectl.py on PATH): objects kept
 as files in WORKDIR/cluster, answering apply, diff, get, patch, delete and Leases as kubectl
@@ -481,8 +481,9 @@ def drift_stage(app: str, env: dict[str, str], env_repo: Path, allowed_signers: 
                                           f"?project={PROJECT}"}
     reconcile = [sys.executable, str(SCRIPTS / "reconcile.py"), "--repo", env_repo.as_uri(),
                  "--from", PRODUCTION["candidate"], "--to", PRODUCTION["production"]]
-    banner(f"drift: production's reconcile run, {app} allowed to self-heal")
-    subprocess.run([*reconcile, "--heal", app, "--build-id", RECONCILE_BUILD],
+    banner(f"drift: production's reconcile run for {app}, allowed to self-heal")
+    # --app: the scheduled build compares every app; one is enough to show drift here.
+    subprocess.run([*reconcile, "--app", app, "--heal", app, "--build-id", RECONCILE_BUILD],
                    env=reconcile_env, check=True)
     live = json.loads(subprocess.run(
         [*edit[:2], "get", *edit[3:6], "--output=json"], env=env, check=True, text=True,

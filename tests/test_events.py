@@ -20,17 +20,15 @@ from conftest import (
     DIGEST_B,
     EnvRepoOnDisk,
     EventsTopic,
-    Keys,
     ScriptedCluster,
     image_ref,
     publish,
-    signing_as,
 )
 from gitops import events
 from gitops.branches import init_branches
 from gitops.deploy import DeliveryRequest, Outcome, deliver
 from gitops.environments import Environment
-from gitops.errors import BadInput, OperationFailed
+from gitops.errors import OperationFailed
 from gitops.freeze import set_freeze
 
 CLUSTER = {"project": "acme-delivery", "cluster": "gitops", "location": "europe-west1"}
@@ -196,7 +194,8 @@ def deliver_in(env: EnvRepoOnDisk, where: Environment, following: Environment | 
 class TestApprovalsAndRefusals:
     """A release published to a gated environment's candidate announces, once, that it waits
     for approval there (an ungated one: nothing); a build that refuses to deliver (no
-    approval, signatures that do not verify) says so and why, and changes nothing."""
+    approval; signatures that do not verify: test_signing.py) says so and why, and changes
+    nothing."""
 
     def test_waiting_for_approval_only_where_a_gate_holds_it(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path, events_topic: EventsTopic,
@@ -244,23 +243,6 @@ class TestApprovalsAndRefusals:
         assert refused["summary"] == \
             f"hello: {waiting[:12]} refused on production-production: no approval"
         assert "carries no approval (state PENDING)" in refused["detail"]
-
-    def test_unsigned_release_is_refused(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
-                                         keys: Keys, events_topic: EventsTopic,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-        signing_as(monkeypatch, keys, None)
-        commit = publish(env_repo, tmp_path, "hello", DIGEST_B, build="planted")
-        signing_as(monkeypatch, keys, "delivery", verify=True)
-        before = env_repo.snapshot()
-        with pytest.raises(BadInput, match="refusing to deploy hello"):
-            deliver_hello(env_repo, commit, "cd-1")
-        assert env_repo.snapshot() == before
-        [event] = events_topic.received()
-        assert event["kind"] == "refused" and event["candidate_commit"] == commit
-        assert event["env_repo_commit"] == env_repo.tip("production")
-        assert event["summary"] == \
-            f"hello: {commit[:12]} refused on production: signatures do not verify"
-        assert f"commit {commit[:12]} is UNSIGNED" in event["detail"]
 
 
 def local_loop() -> ModuleType:

@@ -352,7 +352,7 @@ class TestLocalLoop:
         edit, healing = loop_run.stdout.split("=== drift: ")[1:]
         assert "horizontalpodautoscaler.autoscaling/hello patched" in edit
         assert "hello: drifted (healed)\n  changed  HorizontalPodAutoscaler/hello: " \
-               "spec.maxReplicas\nshop: in sync\nafter the heal: spec.maxReplicas is 6 in " \
+               "spec.maxReplicas\nafter the heal: spec.maxReplicas is 6 in " \
                "the cluster, as production-production holds it\n" in healing
         hpa = yaml.safe_load(git("show", "production-production:apps/hello/hpa.yaml",
                                  cwd=loop_run.env_repo))

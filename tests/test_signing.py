@@ -19,6 +19,7 @@ from conftest import (
     DIGEST_A,
     DIGEST_B,
     EnvRepoOnDisk,
+    EventsTopic,
     Keys,
     ScriptedCluster,
     assert_bad_input,
@@ -194,7 +195,9 @@ class TestDeployRefusesUnverifiedCommits:
 
     def test_unsigned_wrong_key_and_tampered_commits_are_refused(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path, keys: Keys,
-            monkeypatch: pytest.MonkeyPatch) -> None:
+            monkeypatch: pytest.MonkeyPatch, events_topic: EventsTopic) -> None:
+        """Each refusal is also a `refused` event (valid against the schema on the emulator's
+        topic) naming the commit and the reason."""
         commits = {}
         for how, signer in (("unsigned", None), ("stranger", "stranger"), ("tampered", "ci")):
             signing_as(monkeypatch, keys, signer)
@@ -211,6 +214,16 @@ class TestDeployRefusesUnverifiedCommits:
                                                f"commit {commit[:12]} {says}"):
                 self.deliver(env_repo, commit)
         assert env_repo.snapshot() == before
+        received = events_topic.received()
+        assert [(e["kind"], e["candidate_commit"]) for e in received] == [
+            ("refused", commits[how]) for how in ("unsigned", "stranger", "tampered")]
+        for event, says in zip(received, ("is UNSIGNED", "is signed by a key not allowed",
+                                          "is BAD signature"), strict=True):
+            commit = event["candidate_commit"]
+            assert event["summary"] == \
+                f"hello: {commit[:12]} refused on production: signatures do not verify"
+            assert f"commit {commit[:12]} {says}" in event["detail"]
+            assert event["env_repo_commit"] == env_repo.tip("production")
 
     def test_unsigned_change_beneath_a_signed_commit_is_refused(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path, keys: Keys,

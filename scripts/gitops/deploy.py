@@ -24,6 +24,13 @@ next environment in the order this one promoted them. In a gated environment the
 reads who approved it (`gitops.approval`) and the production commit records it
 (`Approved-By:`).
 
+Every outcome is one delivery event (gitops.events), refusals included: a gated build without
+an approval, or commits whose signatures do not verify, apply nothing, fail, and publish
+`refused`. When a promotion publishes the release to a next environment that the env repo's
+record of environments says is gated, its delivery build of that commit is held for an
+approver and runs no step, so this build announces it: `waiting_for_approval`, naming that
+environment and the commit that waits.
+
 A commit older than production's, which production never held, is a stale build that lost the
 race to a newer one: it is skipped, not rolled back to. A frozen app (`.gitops/frozen/APP` on
 the source branch) is not deployed: the build says so and succeeds.
