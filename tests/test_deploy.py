@@ -175,7 +175,7 @@ class TestDelivery:
 
 
 class TestWithoutACluster:
-    """GITOPS_NO_CLUSTER=1 (the local loop without a kubeconfig): the manifests are validated,
+    """GITOPS_NO_CLUSTER=1 (the local loop with --no-cluster): the manifests are validated,
     nothing reaches a cluster, production records the commit, and the output says so."""
 
     def test_validated_only(self, env_repo: EnvRepoOnDisk, tmp_path: Path,

@@ -43,9 +43,9 @@ signed commit would otherwise be applied under someone else's signature.
 
 Cluster access goes through one small boundary (`gitops.cluster`: `Cluster`, the Lease, apply
 and wait), which the tests replace and which heals (gitops.drift) share. Without a
-cluster (GITOPS_NO_CLUSTER=1, used by the local loop) the manifests are validated only, and the
-output says so plainly. Every setting is checked before anything runs, the retry deadline that
-the promotion after the rollout reads included.
+cluster (GITOPS_NO_CLUSTER=1, used by the local loop with --no-cluster) the manifests are
+validated only, and the output says so plainly. Every setting is checked before anything
+runs, the retry deadline that the promotion after the rollout reads included.
 """
 
 from __future__ import annotations
