@@ -38,15 +38,16 @@ Design decisions:
   must not make `pulumi refresh` drop these objects from the state. When the cluster is really
   gone (deleted by hand, interrupted destroy), the operator sets
   PULUMI_K8S_DELETE_UNREACHABLE=true for that one `refresh`/`destroy` (docs/operations.md).
-- The reconcile identity gets its own Role per app. Its comparison is a server-side dry-run
-  apply, which Kubernetes authorizes like the real request (patch, and create for an object
-  that is missing), so it holds get, list, patch and create on the app's kinds even where it
-  may not heal (Secrets without list); deleting, Leases and the rest of delivery's rules, plus
-  listing the app's kinds to find leftovers, come only with self-heal for that app.
+- Each environment's reconcile identity gets its own Role per app in that environment's
+  namespaces, and nowhere else. Its comparison is a dry-run apply (`kubectl diff`), which
+  Kubernetes authorizes like the real request (patch, and create for an object that is
+  missing), so it holds get, list, patch and create on the app's kinds even where it may not
+  heal (Secrets without list); deleting, Leases and the rest of delivery's rules come only with
+  self-heal for that app.
 - Nested arguments use pulumi-kubernetes' typed `...Args` classes, so a misspelled key or a
   missing verb list fails before anything reaches the cluster.
 - One instance per delivery environment: its namespaces (`<app><namespaceSuffix>`) on its
-  cluster, bound to its own delivery identity only. The environment's name prefixes the
+  cluster, bound to its own delivery and reconcile identities only. The environment's name prefixes the
   resource names (none for a stack without environments, which keeps today's names).
 """
 
@@ -113,7 +114,7 @@ class AppNamespacesArgs:
     delivery_email: pulumi.Input[str]
     namespaces: dict[str, str] | None = None  # app -> namespace name (default: the app's name)
     name_prefix: str = ""  # prefix of the resource names (the environment's)
-    reconcile_email: pulumi.Input[str] | None = None
+    reconcile_email: pulumi.Input[str] | None = None  # the environment's reconcile identity
     heal_apps: tuple[str, ...] = ()  # apps the reconcile identity may heal
 
 
@@ -157,17 +158,17 @@ class AppNamespaces(pulumi.ComponentResource):
             )
             if args.reconcile_email is not None:
                 self._reconciler(config, namespace, args.reconcile_email,
-                                 app in args.heal_apps, in_cluster)
+                                 app in args.heal_apps, prefix, in_cluster)
         self.register_outputs({"namespaces": list(self.namespaces)})
 
     def _reconciler(self, config: AppConfig, namespace: k8s.core.v1.Namespace,
-                    email: pulumi.Input[str], heal: bool,
+                    email: pulumi.Input[str], heal: bool, prefix: str,
                     in_cluster: pulumi.ResourceOptions) -> None:
         """The reconcile identity's Role and binding in the app's namespace."""
         app = config.name
         metadata = k8s.meta.v1.ObjectMetaArgs(name="gitops-reconciler",
                                               namespace=namespace.metadata.name)
-        role = k8s.rbac.v1.Role(f"reconciler-{app}", metadata=metadata,
+        role = k8s.rbac.v1.Role(f"{prefix}reconciler-{app}", metadata=metadata,
                                 rules=[*(HEAL_RULES if heal else RECONCILE_RULES),
                                        # A dry-run apply of custom resources, or heal's
                                        # apply; drift lists built-in kinds only.
@@ -176,7 +177,7 @@ class AppNamespaces(pulumi.ComponentResource):
                                                      ["get", "patch", "create"])],
                                 opts=in_cluster)
         k8s.rbac.v1.RoleBinding(
-            f"reconciler-{app}",
+            f"{prefix}reconciler-{app}",
             metadata=metadata,
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io",
                                              kind="Role", name=role.metadata.name),

@@ -291,7 +291,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:rolloutTimeout", "300s", "How long a delivery build waits for a rollout."),
     Setting("gitops:environments", "(one: candidate -> production)", "Ordered delivery "
             "environments, e.g. staging then production; each an object with name (a DNS label "
-            "of at most 14), and optionally cluster (its own GKE cluster; default "
+            "of at most 13), and optionally cluster (its own GKE cluster; default "
             "gitops:clusterName), namespaceSuffix (e.g. -staging, when environments share a "
             "cluster), approval (true: each delivery build waits for approval) with approvers "
             "(IAM members), rolloutTimeout (default gitops:rolloutTimeout), candidateBranch "

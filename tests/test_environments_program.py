@@ -98,7 +98,7 @@ class TestConfigModel:
         ([{"name": "a", "approvers": ["user:x@acme.example"]}], "approval is off"),
         ([{"name": "a", "rolloutTimeout": "30000s"}], "at most 21450s"),
         ([{"name": "a", "productionBranch": "gitops-environments"}], "is reserved"),
-        ([{"name": "averyveryverylongname"}], "at most 14 characters"),
+        ([{"name": "averyveryverylongname"}], "at most 13 characters"),
         ([], "must be a non-empty list"),
     ])
     def test_bad_environments(self, override: list, fragment: str) -> None:
