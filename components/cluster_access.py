@@ -47,8 +47,9 @@ Design decisions:
 - Nested arguments use pulumi-kubernetes' typed `...Args` classes, so a misspelled key or a
   missing verb list fails before anything reaches the cluster.
 - One instance per delivery environment: its namespaces (`<app><namespaceSuffix>`) on its
-  cluster, bound to its own delivery and reconcile identities only. The environment's name prefixes the
-  resource names (none for a stack without environments, which keeps today's names).
+  cluster, bound to its own delivery and reconcile identities only. The environment's name
+  prefixes the resource names (none for a stack without environments, which keeps today's
+  names).
 """
 
 from __future__ import annotations
