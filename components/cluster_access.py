@@ -63,7 +63,7 @@ import pulumi_kubernetes as k8s
 from components.config import AppConfig, CustomResources
 
 APPLIED = ["get", "create", "patch", "delete"]  # kubectl apply (get, create, patch), prune
-COMPARE = ["get", "list", "patch", "create"]  # a server-side dry-run apply, and listing
+COMPARE = ["get", "list", "patch", "create"]  # kubectl diff's dry-run apply, and listing
 READ = ["get", "list", "watch"]
 Rule = k8s.rbac.v1.PolicyRuleArgs
 # The namespaced kinds apps hold, by API group; Secrets apart (no identity lists them).

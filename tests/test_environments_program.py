@@ -102,6 +102,8 @@ class TestConfigModel:
         ([{"name": "a", "rolloutTimeout": "30000s"}], "at most 21450s"),
         ([{"name": "a", "productionBranch": "gitops-environments"}], "is reserved"),
         ([{"name": "averyveryverylongname"}], "at most 13 characters"),
+        # 14 characters: gitops-reconcile-NAME would be 31, one more than an account id holds
+        ([{"name": "fourteen-chars"}], "gitops-reconcile-NAME are service account ids"),
         ([], "must be a non-empty list"),
     ])
     def test_bad_environments(self, override: list, fragment: str) -> None:

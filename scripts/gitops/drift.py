@@ -273,7 +273,11 @@ def check_request(request: ReconcileRequest) -> None:
     for app in (*request.heal, *request.apps):
         check_app(app)
     if request.environment is not None:
-        check_app(request.environment)  # environment names are DNS labels too
+        try:
+            check_app(request.environment)  # environment names are DNS labels too
+        except BadInput:
+            raise BadInput(f"--environment {request.environment!r} is not an environment "
+                           f"name (a DNS label)") from None
 
 
 def reconcile(request: ReconcileRequest, cluster: Cluster,
