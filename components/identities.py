@@ -24,6 +24,7 @@ Design decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_gcp as gcp
@@ -72,7 +73,7 @@ class EnvironmentIdentity:
     account_id: str
     environment: str
     cluster: str | None = None  # the resource name its cluster grant is limited to (None: all)
-    builds: str = "delivery"  # which of PER_ENVIRONMENT
+    builds: Literal["delivery", "reconcile"] = "delivery"  # which of PER_ENVIRONMENT
 
     @property
     def description(self) -> str:
