@@ -210,6 +210,8 @@ namespaces = {env.name: AppNamespaces(
         name_prefix=env.resource_prefix,
         reconcile_email=identities.accounts[env.reconcile_identity].email,
         heal_apps=config.heal_apps,
+        # Before every environment had drift, the last one's reconcile RBAC had no prefix.
+        reconciler_alias_prefix="" if env is environments[-1] and not env.implicit else None,
     )) for env in environments}
 
 # The image the build steps run in, built from scripts/ and tagged by its content hash.

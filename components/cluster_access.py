@@ -49,7 +49,9 @@ Design decisions:
 - One instance per delivery environment: its namespaces (`<app><namespaceSuffix>`) on its
   cluster, bound to its own delivery and reconcile identities only. The environment's name
   prefixes the resource names (none for a stack without environments, which keeps today's
-  names).
+  names). The last environment's reconcile Role and binding were unprefixed while only that
+  environment had drift; they carry the old names as aliases, so an existing stack updates
+  them in place instead of creating a second `gitops-reconciler` where one exists.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class AppNamespacesArgs:
     name_prefix: str = ""  # prefix of the resource names (the environment's)
     reconcile_email: pulumi.Input[str] | None = None  # the environment's reconcile identity
     heal_apps: tuple[str, ...] = ()  # apps the reconcile identity may heal
+    reconciler_alias_prefix: str | None = None  # the prefix its reconcile RBAC had before
 
 
 class AppNamespaces(pulumi.ComponentResource):
@@ -158,8 +161,12 @@ class AppNamespaces(pulumi.ComponentResource):
                 opts=in_cluster,
             )
             if args.reconcile_email is not None:
+                former = None if args.reconciler_alias_prefix is None else \
+                    [pulumi.Alias(name=f"{args.reconciler_alias_prefix}reconciler-{app}")]
                 self._reconciler(config, namespace, args.reconcile_email,
-                                 app in args.heal_apps, prefix, in_cluster)
+                                 app in args.heal_apps, prefix,
+                                 pulumi.ResourceOptions.merge(
+                                     in_cluster, pulumi.ResourceOptions(aliases=former)))
         self.register_outputs({"namespaces": list(self.namespaces)})
 
     def _reconciler(self, config: AppConfig, namespace: k8s.core.v1.Namespace,

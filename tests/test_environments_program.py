@@ -218,6 +218,12 @@ class TestThreeEnvironments:
                              for env in CLUSTERS}
         assert "gitops-reconcile@acme-delivery.iam.gserviceaccount.com" not in \
             graph.outputs["service_accounts"].values()
+        # The last environment's reconcile RBAC had no prefix before every environment had
+        # drift: aliased, so an existing stack updates it instead of creating a second one.
+        rbac = {r.name: r.aliases for r in graph.resources if "reconciler-" in r.name}
+        assert rbac == {f"{env}-reconciler-{app}": (
+            [f"reconciler-{app}"] if env == "production" else [])
+            for env in CLUSTERS for app in ("hello", "shop")}
 
     def test_approvers_get_the_approver_role_and_nothing_more(self, graph: Graph) -> None:
         granted = grants(graph)
