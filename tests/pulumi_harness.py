@@ -221,7 +221,7 @@ CONFIGS = {
 APPROVERS = ["group:release-managers@acme.example", "user:cto@acme.example"]
 ENVIRONMENT_CONFIGS = {
     "three-environments": base_config(**{
-        "gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"}],
+        "gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc", "selfHeal": True}],
         "gitops:environments": [
             {"name": "staging", "namespaceSuffix": "-staging", "rolloutTimeout": "120s"},
             {"name": "qa", "cluster": "gitops-qa"},

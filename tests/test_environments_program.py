@@ -200,7 +200,8 @@ class TestThreeEnvironments:
             assert trigger.inputs["serviceAccount"] == \
                 f"projects/acme-delivery/serviceAccounts/{RECONCILER[env]}"
             assert trigger.inputs["sourceToBuild"]["ref"] == f"refs/heads/{env}-production"
-            assert (subs["_ENVIRONMENT"], subs["_CLUSTER"]) == (env, cluster)
+            assert (subs["_ENVIRONMENT"], subs["_CLUSTER"], subs["_HEAL_APPS"]) == (
+                env, cluster, "shop")
             target = jobs[f"reconcile-{env}"].inputs["httpTarget"]
             assert target["uri"].endswith(f"/triggers/{trigger.outputs['triggerId']}:run")
             assert target["oauthToken"]["serviceAccountEmail"].startswith("gitops-scheduler@")
@@ -325,6 +326,19 @@ class TestEnvironmentIsolation:
         op = Operation(f"serviceAccount:{BOTH[builds]['staging']}", "container.clusters.get",
                        cluster_path("gitops-prod"), "reach production")
         assert allowed(op, grants(changed))
+
+    def test_heal_rights_only_for_heal_apps_in_its_own_environment(self, graph: Graph) -> None:
+        """shop may self-heal, hello may not: each reconcile identity may delete and take the
+        Lease in its own environment's shop namespace only."""
+        for env, email in RECONCILER.items():
+            for other in CLUSTERS:
+                for app, namespace in zip(("hello", "shop"), NAMESPACES[other], strict=True):
+                    heals = other == env and app == "shop"
+                    for group, resource, verb in (("apps", "deployments", "delete"),
+                                                  ("coordination.k8s.io", "leases", "create")):
+                        op = KubeOperation(email, namespace, group, resource, verb, "heal",
+                                           CLUSTERS[other])
+                        assert rbac_allows(graph, op) == heals, (env, other, app, verb)
 
     def test_staging_reconcile_without_its_role_fails(self, graph: Graph) -> None:
         """Removing the staging reconcile identity's binding denies exactly its comparison
