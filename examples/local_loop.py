@@ -480,7 +480,7 @@ def drift_stage(app: str, env: dict[str, str], env_repo: Path, allowed_signers: 
                                           f"region=europe-west1/{RECONCILE_BUILD}"
                                           f"?project={PROJECT}"}
     reconcile = [sys.executable, str(SCRIPTS / "reconcile.py"), "--repo", env_repo.as_uri(),
-                 "--from", PRODUCTION["candidate"], "--to", PRODUCTION["production"]]
+                 "--environment", PRODUCTION["name"]]
     banner(f"drift: production's reconcile run for {app}, allowed to self-heal")
     # --app: the scheduled build compares every app; one is enough to show drift here.
     subprocess.run([*reconcile, "--app", app, "--heal", app, "--build-id", RECONCILE_BUILD],
