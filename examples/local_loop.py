@@ -24,10 +24,10 @@ app:
 5. prints `history.py` for both environments, with every entry's signature checked, and
    `status.py` side by side;
 6. drift: someone edits hello's HorizontalPodAutoscaler in production's namespace by hand
-   (`kubectl patch`); a reconcile run for hello (the reconcile build's step,
-   `scripts/reconcile.py`, as production's reconcile trigger runs it, hello allowed to
-   self-heal) reports the object and the field that drifted and heals it under the delivery
-   Lease: the field is back to what production holds.
+   (`kubectl patch`); production's reconcile pipeline (`pipelines/reconcile.yaml`, with
+   production's substitutions and hello allowed to self-heal) reports the object and the
+   field that drifted and heals it under the delivery Lease: the field is back to what
+   production holds.
 
 Without a kubeconfig the cluster is a stand-in (tests/fake_kubectl.py on PATH): objects kept
 as files in WORKDIR/cluster, answering apply, diff, get, patch, delete and Leases as kubectl
@@ -391,7 +391,6 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path,
 # --- after the deliveries: drift, and the events everything published -------------------------
 
 FAKE_KUBECTL = ROOT / "tests" / "fake_kubectl.py"
-RECONCILE_BUILD = "local-reconcile-1"
 EVENTS_SCHEMA = ROOT / "scripts" / "gitops" / "delivery_event.avsc"
 
 
@@ -462,8 +461,12 @@ def show_events(subscription: str) -> list[dict[str, Any]]:
     return received
 
 
-def drift_stage(app: str, env: dict[str, str], env_repo: Path, allowed_signers: Path) -> None:
-    """A hand edit in production's namespace of app, found and healed by a reconcile run."""
+def drift_stage(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path,
+                allowed_signers: Path) -> None:
+    """A hand edit in production's namespace of app, found and healed by production's
+    reconcile build (its YAML, as the program inlines it into the trigger, app allowed to
+    self-heal)."""
+    env = cloud_build.env
     namespace = f"{app}{PRODUCTION['namespaceSuffix']}"
     banner(f"drift: someone edits {app} in production by hand (namespace {namespace})")
     edit = ["kubectl", f"--kubeconfig={env['GITOPS_KUBECONFIG']}", "patch",
@@ -471,20 +474,21 @@ def drift_stage(app: str, env: dict[str, str], env_repo: Path, allowed_signers: 
             "--type=merge", '--patch={"spec":{"maxReplicas":12}}']
     print(f"$ {shlex.join(edit)}", flush=True)
     subprocess.run(edit, env=env, check=True)
-    # What production's reconcile trigger gives its step (pipelines/reconcile.yaml): read-only
-    # access to the env repo, the allowed signers, the events topic, its environment.
-    reconcile_env = {**env, "GITOPS_GIT_READ_ONLY": "1", "GITOPS_ENVIRONMENT": "production",
-                     "GITOPS_ALLOWED_SIGNERS": ";".join(allowed_signers.read_text().splitlines()),
-                     "GITOPS_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", ""),
-                     "GITOPS_BUILD_LINK": "https://console.cloud.google.com/cloud-build/builds;"
-                                          f"region=europe-west1/{RECONCILE_BUILD}"
-                                          f"?project={PROJECT}"}
-    reconcile = [sys.executable, str(SCRIPTS / "reconcile.py"), "--repo", env_repo.as_uri(),
-                 "--environment", PRODUCTION["name"]]
-    banner(f"drift: production's reconcile run for {app}, allowed to self-heal")
-    # --app: the scheduled build compares every app; one is enough to show drift here.
-    subprocess.run([*reconcile, "--app", app, "--heal", app, "--build-id", RECONCILE_BUILD],
-                   env=reconcile_env, check=True)
+    banner(f"drift: production's reconcile build, {app} allowed to self-heal")
+    # As components/triggers.py makes the trigger with gitops:signers on and selfHeal for app:
+    # the step checks signatures (it signs nothing), reads the env repo, never pushes.
+    reconcile_yaml = with_signing(
+        yaml.safe_load((ROOT / "pipelines" / "reconcile.yaml").read_text()), ("reconcile",),
+        None, verify=True)
+    source = workdir / "reconcile-source"  # the step reads the env repo itself
+    source.mkdir(exist_ok=True)
+    cloud_build.run(reconcile_yaml, source, {
+        "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "", "_ENVIRONMENT": PRODUCTION["name"],
+        "_CLUSTER": PRODUCTION["cluster"], "_CLUSTER_LOCATION": "europe-west1", "_HEAL_APPS": app,
+        **DeliveryTiming.from_setting("300s").substitutions(),
+        ALLOWED_SIGNERS_SUBSTITUTION: ";".join(allowed_signers.read_text().splitlines()),
+        "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local",
+        "_EVENTS_TOPIC": os.environ.get("GITOPS_EVENTS_TOPIC", "")})
     live = json.loads(subprocess.run(
         [*edit[:2], "get", *edit[3:6], "--output=json"], env=env, check=True, text=True,
         capture_output=True).stdout)["spec"]["maxReplicas"]
@@ -542,7 +546,7 @@ def main() -> int:
     subprocess.run([sys.executable, str(SCRIPTS / "status.py"), "--repo", env_repo.as_uri(),
                     "--allowed-signers", str(allowed_signers)], check=True)
     if not args.no_cluster and args.app in ("hello", "all"):
-        drift_stage("hello", env, env_repo, allowed_signers)
+        drift_stage("hello", cloud_build, workdir, env_repo, allowed_signers)
     if events:
         show_events(events[1])
     print(f"\nrepositories kept in {workdir}")

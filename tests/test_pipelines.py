@@ -352,7 +352,7 @@ class TestLocalLoop:
         edit, healing = loop_run.stdout.split("=== drift: ")[1:]
         assert "horizontalpodautoscaler.autoscaling/hello patched" in edit
         assert "hello: drifted (healed)\n  changed  HorizontalPodAutoscaler/hello: " \
-               "spec.maxReplicas\nafter the heal: spec.maxReplicas is 6 in " \
+               "spec.maxReplicas\nshop: in sync\nafter the heal: spec.maxReplicas is 6 in " \
                "the cluster, as production-production holds it\n" in healing
         hpa = yaml.safe_load(git("show", "production-production:apps/hello/hpa.yaml",
                                  cwd=loop_run.env_repo))
@@ -374,4 +374,8 @@ class TestLocalLoop:
             "fields": ["spec.maxReplicas"]}]
         assert healed["env_repo_commit"] == git("rev-parse", "production-production",
                                                 cwd=loop_run.env_repo)
-        assert healed["build_id"] == "local-reconcile-1"
+        # Production's reconcile build ran from its YAML, the loop's last build.
+        assert "--- step reconcile (" in healing
+        builds = [int(e["build_id"].removeprefix("local-build-")) for e in published]
+        assert builds[-2] == builds[-1] > max(builds[:-2])
+        assert healed["environment"] == "production"

@@ -331,13 +331,16 @@ def operator_cluster(project: str | None, name: str | None, location: str | None
                      factory: Callable[[str], Cluster] = Cluster) -> Cluster:
     """The cluster as the operator reaches it: get-credentials with their gcloud login when
     --project, --cluster and --location are given, else GITOPS_KUBECONFIG or KUBECONFIG (or
-    ~/.kube/config)."""
+    ~/.kube/config). GITOPS_KUBECONFIG, a kubeconfig the process was handed, wins over
+    get-credentials, as in gitops.deploy: the reconcile build's YAML runs locally that way."""
+    named = (project, name, location)
+    if any(named) and not all(named):
+        raise BadInput("--project, --cluster and --location go together")
+    given = os.environ.get(KUBECONFIG_ENV)
+    if given:
+        return factory(given)
     if project and name and location:
         cluster = factory(str(work / "kubeconfig"))
         cluster.get_credentials(project, name, location)
         return cluster
-    if project or name or location:
-        raise BadInput("--project, --cluster and --location go together")
-    path = os.environ.get(KUBECONFIG_ENV) or os.environ.get("KUBECONFIG") or \
-        str(Path.home() / ".kube" / "config")
-    return factory(path)
+    return factory(os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config"))
