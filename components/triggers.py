@@ -27,6 +27,13 @@ Design decisions:
   environment's production branch (`source_to_build`): Cloud Scheduler runs it on a schedule
   (components/reconcile_schedule.py) and anyone allowed can run it by hand. Its build timeout
   covers one heal per app it may heal.
+- The CI trigger tells the app's pipeline the environments' names in delivery order
+  (`_ENVIRONMENTS`, separated by spaces; `production` for a stack without
+  `gitops:environments`), so it renders each environment's kustomize overlay for the same
+  digests and publishes them in one commit. Cloud Build fails a build whose trigger sets a
+  substitution its YAML does not use (unless `substitutionOption: ALLOW_LOOSE`, which would
+  also hide a mistyped one), so an app pipeline must use it: the sample pipelines pass it to
+  render.py and publish.py.
 - Delivery and reconcile builds learn the events topic and their environment's name from
   `_EVENTS_TOPIC` and `_ENVIRONMENT`.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
@@ -127,6 +134,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
                     "_ENV_REPO_LINK": env_link,
                     "_STEPS_IMAGE": args.steps_image,
                     "_CANDIDATE_BRANCH": first.candidate_branch,
+                    "_ENVIRONMENTS": " ".join(env.name for env in environments),
                 },
             )
         for index, env in enumerate(environments):
