@@ -38,7 +38,7 @@ from conftest import (
     write_manifests,
 )
 from gitops import cluster, credentials, processes, scratch
-from gitops.checks import check_remote, check_trailer_value
+from gitops.checks import check_remote, check_trailer_value, unsafe_char
 from gitops.deploy import Cluster, DeliveryRequest, deliver
 from gitops.envrepo import scratch_repo
 from gitops.errors import BadInput, OperationFailed
@@ -378,18 +378,26 @@ class TestNoForgedHistory:
     def test_a_forged_line_break_in_history_stays_in_its_value(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
         """A production commit written by hand (not by these scripts) with U+0085 in a
-        trailer value: history reads one Build-Id, not a Rollback trailer."""
+        trailer value: history reads one Build-Id, not a Rollback trailer. The tables of
+        history and status print that value escaped: a terminal escape sequence or a bidi
+        override from Git never reaches the operator's terminal raw."""
         first = publish(env_repo, tmp_path, "hello", DIGEST_A)
         second = publish(env_repo, tmp_path, "hello", DIGEST_B)
         promoted(env_repo, "hello", first, "cd-1")
+        forged = "cd-2\x85Rollback: true\x1b[2J\u202e"
         hand_commit(env_repo, "production", second,
-                    "Promote hello\n\nApp: hello\nBuild-Id: cd-2\x85Rollback: true\n"
+                    f"Promote hello\n\nApp: hello\nBuild-Id: {forged}\n"
                     f"Promoted-From: {second}\n")
         result = cli("history", "--repo", env_repo.url, "--app", "hello", "--json")
         assert result.code == 0, result.stderr
         production = json.loads(result.stdout)["production"]
         assert [(p["kind"], p["build_id"]) for p in production] == [
-            ("promote", "cd-2\x85Rollback: true"), ("promote", "cd-1")]
+            ("promote", forged), ("promote", "cd-1")]
+        for command in ("history", "status"):
+            text = cli(command, "--repo", env_repo.url, "--app", "hello")
+            assert text.code == 0, text.stderr
+            assert unsafe_char(text.stdout.replace("\n", " ")) is None, command
+            assert "cd-2\\x85Rollback: true\\x1b[2J\\u202e" in text.stdout, command
 
     @settings(max_examples=200, deadline=None, database=None)
     @given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(

@@ -60,6 +60,19 @@ def unsafe_char(text: str) -> str | None:
     return None
 
 
+def printable(text: str) -> str:
+    """text safe to print on a terminal: every control, format, line-break or unusual space
+    character but the newlines between lines and tabs is written as its Python escape
+    (`\\x1b`, `\\u202e`). Values read from Git (trailers of commits written by hand) reach
+    tables and logs; an escape sequence there must not move the cursor, recolour or reorder
+    what an operator reads."""
+    if unsafe_char(text.replace("\n", " ").replace("\t", " ")) is None:
+        return text
+    return "\n".join("".join(ch if ch in " \t" or unicodedata.category(ch) not in
+                              UNSAFE_CATEGORIES else ch.encode("unicode_escape").decode("ascii")
+                              for ch in line) for line in text.split("\n"))
+
+
 def check_app(app: str) -> str:
     if len(app) > 63 or not APP_RE.fullmatch(app):
         raise BadInput(f"app {app!r} is not a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, max 63)")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from gitops.checks import printable
 from gitops.credentials import redact
 from gitops.errors import (
     EXIT_BAD_INPUT,
@@ -90,15 +91,15 @@ def run(main: Callable[[Sequence[str]], str], argv: Sequence[str]) -> int:
     try:
         result = main(argv)
     except BadInput as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {printable(redact(str(exc)))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OperationFailed as exc:
-        print(f"error: {redact(one_line(str(exc)))}", file=sys.stderr)
+        print(f"error: {printable(redact(one_line(str(exc))))}", file=sys.stderr)
         return EXIT_FAILED
-    print(result)
+    print(printable(result))
     return EXIT_OK
 
 
 def log(message: str) -> None:
     """Progress for the build log (stdout, flushed: the last line stays the result)."""
-    print(message, flush=True)
+    print(printable(message), flush=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gitops.checks import check_app, check_branch, short_ref
+from gitops.checks import check_app, check_branch, printable, short_ref
 from gitops.credentials import strip_userinfo
 from gitops.envrepo import EnvRepo, LogEntry, scratch_repo
 from gitops.errors import BadInput
@@ -145,6 +145,8 @@ def history(repo: str, app: str, source: str = "candidate", target: str = "produ
 
 
 def table(rows: list[list[str]]) -> str:
+    """Aligned columns; cells are escaped first (they hold values from commits)."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                      .rstrip() for row in rows)
