@@ -125,8 +125,10 @@ class TestThreeEnvironments:
         triggers = {t.name: t for t in graph.of_type(TRIGGER)}
         order = list(CLUSTERS)
         for app in ("hello", "shop"):
-            assert triggers[f"ci-{app}"].inputs["substitutions"]["_CANDIDATE_BRANCH"] == \
-                "staging-candidate"
+            ci = triggers[f"ci-{app}"].inputs["substitutions"]
+            assert ci["_CANDIDATE_BRANCH"] == "staging-candidate"
+            # The app pipeline renders each environment's overlay: it is told them, in order.
+            assert ci["_ENVIRONMENTS"] == "staging qa production"
             for index, env in enumerate(order):
                 trigger = triggers[f"deliver-{app}-{env}"]
                 subs = trigger.inputs["substitutions"]

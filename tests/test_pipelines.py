@@ -97,6 +97,11 @@ class TestSubstitutions:
             assert used == set(trigger.inputs["substitutions"]), trigger.name
             assert built_in <= CLOUD_BUILD_DEFAULTS, (trigger.name, built_in)
 
+    def test_ci_is_told_the_one_environment(self, program: Graph) -> None:
+        """A stack without gitops:environments: the app pipeline renders for `production`."""
+        ci = program.named("ci-hello").inputs["substitutions"]
+        assert (ci["_ENVIRONMENTS"], ci["_CANDIDATE_BRANCH"]) == ("production", "candidate")
+
 
 class TestManifests:
     """The sample app's manifests pass Kubernetes schema validation, as written and rendered."""
