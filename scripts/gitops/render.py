@@ -378,13 +378,18 @@ def render(request: RenderRequest) -> tuple[dict[str, bytes], list[str], bool]:
     return rendered, notices + checker.notices(), overlay is not None
 
 
-def render_to(request: RenderRequest) -> RenderResult:
-    """Render into request.out, which must not exist yet or be empty."""
-    out = request.out
+def check_out(out: Path) -> None:
+    """The output folder must not exist yet, or be empty, in an existing folder."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"output folder {str(out)!r} exists and is not empty")
     if not out.parent.is_dir():
         raise BadInput(f"parent of output folder {str(out)!r} does not exist")
+
+
+def render_to(request: RenderRequest) -> RenderResult:
+    """Render into request.out, which must not exist yet or be empty."""
+    out = request.out
+    check_out(out)
     try:
         files, notices, kustomized = render(request)
     except BadInput as exc:  # names and paths come from the input: one line whatever they hold
@@ -448,10 +453,7 @@ def render_environments_to(request: RenderRequest,
     """Render every environment into request.out/ENV/ (the folder must not exist yet or be
     empty): the result, and which overlay each environment was rendered from."""
     out = request.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BadInput(f"output folder {str(out)!r} exists and is not empty")
-    if not out.parent.is_dir():
-        raise BadInput(f"parent of output folder {str(out)!r} does not exist")
+    check_out(out)
     if not request.templates.is_dir():
         raise BadInput(f"templates folder {str(request.templates)!r} does not exist")
     try:
