@@ -15,10 +15,14 @@ from components.commit_signing import CommitSigning, CommitSigningArgs
 from components.config import ConfigError, load_config, node_account_id
 from components.env_branches import EnvBranches, EnvBranchesArgs
 from components.events import DeliveryEvents, DeliveryEventsArgs
-from components.identities import BuildIdentities, BuildIdentitiesArgs, DeliveryIdentity
+from components.identities import BuildIdentities, BuildIdentitiesArgs, EnvironmentIdentity
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.propagation import IamPropagation, IamPropagationArgs
-from components.reconcile_schedule import ReconcileSchedule, ReconcileScheduleArgs
+from components.reconcile_schedule import (
+    ReconcileSchedule,
+    ReconcileScheduleArgs,
+    ScheduledReconcile,
+)
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
 from components.state_access import StateAccess, StateAccessArgs
@@ -54,18 +58,24 @@ def cluster_path(name: str) -> str:
     return f"projects/{config.project}/locations/{config.region}/clusters/{name}"
 
 
-# One identity per build kind and one delivery identity per environment; the deployer (from
-# config) may attach them to triggers.
+# One identity per build kind, and per environment a delivery and a reconcile identity that
+# reach that environment's cluster only; the deployer (from config) may attach them to triggers.
 identities = BuildIdentities("identities", BuildIdentitiesArgs(
     project=config.project,
     source_provider=config.source_provider,
     deployer=config.deployer,
     api_dependencies=apis.depends_on("iam", "cloudresourcemanager"),
-    deliveries=tuple(DeliveryIdentity(env.identity, env.account_id, env.name,
-                                      None if env.implicit else cluster_path(env.cluster_name))
-                     for env in environments),
+    deliveries=tuple(EnvironmentIdentity(
+        env.identity, env.account_id, env.name,
+        None if env.implicit else cluster_path(env.cluster_name)) for env in environments),
+    reconcilers=tuple(EnvironmentIdentity(
+        env.reconcile_identity, env.reconcile_account_id, env.name,
+        None if env.implicit else cluster_path(env.cluster_name), builds="reconcile")
+        for env in environments),
 ))
 deliveries = {env.identity: identities.member(env.identity) for env in environments}
+reconcilers = {env.reconcile_identity: identities.member(env.reconcile_identity)
+               for env in environments}
 
 # The cluster's own VPC and subnet (or existing ones from config), never `default`.
 network = ClusterNetwork("network", ClusterNetworkArgs(
@@ -120,7 +130,7 @@ registry = ImageRegistry("registry", ImageRegistryArgs(
     writers={"ci": identities.member("ci")},
     readers={**deliveries,
              "preview": identities.member("preview"),
-             "reconcile": identities.member("reconcile"),
+             **reconcilers,
              **node_readers},
     api_dependencies=apis.depends_on("artifactregistry"),
 ))
@@ -133,7 +143,7 @@ repositories = SourceRepositories("repos", SourceRepositoriesArgs(
     readers={
         "ci": ([f"app-{app.name}" for app in config.apps], identities.member("ci")),
         "preview": (["infra"], identities.member("preview")),
-        "reconcile": (["env"], identities.member("reconcile")),
+        **{kind: (["env"], member) for kind, member in reconcilers.items()},
     },
     api_dependencies=apis.depends_on("cloudbuild", "secretmanager" if config.github
                                      else "sourcerepo"),
@@ -156,11 +166,11 @@ signing = CommitSigning("commit-signing", CommitSigningArgs(
 )) if config.signing else None
 
 # One JSON event per delivery outcome, on a topic with a schema; every delivery identity and
-# the reconcile identity publish.
+# every reconcile identity publish.
 events = DeliveryEvents("events", DeliveryEventsArgs(
     project=config.project,
     topic_name=config.events_topic,
-    publishers={**deliveries, "reconcile": identities.member("reconcile")},
+    publishers={**deliveries, **reconcilers},
     api_dependencies=apis.depends_on("pubsub"),
 ))
 
@@ -190,7 +200,7 @@ branches = EnvBranches("env-branches", EnvBranchesArgs(
 ))
 
 # Per environment and app: a namespace that environment's delivery identity may change, and
-# nothing else. The reconcile identity reads (and may heal) the last environment's.
+# nothing else; that environment's reconcile identity reads it (and may heal it).
 namespaces = {env.name: AppNamespaces(
     "apps" if env.implicit else f"apps-{env.name}", AppNamespacesArgs(
         kubeconfig=clusters[env.cluster_name].kubeconfig,
@@ -198,9 +208,10 @@ namespaces = {env.name: AppNamespaces(
         delivery_email=identities.accounts[env.identity].email,
         namespaces={app.name: env.namespace(app.name) for app in config.apps},
         name_prefix=env.resource_prefix,
-        reconcile_email=identities.accounts["reconcile"].email
-        if env is environments[-1] else None,
-        heal_apps=config.heal_apps if env is environments[-1] else (),
+        reconcile_email=identities.accounts[env.reconcile_identity].email,
+        heal_apps=config.heal_apps,
+        # Before every environment had drift, the last one's reconcile RBAC had no prefix.
+        reconciler_alias_prefix="" if env is environments[-1] and not env.implicit else None,
     )) for env in environments}
 
 # The image the build steps run in, built from scripts/ and tagged by its content hash.
@@ -242,14 +253,16 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     signing=signing,
 ))
 
-# Cloud Scheduler runs the reconcile trigger, as an identity that may do nothing else.
+# Cloud Scheduler runs each environment's reconcile trigger, as an identity that may do
+# nothing else.
 schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
     project=config.project,
     region=config.region,
     schedule=config.reconcile_schedule,
-    environment=environments[-1].name,
-    trigger_id=triggers.reconcile.trigger_id,
-    reconcile_account=identities.resource_name("reconcile"),
+    runs=tuple(ScheduledReconcile(env.name, env.reconcile_identity,
+                                  triggers.reconcile[env.name].trigger_id,
+                                  identities.resource_name(env.reconcile_identity))
+               for env in environments),
     deployer=config.deployer,
     api_dependencies=apis.depends_on("cloudscheduler", "iam", "cloudresourcemanager"),
     iam_propagation_seconds=config.iam_propagation_seconds,
@@ -263,7 +276,9 @@ pulumi.export("app_repo_urls", {app: ref.url for app, ref in repositories.apps.i
 pulumi.export("ci_trigger_ids", {app: t.trigger_id for app, t in triggers.ci.items()})
 pulumi.export("delivery_trigger_ids", {app: t.trigger_id for app, t in triggers.delivery.items()})
 pulumi.export("preview_trigger_id", triggers.preview.trigger_id)
-pulumi.export("reconcile_trigger_id", triggers.reconcile.trigger_id)
+# The last environment's (production's), as before environments; every environment's by name.
+pulumi.export("reconcile_trigger_id", triggers.reconcile[environments[-1].name].trigger_id)
+pulumi.export("reconcile_trigger_ids", {env: t.trigger_id for env, t in triggers.reconcile.items()})
 pulumi.export("events_topic", events.topic_path)
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", cluster.cluster.location)
@@ -273,6 +288,8 @@ pulumi.export("environments", [{
     **env.to_json(),
     "delivery_triggers": {app.name: env.trigger_name(app.name) for app in config.apps},
     "service_account": identities.accounts[env.identity].email,
+    "reconcile_trigger": env.reconcile_trigger_name,
+    "reconcile_service_account": identities.accounts[env.reconcile_identity].email,
     "approvers": list(env.approvers),
 } for env in environments])
 if signing:

@@ -38,16 +38,20 @@ Design decisions:
   must not make `pulumi refresh` drop these objects from the state. When the cluster is really
   gone (deleted by hand, interrupted destroy), the operator sets
   PULUMI_K8S_DELETE_UNREACHABLE=true for that one `refresh`/`destroy` (docs/operations.md).
-- The reconcile identity gets its own Role per app. Its comparison is a server-side dry-run
-  apply, which Kubernetes authorizes like the real request (patch, and create for an object
-  that is missing), so it holds get, list, patch and create on the app's kinds even where it
-  may not heal (Secrets without list); deleting, Leases and the rest of delivery's rules, plus
-  listing the app's kinds to find leftovers, come only with self-heal for that app.
+- Each environment's reconcile identity gets its own Role per app in that environment's
+  namespaces, and nowhere else. Its comparison is a dry-run apply (`kubectl diff`), which
+  Kubernetes authorizes like the real request (patch, and create for an object that is
+  missing), so it holds get, list, patch and create on the app's kinds even where it may not
+  heal (Secrets without list); deleting, Leases and the rest of delivery's rules come only with
+  self-heal for that app.
 - Nested arguments use pulumi-kubernetes' typed `...Args` classes, so a misspelled key or a
   missing verb list fails before anything reaches the cluster.
 - One instance per delivery environment: its namespaces (`<app><namespaceSuffix>`) on its
-  cluster, bound to its own delivery identity only. The environment's name prefixes the
-  resource names (none for a stack without environments, which keeps today's names).
+  cluster, bound to its own delivery and reconcile identities only. The environment's name
+  prefixes the resource names (none for a stack without environments, which keeps today's
+  names). The last environment's reconcile Role and binding were unprefixed while only that
+  environment had drift; they carry the old names as aliases, so an existing stack updates
+  them in place instead of creating a second `gitops-reconciler` where one exists.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ import pulumi_kubernetes as k8s
 from components.config import AppConfig, CustomResources
 
 APPLIED = ["get", "create", "patch", "delete"]  # kubectl apply (get, create, patch), prune
-COMPARE = ["get", "list", "patch", "create"]  # a server-side dry-run apply, and listing
+COMPARE = ["get", "list", "patch", "create"]  # kubectl diff's dry-run apply, and listing
 READ = ["get", "list", "watch"]
 Rule = k8s.rbac.v1.PolicyRuleArgs
 # The namespaced kinds apps hold, by API group; Secrets apart (no identity lists them).
@@ -113,8 +117,9 @@ class AppNamespacesArgs:
     delivery_email: pulumi.Input[str]
     namespaces: dict[str, str] | None = None  # app -> namespace name (default: the app's name)
     name_prefix: str = ""  # prefix of the resource names (the environment's)
-    reconcile_email: pulumi.Input[str] | None = None
+    reconcile_email: pulumi.Input[str] | None = None  # the environment's reconcile identity
     heal_apps: tuple[str, ...] = ()  # apps the reconcile identity may heal
+    reconciler_alias_prefix: str | None = None  # the prefix its reconcile RBAC had before
 
 
 class AppNamespaces(pulumi.ComponentResource):
@@ -156,18 +161,22 @@ class AppNamespaces(pulumi.ComponentResource):
                 opts=in_cluster,
             )
             if args.reconcile_email is not None:
+                former = None if args.reconciler_alias_prefix is None else \
+                    [pulumi.Alias(name=f"{args.reconciler_alias_prefix}reconciler-{app}")]
                 self._reconciler(config, namespace, args.reconcile_email,
-                                 app in args.heal_apps, in_cluster)
+                                 app in args.heal_apps, prefix,
+                                 pulumi.ResourceOptions.merge(
+                                     in_cluster, pulumi.ResourceOptions(aliases=former)))
         self.register_outputs({"namespaces": list(self.namespaces)})
 
     def _reconciler(self, config: AppConfig, namespace: k8s.core.v1.Namespace,
-                    email: pulumi.Input[str], heal: bool,
+                    email: pulumi.Input[str], heal: bool, prefix: str,
                     in_cluster: pulumi.ResourceOptions) -> None:
         """The reconcile identity's Role and binding in the app's namespace."""
         app = config.name
         metadata = k8s.meta.v1.ObjectMetaArgs(name="gitops-reconciler",
                                               namespace=namespace.metadata.name)
-        role = k8s.rbac.v1.Role(f"reconciler-{app}", metadata=metadata,
+        role = k8s.rbac.v1.Role(f"{prefix}reconciler-{app}", metadata=metadata,
                                 rules=[*(HEAL_RULES if heal else RECONCILE_RULES),
                                        # A dry-run apply of custom resources, or heal's
                                        # apply; drift lists built-in kinds only.
@@ -176,7 +185,7 @@ class AppNamespaces(pulumi.ComponentResource):
                                                      ["get", "patch", "create"])],
                                 opts=in_cluster)
         k8s.rbac.v1.RoleBinding(
-            f"reconciler-{app}",
+            f"{prefix}reconciler-{app}",
             metadata=metadata,
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io",
                                              kind="Role", name=role.metadata.name),

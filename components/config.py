@@ -291,7 +291,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:rolloutTimeout", "300s", "How long a delivery build waits for a rollout."),
     Setting("gitops:environments", "(one: candidate -> production)", "Ordered delivery "
             "environments, e.g. staging then production; each an object with name (a DNS label "
-            "of at most 14), and optionally cluster (its own GKE cluster; default "
+            "of at most 13), and optionally cluster (its own GKE cluster; default "
             "gitops:clusterName), namespaceSuffix (e.g. -staging, when environments share a "
             "cluster), approval (true: each delivery build waits for approval) with approvers "
             "(IAM members), rolloutTimeout (default gitops:rolloutTimeout), candidateBranch "
@@ -312,11 +312,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:eventsTopic", "gitops-events", "Pub/Sub topic (created, with the delivery "
             "event schema) that receives one JSON message per delivery outcome and drift "
             "finding; only the delivery and reconcile identities may publish to it."),
-    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler runs the "
-            "reconcile build that compares each app's namespace with production (cron, UTC), "
-            "or off. The reconcile trigger can always be run by hand."),
+    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler runs each "
+            "environment's reconcile build (trigger reconcile-<env>), which compares each "
+            "app's namespace in that environment with its production branch (cron, UTC), or "
+            "off. The reconcile triggers can always be run by hand."),
     Setting("gitops:selfHeal", "false", "Whether a reconcile run re-applies production (and "
-            "prunes) when it finds drift, for every app; an app overrides it with "
+            "prunes) when it finds drift, for every app in every environment; an app "
+            "overrides it with "
             '{"name": ..., "selfHeal": true|false} in gitops:apps. Without it drift is only '
             "reported."),
     Setting("gitops:pulumiTokenSecret", "(required for Pulumi Cloud)", "Secret Manager secret "

@@ -7,7 +7,11 @@ Design decisions:
   approval. Every name it derives is today's name, so an existing stack plans no change.
 - A configured environment E gets its own names, derived by one documented rule:
   branches `E-candidate` (attempts) and `E-production` (successes), trigger `deliver-<app>-E`,
-  identity `gitops-delivery-E`, namespace `<app><namespaceSuffix>`. Branch names can be set
+  identity `gitops-delivery-E`, namespace `<app><namespaceSuffix>`, and for drift the reconcile
+  trigger `reconcile-E` (the implicit one's is `reconcile-production` too) run by its own
+  identity `gitops-reconcile-E` (the implicit one's: `gitops-reconcile`). An environment name
+  is therefore at most 13 characters: the longer prefix, `gitops-reconcile-`, leaves 13 of a
+  service account id's 30. Branch names can be set
   explicitly (`candidateBranch`, `productionBranch`), for example to keep a one-environment
   stack's `candidate`/`production` histories for its production environment when staging is
   added in front of it.
@@ -49,6 +53,10 @@ CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]{4,28}[a-z0-9])$")
 DELIVERY_ACCOUNT = "gitops-delivery"
 DELIVERY_KIND = "delivery"
+RECONCILE_ACCOUNT = "gitops-reconcile"
+RECONCILE_KIND = "reconcile"
+# Service account ids have at most 30 characters; both identities' ids end in `-<name>`.
+NAME_MAX = 30 - max(len(DELIVERY_ACCOUNT), len(RECONCILE_ACCOUNT)) - 1
 TRIGGER_PREFIX = "deliver-"
 TRIGGER_NAME_MAX = 64
 ENV_KEYS = ("name", "cluster", "namespaceSuffix", "approval", "approvers", "rolloutTimeout",
@@ -105,6 +113,21 @@ class EnvironmentConfig:
     @property
     def account_id(self) -> str:
         return DELIVERY_ACCOUNT if self.implicit else f"{DELIVERY_ACCOUNT}-{self.name}"
+
+    @property
+    def reconcile_identity(self) -> str:
+        """The build kind of this environment's reconcile identity (see BuildIdentities)."""
+        return RECONCILE_KIND if self.implicit else f"{RECONCILE_KIND}-{self.name}"
+
+    @property
+    def reconcile_account_id(self) -> str:
+        return RECONCILE_ACCOUNT if self.implicit else f"{RECONCILE_ACCOUNT}-{self.name}"
+
+    @property
+    def reconcile_trigger_name(self) -> str:
+        """The manual trigger of this environment's reconcile build (today's for the implicit
+        environment, whose name is `production`)."""
+        return f"reconcile-{self.name}"
 
     @property
     def resource_prefix(self) -> str:
@@ -169,11 +192,11 @@ def parse_one(item: Any, path: str, problems: Problems, default_cluster: str,
         problems.add(f"config {path}.{key} is not an environment setting (known: "
                      f"{', '.join(ENV_KEYS)})")
     name = item.get("name")
-    account_room = 30 - len(DELIVERY_ACCOUNT) - 1
-    if not isinstance(name, str) or not DNS_LABEL.match(name) or len(name) > account_room:
+    if not isinstance(name, str) or not DNS_LABEL.match(name) or len(name) > NAME_MAX:
         problems.add(f"config {path}.name {name!r} is not an environment name (a DNS label of "
-                     f"at most {account_room} characters, so that its identity "
-                     f"{DELIVERY_ACCOUNT}-NAME is a service account id): "
+                     f"at most {NAME_MAX} characters, so that its identities "
+                     f"{DELIVERY_ACCOUNT}-NAME and {RECONCILE_ACCOUNT}-NAME are service "
+                     f"account ids): "
                      f"{fix_env(path + '.name', 'staging')}")
         return None
     candidate = item.get("candidateBranch", f"{name}-candidate")

@@ -12,16 +12,19 @@ Design decisions:
   actAs on each account, which creating a trigger that runs as that account requires.
 - `grants` lists every grant made here, so the program can wait for their propagation before
   anything uses them.
-- One delivery identity per environment (`delivery` for a stack without environments,
-  `delivery-<env>` otherwise). An environment's identity authenticates to its own cluster
-  only: its cluster-viewer grant carries an IAM condition on that cluster's resource name (GKE
-  clusters have no IAM policy of their own); what it may change there comes from the RBAC of
-  its namespaces (cluster_access.py).
+- One delivery identity and one reconcile identity per environment (`delivery` and
+  `reconcile` for a stack without environments, `delivery-<env>` and `reconcile-<env>`
+  otherwise). An environment's identities authenticate to its own cluster only: their
+  cluster-viewer grants carry an IAM condition on that cluster's resource name (GKE clusters
+  have no IAM policy of their own); what they may read or change there comes from the RBAC of
+  that environment's namespaces (cluster_access.py). A reconcile identity therefore reaches
+  no other environment's cluster or namespaces, as a delivery identity does not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_gcp as gcp
@@ -58,14 +61,29 @@ PROVIDER_PREVIEW_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class DeliveryIdentity:
-    """The delivery identity of one environment."""
+# The build kinds that have one identity per environment.
+PER_ENVIRONMENT = ("delivery", "reconcile")
 
-    kind: str  # `delivery` or `delivery-<env>`
+
+@dataclass(frozen=True)
+class EnvironmentIdentity:
+    """The delivery or reconcile identity of one environment."""
+
+    kind: str  # `delivery`, `delivery-<env>`, `reconcile` or `reconcile-<env>`
     account_id: str
     environment: str
     cluster: str | None = None  # the resource name its cluster grant is limited to (None: all)
+    builds: Literal["delivery", "reconcile"] = "delivery"  # which of PER_ENVIRONMENT
+
+    @property
+    def description(self) -> str:
+        if self.kind in PER_ENVIRONMENT:  # a stack without environments: today's text
+            return BUILD_KINDS[self.kind]
+        if self.builds == "reconcile":
+            return f"Compares environment {self.environment}'s app namespaces with its " \
+                   f"production; heals the apps allowed to"
+        return f"Applies environment {self.environment}'s candidate manifests to GKE and " \
+               f"promotes them"
 
 
 @dataclass
@@ -74,12 +92,15 @@ class BuildIdentitiesArgs:
     source_provider: str
     deployer: str  # IAM member from config
     api_dependencies: list[pulumi.Resource]
-    deliveries: tuple[DeliveryIdentity, ...] = (DeliveryIdentity("delivery", "gitops-delivery",
-                                                                 "production"),)
+    deliveries: tuple[EnvironmentIdentity, ...] = (
+        EnvironmentIdentity("delivery", "gitops-delivery", "production"),)
+    reconcilers: tuple[EnvironmentIdentity, ...] = (
+        EnvironmentIdentity("reconcile", "gitops-reconcile", "production", builds="reconcile"),)
 
 
 class BuildIdentities(pulumi.ComponentResource):
-    """Service accounts `ci`, `delivery` and `preview` with their project-level roles."""
+    """Service accounts `ci` and `preview`, and each environment's `delivery` and `reconcile`,
+    with their project-level roles."""
 
     def __init__(self, name: str, args: BuildIdentitiesArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -90,13 +111,10 @@ class BuildIdentities(pulumi.ComponentResource):
         # (kind, account id, description, project roles, cluster its cluster grant names)
         kinds: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
             (kind, f"gitops-{kind}", description, PROJECT_ROLES[kind], None)
-            for kind, description in BUILD_KINDS.items() if kind != "delivery"]
-        for delivery in args.deliveries:
-            description = BUILD_KINDS["delivery"] if delivery.kind == "delivery" else \
-                f"Applies environment {delivery.environment}'s candidate manifests to GKE " \
-                f"and promotes them"
-            kinds.insert(1, (delivery.kind, delivery.account_id, description,
-                                          PROJECT_ROLES["delivery"], delivery.cluster))
+            for kind, description in BUILD_KINDS.items() if kind not in PER_ENVIRONMENT]
+        kinds += [(identity.kind, identity.account_id, identity.description,
+                   PROJECT_ROLES[identity.builds], identity.cluster)
+                  for identity in (*args.deliveries, *args.reconcilers)]
         for kind, account_id, description, roles, cluster in kinds:
             account = gcp.serviceaccount.Account(
                 f"{kind}-builds",

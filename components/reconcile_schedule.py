@@ -1,17 +1,20 @@
-"""The schedule of the reconcile build: Cloud Scheduler runs the environment's manual trigger.
+"""The schedule of the reconcile builds: Cloud Scheduler runs each environment's manual trigger.
 
 Design decisions:
 - Cloud Build runs a scheduled build through a manual trigger that Cloud Scheduler invokes:
   an HTTP job POSTs to the trigger's regional `:run` endpoint with an OAuth token of its own
   identity (`oauth_token`, scope cloud-platform: Google APIs take OAuth access tokens, not the
   OIDC tokens Cloud Run takes).
-- The scheduler identity may run that trigger and nothing else, as far as Cloud Build's IAM
-  can say it: Cloud Build has no per-trigger IAM, so it gets a custom role holding only
-  `cloudbuild.builds.create` (not Cloud Build Editor, which also reads, updates and cancels
-  builds), and actAs on the reconcile identity only. Whatever it starts therefore runs as the
-  reconcile identity, which reads the env repo, never pushes, and may change only the
-  namespaces of the apps allowed to self-heal.
-- gitops:reconcileSchedule `off` creates no job; the trigger can still be run by hand.
+- One job per environment (`reconcile-<env>`, today's name for a stack without environments),
+  each running that environment's `reconcile-<env>` trigger.
+- One scheduler identity runs them all: it may run those triggers and nothing else, as far as
+  Cloud Build's IAM can say it. Cloud Build has no per-trigger IAM, so it gets a custom role
+  holding only `cloudbuild.builds.create` (not Cloud Build Editor, which also reads, updates
+  and cancels builds), and actAs on the environments' reconcile identities only. Whatever it
+  starts therefore runs as a reconcile identity, which reads the env repo, never pushes, and
+  may change only the namespaces of its own environment's apps that are allowed to
+  self-heal. Sharing it costs nothing: each build's rights are its trigger's identity's.
+- gitops:reconcileSchedule `off` creates no job; the triggers can still be run by hand.
 - The deployer gets actAs on the scheduler identity: creating a job that runs as an account
   requires it.
 """
@@ -31,14 +34,22 @@ RUN_BUILDS = "cloudbuild.builds.create"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 
 
+@dataclass(frozen=True)
+class ScheduledReconcile:
+    """One environment's reconcile trigger and the identity its builds run as."""
+
+    environment: str
+    identity: str  # the build kind: `reconcile` or `reconcile-<env>` (names the actAs grant)
+    trigger_id: pulumi.Input[str]
+    reconcile_account: pulumi.Input[str]  # projects/P/serviceAccounts/EMAIL
+
+
 @dataclass
 class ReconcileScheduleArgs:
     project: str
     region: str
     schedule: str  # cron, or "off"
-    environment: str
-    trigger_id: pulumi.Input[str]
-    reconcile_account: pulumi.Input[str]  # projects/P/serviceAccounts/EMAIL
+    runs: tuple[ScheduledReconcile, ...]
     deployer: str
     api_dependencies: list[pulumi.Resource]
     iam_propagation_seconds: int = 120
@@ -51,7 +62,8 @@ def run_body(project: str, trigger_id: str) -> str:
 
 
 class ReconcileSchedule(pulumi.ComponentResource):
-    """The scheduler identity, what it may do, and the job that runs the reconcile trigger."""
+    """The scheduler identity, what it may do, and per environment the job that runs its
+    reconcile trigger."""
 
     def __init__(self, name: str, args: ReconcileScheduleArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -83,13 +95,13 @@ class ReconcileSchedule(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             ),
             # A build started through a trigger runs as the trigger's account.
-            gcp.serviceaccount.IAMMember(
-                "scheduler-acts-as-reconcile",
-                service_account_id=args.reconcile_account,
+            *(gcp.serviceaccount.IAMMember(
+                f"scheduler-acts-as-{run.identity}",
+                service_account_id=run.reconcile_account,
                 role="roles/iam.serviceAccountUser",
                 member=self.account.member,
                 opts=pulumi.ResourceOptions(parent=self),
-            ),
+            ) for run in args.runs),
             gcp.serviceaccount.IAMMember(
                 "scheduler-deployer-act-as",
                 service_account_id=self.account.name,
@@ -98,33 +110,39 @@ class ReconcileSchedule(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             ),
         ]
-        self.job: gcp.cloudscheduler.Job | None = None
+        self.jobs: dict[str, gcp.cloudscheduler.Job] = {}
         if args.schedule != "off":
-            # The job's first run must not meet grants that have not propagated yet.
+            # The jobs' first runs must not meet grants that have not propagated yet.
             ready = wait_for_grants("scheduler-grants-propagation", self.grants,
                                     args.iam_propagation_seconds, parent=self)
-            endpoint = pulumi.Output.concat(
-                "https://cloudbuild.googleapis.com/v1/projects/", args.project, "/locations/",
-                args.region, "/triggers/", args.trigger_id, ":run")
-            self.job = gcp.cloudscheduler.Job(
-                f"reconcile-{args.environment}-schedule",
-                project=args.project,
-                region=args.region,
-                name=f"reconcile-{args.environment}",
-                description=f"Run the reconcile build of {args.environment}",
-                schedule=args.schedule,
-                time_zone="Etc/UTC",
-                http_target=gcp.cloudscheduler.JobHttpTargetArgs(
-                    uri=endpoint,
-                    http_method="POST",
-                    body=pulumi.Output.from_input(args.trigger_id).apply(
-                        lambda trigger: run_body(args.project, trigger)),
-                    headers={"Content-Type": "application/json"},
-                    oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
-                        service_account_email=self.account.email, scope=CLOUD_PLATFORM),
-                ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                    *args.api_dependencies, *self.grants, ready]),
-            )
+            for run in args.runs:
+                self.jobs[run.environment] = self._job(args, run, [*self.grants, ready])
         self.register_outputs({"scheduler": self.account.email,
-                               "job": self.job.name if self.job else None})
+                               "jobs": {env: job.name for env, job in self.jobs.items()}})
+
+    def _job(self, args: ReconcileScheduleArgs, run: ScheduledReconcile,
+             after: list[pulumi.Resource]) -> gcp.cloudscheduler.Job:
+        """The job that runs one environment's reconcile trigger on the schedule."""
+        endpoint = pulumi.Output.concat(
+            "https://cloudbuild.googleapis.com/v1/projects/", args.project, "/locations/",
+            args.region, "/triggers/", run.trigger_id, ":run")
+        return gcp.cloudscheduler.Job(
+            f"reconcile-{run.environment}-schedule",
+            project=args.project,
+            region=args.region,
+            name=f"reconcile-{run.environment}",
+            description=f"Run the reconcile build of {run.environment}",
+            schedule=args.schedule,
+            time_zone="Etc/UTC",
+            http_target=gcp.cloudscheduler.JobHttpTargetArgs(
+                uri=endpoint,
+                http_method="POST",
+                body=pulumi.Output.from_input(run.trigger_id).apply(
+                    lambda trigger: run_body(args.project, trigger)),
+                headers={"Content-Type": "application/json"},
+                oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
+                    service_account_email=self.account.email, scope=CLOUD_PLATFORM),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                *args.api_dependencies, *after]),
+        )

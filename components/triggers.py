@@ -23,10 +23,13 @@ Design decisions:
   approval holds each of its delivery builds until an approver approves it
   (`approval_config`). A configured environment's delivery triggers carry the trigger tag
   `environment-<name>` (the policy pack reads it); the implicit one's carry none.
-- A manual trigger runs the reconcile build (`pipelines/reconcile.yaml`) at the last
-  environment's production branch (`source_to_build`): Cloud Scheduler runs it on a schedule
-  (components/reconcile_schedule.py) and anyone allowed can run it by hand. Its build timeout
-  covers one heal per app it may heal.
+- Per environment a manual trigger `reconcile-<env>` runs the reconcile build
+  (`pipelines/reconcile.yaml`) at that environment's production branch (`source_to_build`), as
+  that environment's reconcile identity, on its cluster, told its environment (`_ENVIRONMENT`,
+  whose branches and namespace suffix the build reads from the env repo's record): Cloud
+  Scheduler runs each on a schedule (components/reconcile_schedule.py) and anyone allowed can
+  run one by hand. Its build timeout covers one heal per app it may heal, at that
+  environment's rollout timeout.
 - The CI trigger tells the app's pipeline the environments' names in delivery order
   (`_ENVIRONMENTS`, separated by spaces; `production` for a stack without
   `gitops:environments`), so it renders each environment's kustomize overlay for the same
@@ -142,9 +145,9 @@ class DeliveryTriggers(pulumi.ComponentResource):
             for app in args.app_repos:
                 trigger = self._delivery(app, env, following, env_link)
                 self.delivery[trigger.name_suffix] = trigger.resource
-        # Drift is reported for the last environment (production).
-        self.reconciled = environments[-1]
-        self.reconcile = self._reconcile_trigger(self.timings[self.reconciled.name], env_link)
+        # Drift is reported for every environment, each by its own trigger and identity.
+        self.reconcile: dict[str, gcp.cloudbuild.Trigger] = {
+            env.name: self._reconcile_trigger(env, env_link) for env in environments}
         # GitHub has pull requests; CSR does not, so there previews run on non-main branches.
         self.preview = self._trigger(
             "preview", args.infra_repo, "preview", branch="^main$", review=True,
@@ -157,7 +160,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
             "ci": {app: t.trigger_id for app, t in self.ci.items()},
             "delivery": {app: t.trigger_id for app, t in self.delivery.items()},
             "preview": self.preview.trigger_id,
-            "reconcile": self.reconcile.trigger_id,
+            "reconcile": {env: t.trigger_id for env, t in self.reconcile.items()},
         })
 
     def _delivery(self, app: str, env: EnvironmentConfig, following: EnvironmentConfig | None,
@@ -209,10 +212,11 @@ class DeliveryTriggers(pulumi.ComponentResource):
         )
         return NamedTrigger(name.removeprefix("deliver-"), resource)
 
-    def _reconcile_trigger(self, timing: DeliveryTiming,
+    def _reconcile_trigger(self, env: EnvironmentConfig,
                            env_link: pulumi.Input[str]) -> gcp.cloudbuild.Trigger:
         """The environment's manual trigger for the reconcile build, at production's tip."""
-        args, cfg, env = self.args, self.args.config, self.reconciled
+        args, cfg = self.args, self.args.config
+        timing = self.timings[env.name]
         heal = cfg.heal_apps
         reconcile_yaml = pipelines.load("reconcile.yaml")
         signing_substitutions: dict[str, pulumi.Input[str]] = {}
@@ -230,7 +234,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
             "ref": f"refs/heads/{env.production_branch}",
             "repo_type": "CLOUD_SOURCE_REPOSITORIES", "uri": args.env_repo.url}
         cluster_name, cluster_location = args.clusters[env.name]
-        name = f"reconcile-{env.name}"
+        name = env.reconcile_trigger_name
         return gcp.cloudbuild.Trigger(
             name,
             project=cfg.project,
@@ -238,7 +242,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
             name=name,
             description=f"{env.name}: compare app namespaces with the env repo, "
                         f"report drift" + (f", heal {', '.join(heal)}" if heal else ""),
-            service_account=args.service_accounts["reconcile"],
+            service_account=args.service_accounts[env.reconcile_identity],
             build=build,
             source_to_build=source,
             substitutions={

@@ -1,11 +1,14 @@
 """Compare each app's namespace with what production holds; heal the apps allowed to.
 
     python scripts/reconcile.py --repo URL --project P --cluster C --location L
-        [--heal APP,APP] [--app APP] [--timeout 300s] [--lock-timeout 1800s]
-        [--from candidate] [--to production] [--build-id ID] [--json]
+        [--environment NAME] [--heal APP,APP] [--app APP] [--timeout 300s]
+        [--lock-timeout 1800s] [--from candidate] [--to production] [--build-id ID] [--json]
 
-Per app: in sync, drifted (objects, fields) or missing; frozen apps are not compared. Apps named
-by --heal are re-applied from production under the delivery Lease, their leftovers deleted.
+One delivery environment (--environment, default the last one the env repo records): its
+production branch and its namespaces (namespace suffix included), from the env repo's record;
+without a record, --from and --to name the branches. Per app: in sync, drifted (objects,
+fields) or missing; frozen apps are not compared. Apps named by --heal are re-applied from
+production under the delivery Lease, their leftovers deleted.
 Each drifted app publishes a drift_found event, each healed one drift_healed. Exits 1 when a
 comparison or a heal failed; drift alone is a finding, not a failure.
 """
@@ -40,8 +43,8 @@ def app_list(value: str) -> frozenset[str]:
 
 
 def main(argv: Sequence[str]) -> str:
-    parser = command_parser("reconcile.py", __doc__, "repo", "app-filter", "from", "to",
-                            "build-id", "json")
+    parser = command_parser("reconcile.py", __doc__, "repo", "app-filter", "environment",
+                            "from", "to", "build-id", "json")
     parser.set_defaults(build_id=f"local-{os.getpid()}")
     parser.add_argument("--project", help="Google Cloud project of the cluster")
     parser.add_argument("--cluster", help="GKE cluster name (get-credentials)")
@@ -54,6 +57,7 @@ def main(argv: Sequence[str]) -> str:
     request = ReconcileRequest(
         repo=args.repo, build_id=args.build_id, heal=app_list(args.heal),
         apps=(args.app,) if args.app else (), source=args.from_branch, target=args.to_branch,
+        environment=args.environment,
         timeout=whole_seconds("--timeout", args.timeout, MAX_ROLLOUT_TIMEOUT),
         lock_timeout=whole_seconds("--lock-timeout", args.lock_timeout, MAX_LOCK_TIMEOUT))
     with scratch.folder() as work:  # swept by the next run if this one is killed

@@ -9,7 +9,8 @@ With delivery environments: every app in every environment side by side (or only
 an environment's production waits for approval, is being delivered, or failed. Without
 environments: production beside candidate (or --from / --to), as always.
 
---drift compares each app's namespace with what production holds, as the scheduled reconcile
+--drift compares each app's namespace with what production holds, in one environment
+(--environment, default the last one: its branches and namespaces), as the scheduled reconcile
 build does, with your own credentials (your kubeconfig, or get-credentials with your gcloud
 login when --project, --cluster and --location are given); it heals nothing.
 """
@@ -50,7 +51,8 @@ def main(argv: Sequence[str]) -> str:
     if args.drift:
         request = drift.ReconcileRequest(repo=args.repo, build_id="status",
                                          apps=(args.app,) if args.app else (),
-                                         source=args.from_branch, target=args.to_branch)
+                                         source=args.from_branch, target=args.to_branch,
+                                         environment=args.environment)
         with tempfile.TemporaryDirectory() as work:
             cluster = drift.operator_cluster(args.project, args.cluster, args.location,
                                              Path(work))

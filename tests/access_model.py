@@ -20,7 +20,10 @@ granted on (narrowed by an IAM condition on `resource.name`, the one condition f
 uses), and the delivery Role's rules in each app namespace of each cluster (a binding's cluster
 is the one its Kubernetes provider's kubeconfig names). With delivery environments, each
 environment's delivery identity is derived from its own trigger: its cluster (from `_CLUSTER`)
-and namespace (from `_NAMESPACE`). Roles are expanded to
+and namespace (from `_NAMESPACE`); each environment's reconcile identity from its reconcile
+trigger: its cluster (`_CLUSTER`) and every app's namespace in the environment `_ENVIRONMENT`
+names (the build reads the suffix from the env repo's record, which the program writes from
+the same config). Roles are expanded to
 permissions with Google's role data vendored in tests/data/gcp-roles.json (a snapshot: see
 tests/data/README.md).
 """
@@ -64,8 +67,9 @@ PUSH = ("artifactregistry.repositories.downloadArtifacts",
 # kubectl subcommand -> (what it acts on, Kubernetes verbs). "manifests": every kind in the
 # app's manifests; "workloads": those with a rollout; "lease": the delivery Lease.
 # A `get` or `delete` whose first argument is the constant "lease" acts on the Lease; a `get`
-# with `--show-managed-fields` reads one object (prune); any other acts on the app's objects
-# (drift lists them, a heal and prune delete them).
+# with `--show-managed-fields` and `--ignore-not-found` reads one named object (prune: a listing
+# is never "not found"); any other acts on the app's objects (drift lists them, with their
+# managedFields, and prune deletes them).
 KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
     "apply": ("manifests", ("get", "create", "patch")),  # client-side apply
     "rollout": ("workloads", ("get", "list", "watch")),  # rollout status watches the workload
@@ -73,7 +77,7 @@ KUBECTL: dict[str, tuple[str, tuple[str, ...]]] = {
     "get lease": ("lease", ("get",)),
     "replace": ("lease", ("update",)),
     "delete lease": ("lease", ("delete",)),
-    # A server-side dry-run apply: authorized as the real patch, or create when missing.
+    # A dry-run apply (kubectl diff): authorized as the real patch, or create when missing.
     "diff": ("manifests", ("get", "patch", "create")),
     "get": ("manifests", ("get", "list")),
     # Prune reads one object with its managedFields: was it the delivery that applied it?
@@ -310,7 +314,8 @@ def script_calls(script: Path) -> ScriptCalls:
                     node.func.id if isinstance(node.func, ast.Name) else ""
                 if name == "kubectl" and strings(node.args[:1]):
                     sub = strings(node.args[:1])[0]
-                    one = sub == "get" and "--show-managed-fields" in constants(node.args)
+                    flags = set(constants(node.args))
+                    one = sub == "get" and {"--show-managed-fields", "--ignore-not-found"} <= flags
                     calls.kubectl.add(f"{sub} lease" if strings(node.args[:2])[1:] == ["lease"]
                                       else "get one" if one else sub)
                     calls.kubectl_flags |= {c.split("=")[0] for c in constants(node.args)
@@ -538,10 +543,11 @@ def operations(graph: Graph, config: Any) -> Derived:
             if "_APP" in subs:  # a delivery: the app's namespace in its environment
                 kube += kube_operations(member, script, subs.get("_NAMESPACE", subs["_APP"]),
                                         why, cluster=cluster)
-            else:  # a reconcile run: every app, healing only those allowed to
+            else:  # a reconcile run: every app of its environment, healing those allowed to
                 heal = set(filter(None, subs.get("_HEAL_APPS", "").split(",")))
+                [env] = [e for e in config.environments if e.name == subs["_ENVIRONMENT"]]
                 for app in config.apps:
-                    kube += kube_operations(member, script, app.name, why,
+                    kube += kube_operations(member, script, env.namespace(app.name), why,
                                             None if app.name in heal else COMPARE_ONLY,
                                             cluster=cluster)
         # The deployer creates the trigger, which runs as the trigger's account.

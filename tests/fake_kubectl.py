@@ -11,11 +11,12 @@ runs the real kubectl the wrapper names in $FAKE_REAL_KUBECTL.
 under `created/NS/` are objects someone created without kubectl apply). `apply` creates or
 updates objects and never deletes one (an object stays in the file it was first applied from),
 recording its field manager in managedFields (tests/fake_api.py). `get TYPE NAME` and
-`delete TYPE NAME` resolve types as kubectl does. `diff --server-side` writes LIVE and MERGED
-folders (MERGED: the live object with the given manifest's fields laid over it, as a
-server-side apply merges) and runs $KUBECTL_EXTERNAL_DIFF on them, as kubectl does; `get
+`delete TYPE NAME` resolve types as kubectl does. `diff` writes LIVE and MERGED folders
+(MERGED: the live object with the given manifest's fields laid over it, as an apply of the
+manifest's fields merges) and runs $KUBECTL_EXTERNAL_DIFF on them, as kubectl does; `get
 KINDS --output=json` lists the namespace's objects (applied ones carry kubectl's last-applied
-annotation); `delete KIND/NAME` removes one object.
+annotation; managedFields only with `--show-managed-fields`, as kubectl shows them);
+`delete KIND/NAME` removes one object.
 """
 
 import fcntl
@@ -101,7 +102,7 @@ def diff(namespace: str, source: Path) -> int:
         return proc.returncode
 
 
-def listing(namespace: str) -> dict:
+def listing(namespace: str, flags: set[str]) -> dict:
     items = []
     for _, doc in documents(STATE / "applied" / namespace):
         metadata = {**(doc.get("metadata") or {}), "namespace": namespace}
@@ -110,6 +111,9 @@ def listing(namespace: str) -> dict:
     for _, doc in documents(STATE / "created" / namespace):
         items.append({**doc, "metadata": {**(doc.get("metadata") or {}),
                                           "namespace": namespace}})
+    if "--show-managed-fields" not in flags:
+        for item in items:
+            item["metadata"].pop("managedFields", None)
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(err, file=sys.stderr)
             return code
         if verb == "get":
-            print(json.dumps(listing(option(args, "namespace"))))
+            print(json.dumps(listing(option(args, "namespace"), flags)))
             return 0
         if verb == "delete":
             what = "/".join(positional)

@@ -42,6 +42,7 @@ class Resource:
     parent: str = ""
     dependencies: list[str] = field(default_factory=list)
     provider: str = ""
+    aliases: list[str] = field(default_factory=list)  # former names (pulumi.Alias(name=...))
 
 
 @dataclass
@@ -175,6 +176,7 @@ class RecordingMonitor(MockMonitor):
             resource.urn, resource.parent = response.urn, request.parent
             resource.dependencies = list(request.dependencies)
             resource.provider = request.provider
+            resource.aliases = [a.spec.name for a in request.aliases if a.spec.name]
         return response
 
 
@@ -219,7 +221,7 @@ CONFIGS = {
 APPROVERS = ["group:release-managers@acme.example", "user:cto@acme.example"]
 ENVIRONMENT_CONFIGS = {
     "three-environments": base_config(**{
-        "gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc"}],
+        "gitops:apps": ["hello", {"name": "shop", "repo": "shop-svc", "selfHeal": True}],
         "gitops:environments": [
             {"name": "staging", "namespaceSuffix": "-staging", "rolloutTimeout": "120s"},
             {"name": "qa", "cluster": "gitops-qa"},

@@ -1,5 +1,6 @@
-"""Drift: the reconcile run compares each namespace with production through `kubectl diff
---server-side` and an external differ, reports, heals when allowed, and publishes events.
+"""Drift: the reconcile run compares each namespace with production through `kubectl diff`
+(the dry run of delivery's own apply) and an external differ, reports, heals when allowed, and
+publishes events.
 
 The cluster is the stand-in kubectl (tests/fake_kubectl.py), whose diff hands LIVE and MERGED
 folders to KUBECTL_EXTERNAL_DIFF as kubectl does, so gitops.objdiff runs as it does for real.
@@ -31,9 +32,11 @@ from conftest import (
     signing_as,
     write_manifests,
 )
-from gitops import drift, objdiff
+from gitops import drift, events, objdiff
+from gitops.branches import init_branches
 from gitops.deploy import Cluster, DeliveryRequest, deliver
 from gitops.drift import AppState, ReconcileRequest, reconcile
+from gitops.environments import Environment
 from gitops.errors import OperationFailed
 from gitops.events import DriftedObject, ObjectState
 from gitops.freeze import set_freeze
@@ -43,6 +46,10 @@ from gitops.publish import publish as publish_manifests
 
 FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {greeting: hi}\n"
+# A live ConfigMap some field manager wrote (as the API server records it in managedFields).
+MANAGED_CONFIGMAP = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n"
+                     "  managedFields: [{manager: %s, operation: Update}]\n"
+                     "data: {greeting: hi}\n")
 IMAGE_FIELD = "spec.template.spec.containers[0].image"
 
 
@@ -138,15 +145,28 @@ class TestComparison:
             path.unlink()
         assert run(env_repo)[0].state is AppState.MISSING
 
-    def test_leftovers_delivery_applied_are_extra_others_are_not(
+    def test_extra_is_exactly_what_pruning_would_delete(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path) -> None:
+        """One rule for both (gitops.prune.applied_by_delivery): a leftover the delivery
+        applied is extra; one applied by hand (kubectl's last-applied annotation, its own
+        field manager) or created otherwise is not, and pruning keeps both."""
+        from gitops.prune import ObjectRef, prune
+
         delivered(env_repo, tmp_path)
-        (cluster_dir / "applied" / "hello" / "old.yaml").write_text(CONFIGMAP % "old")
+        applied = cluster_dir / "applied" / "hello"
+        (applied / "old.yaml").write_text(MANAGED_CONFIGMAP % ("old", "gitops-delivery"))
+        (applied / "hand.yaml").write_text(MANAGED_CONFIGMAP % ("hand",
+                                                               "kubectl-client-side-apply"))
         created = cluster_dir / "created" / "hello"
         created.mkdir(parents=True)
         (created / "theirs.yaml").write_text(CONFIGMAP % "theirs")  # not applied by kubectl
         [result] = run(env_repo)
         assert result.objects == (DriftedObject("ConfigMap/old", ObjectState.EXTRA),)
+        candidates = [ObjectRef("", "ConfigMap", name) for name in ("hand", "old", "theirs")]
+        pruned = prune(StandIn("kubeconfig"), "hello", candidates, "not in production",
+                       log=lambda _: None)
+        assert ([str(r) for r in pruned.deleted], [str(r) for r in pruned.kept]) == (
+            ["configmap/old"], ["configmap/hand", "configmap/theirs"])
 
     def test_frozen_apps_are_not_compared(self, env_repo: EnvRepoOnDisk, tmp_path: Path,
                                           cluster_dir: Path) -> None:
@@ -158,33 +178,10 @@ class TestComparison:
         calls = (cluster_dir / "calls.log").read_text()
         assert '"diff"' not in calls
 
-    def test_status_drift_reports_with_the_operators_kubeconfig(
-            self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path) -> None:
-        delivered(env_repo, tmp_path)
-        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
-        result = cli("status", "--repo", env_repo.url, "--drift")
-        assert result.code == 0, result.stderr
-        assert result.stdout.splitlines()[-2:] == [
-            "hello: drifted", f"  changed  Deployment/hello: {IMAGE_FIELD}"]
-        assert DIGEST_B in (cluster_dir / "applied" / "hello" / "deployment.yaml").read_text()
-        as_json = json.loads(cli("status", "--repo", env_repo.url, "--drift", "--json").stdout)
-        assert as_json[0]["state"] == "drifted" and not as_json[0]["healed"]
-
 
 class TestHeal:
-    """Healing re-applies production and deletes leftovers, under the delivery Lease."""
-
-    def test_heal_restores_production_and_prunes(self, env_repo: EnvRepoOnDisk,
-                                                 tmp_path: Path, cluster_dir: Path) -> None:
-        delivered(env_repo, tmp_path)
-        hand_edit(cluster_dir, image_ref("hello", DIGEST_B))
-        (cluster_dir / "applied" / "hello" / "old.yaml").write_text(CONFIGMAP % "old")
-        [result] = run(env_repo, heal=frozenset({"hello"}))
-        assert result.healed and result.state is AppState.DRIFTED
-        assert run(env_repo)[0].state is AppState.IN_SYNC
-        live = sorted(p.name for p in (cluster_dir / "applied" / "hello").iterdir())
-        assert live == ["deployment.yaml"]
-        assert not (cluster_dir / "leases" / "hello" / "gitops-delivery").exists()
+    """Healing re-applies production and deletes leftovers, under the delivery Lease (the heal
+    of a drifted namespace itself: TestPerEnvironment)."""
 
     def test_with_signing_on_an_unsigned_production_is_not_healed(
             self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path, keys: Keys,
@@ -227,6 +224,75 @@ class TestHeal:
         assert found.code == 0 and "hello: drifted" in found.stdout  # drift is a finding
         bad = cli("reconcile", "--repo", env_repo.url, "--heal", "Hello;rm")
         assert bad.code == 2 and bad.stderr.startswith("error: --heal")
+
+
+STAGING = Environment("staging", "staging-candidate", "staging-production", "gitops", "-staging")
+PRODUCTION = Environment("production", "production-candidate", "production-production",
+                         "gitops-prod")
+
+
+class TestPerEnvironment:
+    """A reconcile run (and `status --drift`) works on one environment: its production branch,
+    its freezes, its namespaces (suffix included) and its name on the events; nothing of
+    another environment is read or touched."""
+
+    def test_drift_and_heal_in_a_suffixed_namespace(
+            self, env_repo: EnvRepoOnDisk, tmp_path: Path, cluster_dir: Path,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        init_branches(env_repo.url, environments=[STAGING, PRODUCTION])
+        folder = write_manifests(tmp_path / "m", "hello", image_ref("hello", DIGEST_A))
+        commit = publish_manifests(PublishRequest(
+            repo=env_repo.url, app="hello", manifests=folder, branch=STAGING.candidate,
+            images=(image_ref("hello", DIGEST_A),), build_id="ci-7")).commit
+        deliver(DeliveryRequest(repo=env_repo.url, app="hello", commit=commit, build_id="cd-7",
+                                source=STAGING.candidate, target=STAGING.production,
+                                namespace="hello-staging", environment="staging"),
+                cluster_factory=StandIn)
+        live = cluster_dir / "applied" / "hello-staging"
+        doc = yaml.safe_load((live / "deployment.yaml").read_text())
+        doc["spec"]["template"]["spec"]["containers"][0]["image"] = image_ref("hello", DIGEST_B)
+        (live / "deployment.yaml").write_text(yaml.safe_dump(doc))
+        (live / "old.yaml").write_text(MANAGED_CONFIGMAP % ("old", "gitops-delivery"))
+        (cluster_dir / "calls.log").unlink()
+        # The operator's view first (their kubeconfig): reported, not healed.
+        shown = cli("status", "--repo", env_repo.url, "--drift", "--environment", "staging",
+                    "--json")
+        assert shown.code == 0, shown.stderr
+        [found] = json.loads(shown.stdout)
+        assert (found["namespace"], found["state"], found["healed"], found["objects"]) == (
+            "hello-staging", "drifted", False,
+            [{"object": "Deployment/hello", "state": "changed", "fields": [IMAGE_FIELD]},
+             {"object": "ConfigMap/old", "state": "extra", "fields": []}])
+        assert DIGEST_B in (live / "deployment.yaml").read_text()
+        assert cli("status", "--repo", env_repo.url, "--drift").stdout.strip() == \
+            "no apps in production yet"  # the last environment's production holds nothing
+        announced: list[events.Event] = []
+        monkeypatch.setattr(drift.events, "emit", lambda event: announced.append(event))
+        [result] = reconcile(ReconcileRequest(repo=env_repo.url, build_id="rc-7",
+                                              environment="staging",
+                                              heal=frozenset({"hello"})), StandIn("kc"))
+        assert (result.namespace, result.state, result.healed) == (
+            "hello-staging", AppState.DRIFTED, True)
+        assert result.production_commit == env_repo.tip(STAGING.production)
+        assert [(e.kind.value, e.environment) for e in announced] == [
+            ("drift_found", "staging"), ("drift_healed", "staging")]
+        assert sorted(p.name for p in live.iterdir()) == ["deployment.yaml"]
+        assert DIGEST_A in (live / "deployment.yaml").read_text()
+        calls = [json.loads(line) for line in
+                 (cluster_dir / "calls.log").read_text().splitlines()]
+        assert {a.split("=", 1)[1] for call in calls for a in call
+                if a.startswith("--namespace=")} == {"hello-staging"}
+        # The diff dry-runs the apply a heal makes: the same field manager, client-side.
+        managers = {call[0]: {a for a in call if a.startswith("--field-manager=")}
+                    for call in calls if call[0] in ("diff", "apply")}
+        assert managers == {"diff": {"--field-manager=gitops-delivery"},
+                            "apply": {"--field-manager=gitops-delivery"}}
+        assert not [call for call in calls if "--server-side" in call]
+        assert not (cluster_dir / "leases" / "hello-staging" / "gitops-delivery").exists()
+        [again] = reconcile(ReconcileRequest(repo=env_repo.url, build_id="rc-8",
+                                             environment="staging"), StandIn("kc"))
+        assert (again.state, again.objects) == (AppState.IN_SYNC, ())
+        env_repo.fsck()
 
 
 class TestDriftEvents:

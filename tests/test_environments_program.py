@@ -34,6 +34,9 @@ NAMESPACES = {"staging": ["hello-staging", "shop-staging"], "qa": ["hello", "sho
               "production": ["hello", "shop"]}
 IDENTITY = {env: f"gitops-delivery-{env}@acme-delivery.iam.gserviceaccount.com"
             for env in CLUSTERS}
+RECONCILER = {env: f"gitops-reconcile-{env}@acme-delivery.iam.gserviceaccount.com"
+              for env in CLUSTERS}
+BOTH = {"delivery": IDENTITY, "reconcile": RECONCILER}
 APPROVER_ROLE = "roles/cloudbuild.builds.approver"
 
 
@@ -98,7 +101,9 @@ class TestConfigModel:
         ([{"name": "a", "approvers": ["user:x@acme.example"]}], "approval is off"),
         ([{"name": "a", "rolloutTimeout": "30000s"}], "at most 21450s"),
         ([{"name": "a", "productionBranch": "gitops-environments"}], "is reserved"),
-        ([{"name": "averyveryverylongname"}], "at most 14 characters"),
+        ([{"name": "averyveryverylongname"}], "at most 13 characters"),
+        # 14 characters: gitops-reconcile-NAME would be 31, one more than an account id holds
+        ([{"name": "fourteen-chars"}], "gitops-reconcile-NAME are service account ids"),
         ([], "must be a non-empty list"),
     ])
     def test_bad_environments(self, override: list, fragment: str) -> None:
@@ -171,19 +176,57 @@ class TestThreeEnvironments:
         assert len({c.inputs["ipAllocationPolicy"]["clusterSecondaryRangeName"]
                     for c in clusters.values()}) == 3
 
-    def test_namespaces_bound_to_their_environments_identity(self, graph: Graph) -> None:
+    def test_namespaces_bound_to_their_environments_identities(self, graph: Graph) -> None:
         from access_model import cluster_of
 
-        found: dict[str, set[tuple[str, str]]] = {}
+        found: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for binding in graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"):
             [subject] = binding.inputs["subjects"]
-            if subject["name"].startswith("gitops-reconcile@"):
-                continue  # the reconcile identity's own Role (drift), checked by its tests
-            env = next(e for e, email in IDENTITY.items() if email == subject["name"])
-            found.setdefault(env, set()).add((cluster_of(graph, binding),
-                                              binding.inputs["metadata"]["namespace"]))
-        assert found == {env: {(CLUSTERS[env], ns) for ns in NAMESPACES[env]}
-                         for env in CLUSTERS}
+            [owner] = [(builds, env) for builds, emails in BOTH.items()
+                       for env, email in emails.items() if email == subject["name"]]
+            found.setdefault(owner, set()).add((cluster_of(graph, binding),
+                                                binding.inputs["metadata"]["namespace"]))
+        assert found == {(builds, env): {(CLUSTERS[env], ns) for ns in NAMESPACES[env]}
+                         for builds in BOTH for env in CLUSTERS}
+
+    def test_a_reconcile_trigger_and_schedule_per_environment(self, graph: Graph) -> None:
+        """Each environment's reconcile build runs at its production branch, on its cluster,
+        as its own identity; the one scheduler identity runs each and may act as the three
+        reconcile identities only."""
+        triggers = {t.name: t for t in graph.of_type(TRIGGER)}
+        jobs = {j.inputs["name"]: j for j in graph.of_type("gcp:cloudscheduler/job:Job")}
+        assert sorted(jobs) == sorted(f"reconcile-{env}" for env in CLUSTERS)
+        for env, cluster in CLUSTERS.items():
+            trigger = triggers[f"reconcile-{env}"]
+            subs = trigger.inputs["substitutions"]
+            assert trigger.inputs["serviceAccount"] == \
+                f"projects/acme-delivery/serviceAccounts/{RECONCILER[env]}"
+            assert trigger.inputs["sourceToBuild"]["ref"] == f"refs/heads/{env}-production"
+            assert (subs["_ENVIRONMENT"], subs["_CLUSTER"], subs["_HEAL_APPS"]) == (
+                env, cluster, "shop")
+            target = jobs[f"reconcile-{env}"].inputs["httpTarget"]
+            assert target["uri"].endswith(f"/triggers/{trigger.outputs['triggerId']}:run")
+            assert target["oauthToken"]["serviceAccountEmail"].startswith("gitops-scheduler@")
+        assert graph.outputs["reconcile_trigger_ids"] == {
+            env: triggers[f"reconcile-{env}"].outputs["triggerId"] for env in CLUSTERS}
+        assert graph.outputs["reconcile_trigger_id"] == \
+            graph.outputs["reconcile_trigger_ids"]["production"]
+        assert [(e["reconcile_trigger"], e["reconcile_service_account"])
+                for e in graph.outputs["environments"]] == [
+            (f"reconcile-{env}", RECONCILER[env]) for env in CLUSTERS]
+        scheduler = {g.resource for g in grants(graph)
+                     if g.member.startswith("serviceAccount:gitops-scheduler@")
+                     and g.role == "roles/iam.serviceAccountUser"}
+        assert scheduler == {f"projects/acme-delivery/serviceAccounts/{RECONCILER[env]}"
+                             for env in CLUSTERS}
+        assert "gitops-reconcile@acme-delivery.iam.gserviceaccount.com" not in \
+            graph.outputs["service_accounts"].values()
+        # The last environment's reconcile RBAC had no prefix before every environment had
+        # drift: aliased, so an existing stack updates it instead of creating a second one.
+        rbac = {r.name: r.aliases for r in graph.resources if "reconciler-" in r.name}
+        assert rbac == {f"{env}-reconciler-{app}": (
+            [f"reconciler-{app}"] if env == "production" else [])
+            for env in CLUSTERS for app in ("hello", "shop")}
 
     def test_approvers_get_the_approver_role_and_nothing_more(self, graph: Graph) -> None:
         granted = grants(graph)
@@ -241,39 +284,75 @@ class TestEnvironmentIsolation:
                             if op.permission == "container.clusters.get"
                             and "trigger deliver-" in op.why}
         assert clusters_reached == {cluster_path(c) for c in CLUSTERS.values()}
+        for env, cluster in CLUSTERS.items():  # each reconcile build, its own cluster only
+            why = f"trigger reconcile-{env}"
+            assert {op.resource for op in derived.operations
+                    if op.permission == "container.clusters.get" and why in op.why} == \
+                {cluster_path(cluster)}
+            assert {(k.cluster, k.namespace) for k in derived.kube if why in k.why} == \
+                {(cluster, ns) for ns in NAMESPACES[env]}
         assert Operation(f"serviceAccount:{IDENTITY['production']}", "cloudbuild.builds.get",
                          PROJECT, "trigger deliver-hello-production: deploy.py calls get_build") \
             in derived.operations
 
-    def test_no_identity_reaches_another_environments_cluster(self, graph: Graph) -> None:
+    @pytest.mark.parametrize("builds", list(BOTH))
+    def test_no_identity_reaches_another_environments_cluster(self, graph: Graph,
+                                                              builds: str) -> None:
         granted = grants(graph)
-        for env, email in IDENTITY.items():
+        for env, email in BOTH[builds].items():
             for other, cluster in CLUSTERS.items():
-                if cluster == CLUSTERS[env]:
-                    continue
                 op = Operation(f"serviceAccount:{email}", "container.clusters.get",
-                               cluster_path(cluster), "reach another environment's cluster")
-                assert not allowed(op, granted), (env, other)
+                               cluster_path(cluster), "reach an environment's cluster")
+                assert allowed(op, granted) == (cluster == CLUSTERS[env]), (env, other)
 
-    def test_no_identity_changes_another_environments_namespaces(self, graph: Graph) -> None:
-        for env, email in IDENTITY.items():
+    @pytest.mark.parametrize("builds", list(BOTH))
+    def test_no_identity_touches_another_environments_namespaces(self, graph: Graph,
+                                                                 builds: str) -> None:
+        for env, email in BOTH[builds].items():
             for other in CLUSTERS:
                 if other == env:
                     continue
                 for namespace in NAMESPACES[other]:
-                    for verb in ("create", "patch", "delete", "get"):
+                    for verb in ("create", "patch", "delete", "get", "list"):
                         op = KubeOperation(email, namespace, "apps", "deployments", verb,
                                            "touch another environment", CLUSTERS[other])
                         assert not rbac_allows(graph, op), (env, other, namespace, verb)
 
-    def test_the_cluster_condition_is_what_keeps_staging_out(self, graph: Graph) -> None:
+    @pytest.mark.parametrize("builds", list(BOTH))
+    def test_the_cluster_condition_is_what_keeps_staging_out(self, graph: Graph,
+                                                             builds: str) -> None:
         """Without its IAM condition, staging's cluster grant would cover production's
         cluster: the check above can fail."""
         changed = copy.deepcopy(graph)
-        changed.named("delivery-staging-container-clusterViewer").inputs.pop("condition")
-        op = Operation(f"serviceAccount:{IDENTITY['staging']}", "container.clusters.get",
+        changed.named(f"{builds}-staging-container-clusterViewer").inputs.pop("condition")
+        op = Operation(f"serviceAccount:{BOTH[builds]['staging']}", "container.clusters.get",
                        cluster_path("gitops-prod"), "reach production")
         assert allowed(op, grants(changed))
+
+    def test_heal_rights_only_for_heal_apps_in_its_own_environment(self, graph: Graph) -> None:
+        """shop may self-heal, hello may not: each reconcile identity may delete and take the
+        Lease in its own environment's shop namespace only."""
+        for env, email in RECONCILER.items():
+            for other in CLUSTERS:
+                for app, namespace in zip(("hello", "shop"), NAMESPACES[other], strict=True):
+                    heals = other == env and app == "shop"
+                    for group, resource, verb in (("apps", "deployments", "delete"),
+                                                  ("coordination.k8s.io", "leases", "create")):
+                        op = KubeOperation(email, namespace, group, resource, verb, "heal",
+                                           CLUSTERS[other])
+                        assert rbac_allows(graph, op) == heals, (env, other, app, verb)
+
+    def test_staging_reconcile_without_its_role_fails(self, graph: Graph) -> None:
+        """Removing the staging reconcile identity's binding denies exactly its comparison
+        in staging's namespaces; no other identity's operations depend on it."""
+        changed = copy.deepcopy(graph)
+        changed.resources = [r for r in changed.resources
+                             if r.name != "staging-reconciler-hello"
+                             or not r.typ.endswith("RoleBinding")]
+        denied = {(k.user, k.namespace, k.verb) for k in operations(changed, config()).kube
+                  if not rbac_allows(changed, k)}
+        assert denied == {(RECONCILER["staging"], "hello-staging", verb)
+                          for verb in ("get", "list", "patch", "create")}
 
     def test_every_grant_is_needed(self, graph: Graph) -> None:
         from test_access_model import KEPT_WITHOUT_AN_OPERATION

@@ -618,7 +618,8 @@ class TestSettings:
                                   "--manifests", str(good_manifests(tmp_path / "m"))), key)
 
     @pytest.mark.parametrize("flag", ["--timeout=99999999999s", "--timeout=\u0663\u0660\u0660s",
-                                      "--lock-timeout=86401s"])
+                                      "--lock-timeout=86401s",
+                                      "--environment=--upload-pack=touch x"])
     def test_reconcile(self, shared: tuple[EnvRepoOnDisk, str, Path], flag: str) -> None:
         repo, _, _ = shared
         refused(repo, lambda: cli("reconcile", "--repo", repo.url, flag), flag.split("=")[0])

@@ -146,10 +146,14 @@ class TestResourceGraph:
                             "app_repo_urls", "ci_trigger_ids", "delivery_trigger_ids",
                             "preview_trigger_id", "cluster_name", "cluster_location",
                             "service_accounts", "kubeconfig", "reconcile_trigger_id",
-                            "events_topic", "environments"}
+                            "reconcile_trigger_ids", "events_topic", "environments"}
         assert sorted(out["ci_trigger_ids"]) == sorted(apps_of(graph))
         triggers = {t.name: t.outputs["triggerId"] for t in graph.of_type(TRIGGER)}
         assert out["preview_trigger_id"] == triggers["preview"]
+        # One environment: today's reconcile trigger, under both the old and the new output.
+        assert out["reconcile_trigger_ids"] == {
+            "production": out["reconcile_trigger_id"]} == {
+            "production": triggers["reconcile-production"]}
         assert out["cluster_name"] == "gitops"
         assert "gke-gcloud-auth-plugin" in out["kubeconfig"]
 

@@ -20,7 +20,7 @@ from conftest import (
 from fake_api import Objects
 from gitops.deploy import DeliveryRequest, DeployResult, deliver
 from gitops.errors import OperationFailed
-from gitops.prune import ObjectRef, objects, removed
+from gitops.prune import ObjectRef, applied_by_delivery, leftovers, objects, removed
 from gitops.publish import PublishRequest, publish
 
 CLUSTER = {"project": "acme-delivery", "cluster": "gitops", "location": "europe-west1"}
@@ -228,3 +228,24 @@ class TestInventory:
         gone = ObjectRef("", "ConfigMap", "old")
         assert removed([hpa_v1, old_ingress, gone], [hpa_v1, new_ingress]) == [gone]
         assert str(new_ingress) == "ingress.networking.k8s.io/web"
+
+    def test_leftovers_in_a_listing_follow_the_same_rule(self) -> None:
+        """Drift's "extra" (gitops.prune.leftovers over a live listing): only objects whose
+        managedFields name the delivery, and that the tree no longer declares by group, kind
+        and name (a group move is the same object)."""
+        def live(api_version: str, kind: str, name: str, *managers: str) -> dict[str, object]:
+            return {"apiVersion": api_version, "kind": kind, "metadata": {
+                "name": name, "managedFields": [{"manager": m} for m in managers]}}
+
+        listing = [
+            live("v1", "ConfigMap", "old", "gitops-delivery", "kubectl-edit"),
+            live("v1", "ConfigMap", "by-hand", "kubectl-client-side-apply"),
+            live("v1", "ConfigMap", "no-owner"),
+            live("extensions/v1beta1", "Ingress", "web", "gitops-delivery"),
+            live("apps/v1", "Deployment", "hello", "gitops-delivery"),
+        ]
+        keep = [ObjectRef("apps", "Deployment", "hello"),
+                ObjectRef("networking.k8s.io", "Ingress", "web")]
+        assert leftovers(listing, keep) == [ObjectRef("", "ConfigMap", "old")]
+        assert [applied_by_delivery(item) for item in listing] == [True, False, False, True,
+                                                                    True]

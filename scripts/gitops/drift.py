@@ -1,26 +1,51 @@
 """Drift: does each app's namespace still hold what production holds? Heal it when asked.
 
-For every app production holds that is not frozen:
-1. `kubectl diff --server-side --force-conflicts` of production's manifests: the API server dry
-   runs applying them and kubectl hands the live and the resulting objects to `gitops.objdiff`
-   (KUBECTL_EXTERNAL_DIFF), which names each object that differs and the fields that would
-   change, or that production has and the namespace has not (missing);
-2. the objects in the namespace that delivery applied (kubectl's last-applied annotation, which
-   controllers' ReplicaSets and Pods never carry) and production no longer has: pruning deletes
-   them (extra).
-The app is `in sync`, `drifted` (objects, fields) or `missing` (none of production's objects is
-there). A server-side diff sees the fields production declares: a field someone added by hand
-that production does not set is not drift (Kubernetes keeps it for its own field manager).
+Drift is checked per delivery environment (`--environment`, default the last one the env repo
+records): that environment's production branch, its candidate branch (where freezes are
+recorded) and its namespaces (`<app><namespaceSuffix>`) come from the env repo's record
+(gitops.environments); a repository without a record has the implicit environment, on
+`--from`/`--to`, with namespaces named after the apps. Every environment has its own reconcile
+trigger and identity, which reach that environment's cluster and namespaces only.
 
-Heal (opt-in per stack and per app, `--heal APP,...`): under the app's delivery Lease, so a heal
-never races a delivery, production's tip is read again and re-applied (the same apply and
-rollout wait as a delivery), and the extra objects are deleted. With signed commits on (allowed
-signers in the environment, gitops.signing), a heal applies production only when its tip and the
-commit that wrote the app's manifests verify, as deploy does; otherwise the app is reported
-drifted and not healed, with the reason. Each drifted app publishes
-`drift_found`, each healed one `drift_healed` (gitops.events); an app in sync publishes
-nothing. `status --drift` runs the same comparison (`check`) with the operator's credentials,
-without healing or events.
+For every app production holds that is not frozen:
+1. `kubectl diff --field-manager=gitops-delivery` of production's manifests: the API server dry
+   runs the apply a delivery makes and kubectl hands the live and the resulting objects to
+   `gitops.objdiff` (KUBECTL_EXTERNAL_DIFF), which names each object that differs and the
+   fields that would change, or that production has and the namespace has not (missing);
+2. the objects in the namespace that the delivery applied and production no longer has:
+   pruning deletes them (extra). "Applied by the delivery" is one rule, shared with pruning
+   (`gitops.prune.applied_by_delivery`: the object's managedFields name the field manager
+   `gitops-delivery`), so drift reports as extra exactly what a delivery's or a heal's prune
+   would delete; an object someone made by hand, even with `kubectl apply`, is neither.
+The app is `in sync`, `drifted` (objects, fields) or `missing` (none of production's objects is
+there).
+
+Why the diff is client-side (no `--server-side`), with delivery's field manager:
+- Deliveries and heals apply client-side (`kubectl apply --field-manager=gitops-delivery`): a
+  three-way merge of the manifests, the live object and its last-applied annotation, sent as a
+  patch. `kubectl diff` without `--server-side` builds that same patch and sends it, with the
+  same field manager, as a dry run (dryRun=All): the API server still computes the result
+  (defaults, admission, validation) and stores nothing. The diff is therefore what a heal would
+  change, no more and no less.
+- `kubectl diff --server-side` dry-runs another operation, a server-side apply, which merges by
+  field ownership: a field an earlier client-side apply set and production has since dropped
+  stays (the client-side manager still owns it), while a heal's apply removes it, so the
+  diff would call in sync what a heal changes; a field edited by hand belongs to another
+  manager and is compared only with `--force-conflicts`; and with `--field-manager=
+  gitops-delivery` it would act as a second manager of that name (operation Apply beside
+  delivery's Update). Matching delivery's apply removes all three differences.
+- A field someone added by hand that production does not set is not drift: neither a delivery
+  nor a heal would change it (a client-side apply removes only fields it applied before).
+
+Heal (opt-in per stack and per app, `--heal APP,...`): under the app's delivery Lease (in the
+app's namespace, as deliveries take it), so a heal never races a delivery, production's tip is
+read again and re-applied (the same apply and rollout wait as a delivery), and the leftovers are
+pruned by `gitops.prune` itself. With signed commits on (allowed signers in the environment,
+gitops.signing), a heal applies production only when its tip and the commit that wrote the app's
+manifests verify, as deploy does; otherwise the app is reported drifted and not healed, with the
+reason. Each drifted app publishes `drift_found`, each healed one `drift_healed`
+(gitops.events), naming the environment; an app in sync publishes nothing. `status --drift`
+runs the same comparison (`check`) with the operator's credentials, without healing or events.
 """
 
 from __future__ import annotations
@@ -38,16 +63,17 @@ from gitops import events, scratch
 from gitops.checks import check_app, check_branch, check_trailer_value
 from gitops.cli import log
 from gitops.cluster import Cluster, acquire_lease, apply_and_wait, release_lease
+from gitops.environments import Environment, in_repo
 from gitops.envrepo import EnvRepo, scratch_repo
 from gitops.errors import BadInput, OperationFailed, one_line
 from gitops.events import DriftedObject, ObjectState
 from gitops.history import apps_on
+from gitops.prune import FIELD_MANAGER, ObjectRef, leftovers, objects, prune
 from gitops.status import freeze_note
 
 APPS_DIR = "apps"
 KUBECONFIG_ENV = "GITOPS_KUBECONFIG"  # as gitops.deploy reads it
 DIFFER_ENV = "KUBECTL_EXTERNAL_DIFF"
-APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # What delivery may change in an app's namespace (components/cluster_access.py DELIVERY_RULES):
 # the kinds whose leftovers pruning deletes. Secrets apart: listing them returns every value,
 # so no identity may; delivery's prune deletes a Secret removed from Git (gitops.prune).
@@ -75,9 +101,10 @@ class AppDrift:
     objects: tuple[DriftedObject, ...] = ()
     healed: bool = False
     detail: str = ""
+    namespace: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"app": self.app, "state": self.state.value,
+        return {"app": self.app, "namespace": self.namespace, "state": self.state.value,
                 "production_commit": self.production_commit, "healed": self.healed,
                 "objects": [o.to_json() for o in self.objects], "detail": self.detail}
 
@@ -88,10 +115,12 @@ class ReconcileRequest:
     build_id: str
     heal: frozenset[str] = frozenset()  # apps allowed to self-heal
     apps: tuple[str, ...] = ()  # only these (default: every app production holds)
-    source: str = "candidate"  # where freezes are recorded
+    # Without a record of environments: where freezes are recorded, and production.
+    source: str = "candidate"
     target: str = "production"
     timeout: int = 300  # rollout timeout of a heal
     lock_timeout: int = 1800
+    environment: str | None = None  # default: the last one the env repo records
 
 
 def differ_command() -> str:
@@ -99,26 +128,15 @@ def differ_command() -> str:
     return f"{sys.executable} {Path(__file__).with_name('objdiff.py')}"
 
 
-def production_objects(folder: Path) -> set[tuple[str, str]]:
-    import yaml
-
-    found = set()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            for doc in yaml.safe_load_all(path.read_text()):
-                if isinstance(doc, dict) and doc.get("kind"):
-                    found.add((str(doc["kind"]), str((doc.get("metadata") or {}).get("name"))))
-    return found
-
-
-def diff(cluster: Cluster, app: str, folder: Path) -> list[DriftedObject]:
-    """What applying production's manifests would change (changed or missing objects)."""
+def diff(cluster: Cluster, namespace: str, folder: Path) -> list[DriftedObject]:
+    """What applying production's manifests as a delivery does would change (changed or
+    missing objects); see the module docstring for the flags."""
     os.environ[DIFFER_ENV] = differ_command()
-    code, out, err = cluster.kubectl("diff", "--server-side", "--force-conflicts",
-                                     f"--namespace={app}", "--recursive",
+    code, out, err = cluster.kubectl("diff", f"--field-manager={FIELD_MANAGER}",
+                                     f"--namespace={namespace}", "--recursive",
                                      f"--filename={folder}")
     if code > 1:
-        raise OperationFailed(f"kubectl diff failed for {app}: {one_line(err)}")
+        raise OperationFailed(f"kubectl diff failed for {namespace}: {one_line(err)}")
     found = []
     for line in out.splitlines():
         if line.startswith("{"):
@@ -128,30 +146,34 @@ def diff(cluster: Cluster, app: str, folder: Path) -> list[DriftedObject]:
     return found
 
 
-def extras(cluster: Cluster, app: str, production: set[tuple[str, str]]) -> list[DriftedObject]:
-    """Objects delivery applied to the namespace that production no longer has."""
-    code, out, err = cluster.kubectl("get", ",".join(MANAGED_RESOURCES), f"--namespace={app}",
-                                     "--output=json")
+def applied_leftovers(cluster: Cluster, namespace: str,
+                      keep: list[ObjectRef]) -> list[ObjectRef]:
+    """The objects of the namespace the delivery applied that keep no longer declares: listed
+    with their managedFields and judged by pruning's own rule (`gitops.prune.leftovers`)."""
+    code, out, err = cluster.kubectl("get", ",".join(MANAGED_RESOURCES),
+                                     f"--namespace={namespace}", "--output=json",
+                                     "--show-managed-fields")
     if code != 0:
-        raise OperationFailed(f"cannot list the objects of {app}: {one_line(err)}")
-    found = []
-    for item in json.loads(out).get("items", []):
-        metadata = item.get("metadata") or {}
-        key = (str(item.get("kind")), str(metadata.get("name")))
-        if APPLIED in (metadata.get("annotations") or {}) and key not in production:
-            found.append(DriftedObject(f"{key[0]}/{key[1]}", ObjectState.EXTRA))
-    return sorted(found, key=lambda o: o.object)
+        raise OperationFailed(f"cannot list the objects of {namespace}: {one_line(err)}")
+    return leftovers(json.loads(out).get("items", []), keep)
 
 
-def compare(cluster: Cluster, app: str, folder: Path) -> tuple[AppState, list[DriftedObject]]:
-    production = production_objects(folder)
-    objects = diff(cluster, app, folder) + extras(cluster, app, production)
-    missing = [o for o in objects if o.state is ObjectState.MISSING]
-    if not objects:
+def extras(cluster: Cluster, namespace: str, keep: list[ObjectRef]) -> list[DriftedObject]:
+    """Leftovers as drift reports them (`Kind/name`)."""
+    return [DriftedObject(f"{ref.kind}/{ref.name}", ObjectState.EXTRA)
+            for ref in applied_leftovers(cluster, namespace, keep)]
+
+
+def compare(cluster: Cluster, namespace: str,
+            folder: Path) -> tuple[AppState, list[DriftedObject]]:
+    production = objects(folder, namespace)
+    found = diff(cluster, namespace, folder) + extras(cluster, namespace, production)
+    missing = [o for o in found if o.state is ObjectState.MISSING]
+    if not found:
         return AppState.IN_SYNC, []
     if production and len(missing) == len(production):
-        return AppState.MISSING, objects
-    return AppState.DRIFTED, objects
+        return AppState.MISSING, found
+    return AppState.DRIFTED, found
 
 
 def materialize(env: EnvRepo, target: str, app: str, folder: Path) -> str | None:
@@ -168,57 +190,60 @@ def materialize(env: EnvRepo, target: str, app: str, folder: Path) -> str | None
     return tip
 
 
-def check(env: EnvRepo, cluster: Cluster, apps: list[str], source: str, target: str,
+def check(env: EnvRepo, cluster: Cluster, apps: list[str], where: Environment,
           work: Path) -> list[tuple[AppDrift, Path]]:
-    """Compare each app with production; (result, production's folder) per app."""
+    """Compare each app with the environment's production; (result, production's folder) per
+    app."""
     results = []
-    tip = env.tip(target) or ""
+    tip = env.tip(where.production) or ""
     for app in apps:
-        folder = work / app
-        if freeze_note(env, source, app) is not None:
-            results.append((AppDrift(app, AppState.FROZEN, tip), folder))
+        folder, namespace = work / app, where.namespace(app)
+        if freeze_note(env, where.candidate, app) is not None:
+            results.append((AppDrift(app, AppState.FROZEN, tip, namespace=namespace), folder))
             continue
-        if materialize(env, target, app, folder) is None:
+        if materialize(env, where.production, app, folder) is None:
             continue  # production holds nothing for it yet: nothing to compare
         try:
-            state, objects = compare(cluster, app, folder)
+            state, found = compare(cluster, namespace, folder)
         except OperationFailed as exc:
-            results.append((AppDrift(app, AppState.FAILED, tip, detail=str(exc)), folder))
+            results.append((AppDrift(app, AppState.FAILED, tip, detail=str(exc),
+                                     namespace=namespace), folder))
             continue
-        results.append((AppDrift(app, state, tip, tuple(objects)), folder))
+        results.append((AppDrift(app, state, tip, tuple(found), namespace=namespace), folder))
     return results
 
 
 def heal(env: EnvRepo, cluster: Cluster, drift: AppDrift, request: ReconcileRequest,
-         folder: Path) -> AppDrift:
-    """Under the app's Lease: re-apply what production holds now, delete the extras."""
-    app = drift.app
-    acquire_lease(cluster, app, request.build_id, 2 * request.timeout + 300,
+         where: Environment, folder: Path) -> AppDrift:
+    """Under the app's Lease: re-apply what production holds now, prune the leftovers."""
+    app, namespace, production = drift.app, drift.namespace, where.production
+    acquire_lease(cluster, namespace, request.build_id, 2 * request.timeout + 300,
                   request.lock_timeout)
     try:
-        tip = materialize(env, request.target, app, folder) or drift.production_commit
-        unsigned = env.unverified(request.target, tip, f"{APPS_DIR}/{app}/") \
+        tip = materialize(env, production, app, folder) or drift.production_commit
+        unsigned = env.unverified(production, tip, f"{APPS_DIR}/{app}/") \
             if env.signing.verifies else None
         if unsigned is not None:
             failure: str | None = f"not healed: {unsigned} (signing is on)"
             log(f"heal: {app}: {failure}")
         else:
-            log(f"heal: re-applying {app} from {request.target} {tip[:12]}")
-            failure = apply_and_wait(cluster, app, folder, request.timeout)
+            log(f"heal: re-applying {app} from {production} {tip[:12]} to namespace "
+                f"{namespace}")
+            failure = apply_and_wait(cluster, namespace, folder, request.timeout)
         if failure is None:
-            keep = production_objects(folder)
-            for extra in extras(cluster, app, keep):
-                cluster.kubectl("delete", extra.object.lower(), f"--namespace={app}",
-                                "--ignore-not-found")
-                log(f"  {extra.object} deleted (production no longer has it)")
+            stale = applied_leftovers(cluster, namespace, objects(folder, namespace))
+            failure = prune(cluster, namespace, stale, f"{production} no longer has it",
+                            log).failure
     finally:
-        release_lease(cluster, app, request.build_id)
+        release_lease(cluster, namespace, request.build_id)
     if failure is not None:
-        return AppDrift(app, drift.state, tip, drift.objects, healed=False, detail=failure)
-    return AppDrift(app, drift.state, tip, drift.objects, healed=True)
+        return AppDrift(app, drift.state, tip, drift.objects, healed=False, detail=failure,
+                        namespace=namespace)
+    return AppDrift(app, drift.state, tip, drift.objects, healed=True, namespace=namespace)
 
 
-def announce(env: EnvRepo, drift: AppDrift, request: ReconcileRequest) -> None:
+def announce(env: EnvRepo, drift: AppDrift, request: ReconcileRequest,
+             where: Environment) -> None:
     """drift_found for a drifted app, and drift_healed when it was healed."""
     promoted_from = (env.read_blob(drift.production_commit, f".gitops/promoted/{drift.app}")
                      or "").strip()
@@ -228,17 +253,17 @@ def announce(env: EnvRepo, drift: AppDrift, request: ReconcileRequest) -> None:
         trailers = last[0].trailers if last else {}
     common = {"candidate_commit": promoted_from, "env_repo_commit": drift.production_commit,
               "drift": drift.objects}
-    where = events.environment(request.target)
+    name = events.environment(where.name)
     listed = ", ".join(o.object for o in drift.objects)
     events.emit(events.from_trailers(
-        events.Kind.DRIFT_FOUND, drift.app, where, request.build_id, trailers,
-        summary=f"{drift.app}: {drift.state.value} from {request.target} ({listed})",
+        events.Kind.DRIFT_FOUND, drift.app, name, request.build_id, trailers,
+        summary=f"{drift.app}: {drift.state.value} from {where.production} ({listed})",
         detail=drift.detail, **common))
     if drift.healed:
         events.emit(events.from_trailers(
-            events.Kind.DRIFT_HEALED, drift.app, where, request.build_id, trailers,
-            summary=f"{drift.app}: healed, {request.target} {drift.production_commit[:12]} "
-                    f"re-applied", **common))
+            events.Kind.DRIFT_HEALED, drift.app, name, request.build_id, trailers,
+            summary=f"{drift.app}: healed, {where.production} "
+                    f"{drift.production_commit[:12]} re-applied", **common))
 
 
 def check_request(request: ReconcileRequest) -> None:
@@ -247,30 +272,37 @@ def check_request(request: ReconcileRequest) -> None:
     check_trailer_value("--build-id", request.build_id)
     for app in (*request.heal, *request.apps):
         check_app(app)
+    if request.environment is not None:
+        try:
+            check_app(request.environment)  # environment names are DNS labels too
+        except BadInput:
+            raise BadInput(f"--environment {request.environment!r} is not an environment "
+                           f"name (a DNS label)") from None
 
 
 def reconcile(request: ReconcileRequest, cluster: Cluster,
               publish: bool = True) -> list[AppDrift]:
-    """Compare every app (or request.apps) with production, heal those allowed, announce
-    (publish=False: report only, as `status --drift` does)."""
+    """Compare every app (or request.apps) of the environment with its production, heal those
+    allowed, announce (publish=False: report only, as `status --drift` does)."""
     check_request(request)
     with scratch_repo(request.repo) as env, scratch.folder() as work:
-        if env.fetch(request.target) is None:
-            raise BadInput(f"branch {request.target!r} does not exist in {request.repo}")
-        env.fetch(request.source)
-        known = apps_on(env, request.target)
+        where = in_repo(env, request.environment, request.source, request.target)
+        if env.fetch(where.production) is None:
+            raise BadInput(f"branch {where.production!r} does not exist in {request.repo}")
+        env.fetch(where.candidate)
+        known = apps_on(env, where.production)
         unknown = sorted(set(request.apps) - set(known))
         if unknown:
-            raise BadInput(f"unknown app(s) {', '.join(unknown)}: {request.target} holds "
+            raise BadInput(f"unknown app(s) {', '.join(unknown)}: {where.production} holds "
                            f"{', '.join(known) or 'none'}")
         results = []
-        for drift, folder in check(env, cluster, list(request.apps) or known, request.source,
-                                   request.target, Path(work)):
+        for drift, folder in check(env, cluster, list(request.apps) or known, where,
+                                   Path(work)):
             if drift.state in (AppState.DRIFTED, AppState.MISSING):
                 if drift.app in request.heal:
-                    drift = heal(env, cluster, drift, request, folder)
+                    drift = heal(env, cluster, drift, request, where, folder)
                 if publish:
-                    announce(env, drift, request)
+                    announce(env, drift, request, where)
             results.append(drift)
         return results
 

@@ -115,7 +115,16 @@ def for_command(repo: str, name: str | None, source: str = "candidate",
     branches given (--from/--to, as before environments existed); naming an environment other
     than `production` there is an error.
     """
-    chosen = resolve(repo, name)
+    if name is not None:
+        check_app(name)
+    with scratch_repo(repo) as env:
+        return in_repo(env, name, source, target)
+
+
+def in_repo(env: EnvRepo, name: str | None, source: str = "candidate",
+            target: str = "production") -> Environment:
+    """`for_command` on a repository already open (its record is fetched here)."""
+    chosen = choose(read(env), name)
     if chosen.recorded:
         return chosen
     return Environment(DEFAULT_NAME, check_branch(source), check_branch(target), recorded=False)

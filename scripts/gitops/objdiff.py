@@ -1,6 +1,6 @@
 """kubectl's external differ for drift: which objects and which fields differ.
 
-    KUBECTL_EXTERNAL_DIFF="python3 .../gitops/objdiff.py" kubectl diff --server-side ...
+    KUBECTL_EXTERNAL_DIFF="python3 .../gitops/objdiff.py" kubectl diff --field-manager=... -f DIR
 
 kubectl writes every object it compares twice, as the cluster holds it (LIVE folder) and as the
 server's dry run of applying production would make it (MERGED folder), one file per object, and

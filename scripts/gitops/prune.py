@@ -12,8 +12,10 @@ Design decisions:
   (`--prune --applyset=...`) is alpha in kubectl 1.27 to 1.33 (hidden behind
   `KUBECTL_APPLYSET=true`) and needs a parent object plus `list` on every kind in the set.
 - Every apply names the field manager `gitops-delivery`, and an object is deleted only when its
-  `metadata.managedFields` still name that manager: an object the delivery never applied (made
-  by hand under the same name, or taken over since) is kept, and the log says so.
+  `metadata.managedFields` still name that manager (`applied_by_delivery`): an object the
+  delivery never applied (made by hand under the same name, or taken over since) is kept, and
+  the log says so. Drift uses the same rule to find the leftovers it reports and a heal deletes
+  (`leftovers`), so what drift calls extra is exactly what pruning would delete.
 - An object is known by (API group, kind, name): the version is not part of it, so an HPA that
   moves from autoscaling/v1 to v2 is the same object. An object whose kind and name remain in
   the new tree under another group (extensions -> networking.k8s.io) is never deleted: for the
@@ -25,7 +27,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -117,6 +119,26 @@ def managers(live: dict[str, Any]) -> set[str]:
     return {str(entry.get("manager")) for entry in fields if isinstance(entry, dict)}
 
 
+def applied_by_delivery(live: dict[str, Any]) -> bool:
+    """The one rule for what pruning may delete and drift reports as extra: the live object's
+    managedFields (read with `--show-managed-fields`) name the delivery's field manager."""
+    return FIELD_MANAGER in managers(live)
+
+
+def live_ref(live: dict[str, Any]) -> ObjectRef:
+    """How a live object (`kubectl get -o json`) is known, as a manifest's object is."""
+    api_version = str(live.get("apiVersion", ""))
+    return ObjectRef(api_version.split("/", 1)[0] if "/" in api_version else "",
+                     str(live.get("kind", "")), str((live.get("metadata") or {}).get("name")))
+
+
+def leftovers(live: Iterable[dict[str, Any]], keep: Sequence[ObjectRef]) -> list[ObjectRef]:
+    """The live objects the delivery applied that keep (the tree the namespace must hold) no
+    longer declares: what pruning would delete, sorted."""
+    applied = sorted({live_ref(item) for item in live if applied_by_delivery(item)})
+    return removed(applied, keep)
+
+
 def prune(cluster: Kubectl, namespace: str, stale: Sequence[ObjectRef], why: str,
           log: Callable[[str], None] = print) -> PruneResult:
     """Delete each stale object that the delivery applied; stop at the first failure. `why`
@@ -139,8 +161,9 @@ def prune(cluster: Kubectl, namespace: str, stale: Sequence[ObjectRef], why: str
         if not out.strip():
             log(f"  {ref} already gone")
             continue
-        owners = managers(json.loads(out))
-        if FIELD_MANAGER not in owners:
+        found = json.loads(out)
+        if not applied_by_delivery(found):
+            owners = managers(found)
             kept.append(ref)
             log(f"  {ref} kept: {why}, but not applied by the delivery "
                 f"(field managers: {', '.join(sorted(owners)) or 'none'})")
