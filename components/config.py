@@ -310,10 +310,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:eventsTopic", "gitops-events", "Pub/Sub topic (created, with the delivery "
             "event schema) that receives one JSON message per delivery outcome and drift "
             "finding; only the delivery and reconcile identities may publish to it."),
-    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler runs each "
-            "environment's reconcile build (trigger reconcile-<env>), which compares each "
-            "app's namespace in that environment with its production branch (cron, UTC), or "
-            "off. The reconcile triggers can always be run by hand."),
+    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler ticks each "
+            "environment's reconcile build (it publishes to the topic gitops-reconcile-<env> "
+            "that trigger reconcile-<env> runs on), which compares each app's namespace in "
+            "that environment with its production branch (cron, UTC), or off. A tick "
+            "published by hand always runs one."),
     Setting("gitops:selfHeal", "false", "Whether a reconcile run re-applies production (and "
             "prunes) when it finds drift, for every app in every environment; an app "
             "overrides it with "

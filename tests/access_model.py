@@ -9,7 +9,10 @@ Operations are derived, in this one module, from what the builds really run:
   kubectl subcommands, gcloud commands, Google API methods and git pushes they contain;
 - the sample apps' manifests (every kind `kubectl apply` and pruning touch, kustomize overlays
   hydrated as CI hydrates them) and the delivery Lease;
-- the local commands `pulumi up` runs as the deployer (the steps-image build, the env branches).
+- the local commands `pulumi up` runs as the deployer (the steps-image build, the env branches);
+- the reconcile ticks: a Cloud Scheduler job publishes to its topic as Cloud Scheduler's service
+  agent, and Cloud Build's service agent subscribes each Pub/Sub trigger to its topic and
+  creates its builds.
 The tables below only translate what is found into permissions (a kubectl subcommand into
 Kubernetes verbs, a gcloud command or API method into an IAM permission); a subcommand, command
 or method found in the scripts without a row here fails the check, so the tables cannot drift
@@ -23,7 +26,9 @@ environment's delivery identity is derived from its own trigger: its cluster (fr
 and namespace (from `_NAMESPACE`); each environment's reconcile identity from its reconcile
 trigger: its cluster (`_CLUSTER`) and every app's namespace in the environment `_ENVIRONMENT`
 names (the build reads the suffix from the env repo's record, which the program writes from
-the same config). Roles are expanded to
+the same config). The service agents' project roles are Google's grants, not the program's:
+the model adds them for the APIs the program enables (named `google:...`), and no grant of the
+program may hold `cloudbuild.builds.create`. Roles are expanded to
 permissions with Google's role data vendored in tests/data/gcp-roles.json (a snapshot: see
 tests/data/README.md).
 """
