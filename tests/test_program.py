@@ -48,6 +48,13 @@ def github() -> Graph:
 
 
 @pytest.fixture(scope="module")
+def switched_off() -> Graph:
+    """Deletion protection and the reconcile schedule off: one run that two tests read."""
+    return run_program(base_config(**{"gitops:deletionProtection": "false",
+                                      "gitops:reconcileSchedule": "off"}))
+
+
+@pytest.fixture(scope="module")
 def csr() -> Graph:
     return program_graph("csr")
 
@@ -125,16 +132,17 @@ class TestResourceGraph:
             assert triggers[f"ci-{app}"].inputs["substitutions"]["_APP"] == app
             assert triggers[f"deliver-{app}"].inputs["substitutions"]["_APP"] == app
 
-    def test_reconcile_ticks_with_and_without_a_schedule(self, graph: Graph) -> None:
+    def test_reconcile_ticks_with_and_without_a_schedule(self, github: Graph,
+                                                         switched_off: Graph) -> None:
         """The reconcile trigger runs on its topic's ticks; `off` drops only the job."""
-        topic = graph.one("gcp:pubsub/topic:Topic", name="reconcile-production-ticks")
+        topic = github.one("gcp:pubsub/topic:Topic", name="reconcile-production-ticks")
         path = f"projects/acme-delivery/topics/{topic.inputs['name']}"
         assert topic.inputs["name"] == "gitops-reconcile"
-        assert graph.named("reconcile-production").inputs["pubsubConfig"] == {"topic": path}
-        [job] = graph.of_type("gcp:cloudscheduler/job:Job")
+        assert github.named("reconcile-production").inputs["pubsubConfig"] == {"topic": path}
+        [job] = github.of_type("gcp:cloudscheduler/job:Job")
         assert (job.inputs["schedule"], job.inputs["pubsubTarget"]["topicName"]) == (
             "*/30 * * * *", path)
-        off = run_program(base_config(**{"gitops:reconcileSchedule": "off"}))
+        off = switched_off
         assert not off.of_type("gcp:cloudscheduler/job:Job")
         assert off.named("reconcile-production").inputs["pubsubConfig"] == {"topic": path}
         assert off.named("reconcile-production-ticks").inputs["name"] == "gitops-reconcile"
@@ -254,10 +262,10 @@ class TestRealCloudConstraints:
             "projects/acme-delivery/secrets/github-oauth-token/versions/latest"
         assert connection.inputs["githubConfig"]["appInstallationId"] == 48151623
 
-    def test_cluster_deletion_protection_is_a_config_value(self, graph: Graph) -> None:
+    def test_cluster_deletion_protection_is_a_config_value(self, graph: Graph,
+                                                           switched_off: Graph) -> None:
         assert graph.one(CLUSTER).inputs["deletionProtection"] is True
-        off = run_program(base_config(**{"gitops:deletionProtection": "false"}))
-        assert off.one(CLUSTER).inputs["deletionProtection"] is False
+        assert switched_off.one(CLUSTER).inputs["deletionProtection"] is False
 
 
     def test_every_resource_that_needs_an_api_depends_on_it(self, graph: Graph) -> None:
