@@ -675,6 +675,13 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
     events_topic = matching(values, problems, "gitops:eventsTopic", "gitops-events", TOPIC_NAME,
                             "a Pub/Sub topic name (3-255 letters, digits, -_.~+%, a letter "
                             "first, not starting with goog)", "gitops-events")
+    # Each environment's reconcile ticks have a topic named like its reconcile identity
+    # (components/reconcile_schedule.py): the events topic may not take one of those names.
+    ticks = [env.reconcile_account_id for env in environments]
+    if events_topic in ticks:
+        problems.add(f"config gitops:eventsTopic {events_topic!r} is the name of a reconcile "
+                     f"tick topic ({', '.join(ticks)}): "
+                     f"{fix('gitops:eventsTopic', 'gitops-events')}")
     schedule = str(values.get("gitops:reconcileSchedule", "*/30 * * * *"))
     if schedule != "off" and not CRON.match(schedule):
         problems.add(f"config gitops:reconcileSchedule {schedule!r} is not a cron schedule of "

@@ -122,6 +122,13 @@ class TestConfigModel:
         with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("*", r"\*")):
             parse_config(base_config(**{"gitops:environments": override}))
 
+    def test_events_topic_is_not_a_tick_topic(self) -> None:
+        for environments, topic in (([{"name": "a", "cluster": "c2"}, {"name": "events"}],
+                                     "gitops-reconcile-events"), (None, "gitops-reconcile")):
+            with pytest.raises(ConfigError, match=f"'{topic}' is the name of a reconcile tick"):
+                parse_config(base_config(**{"gitops:environments": environments,
+                                            "gitops:eventsTopic": topic}))
+
     def test_branch_rule_agrees_with_git(self) -> None:
         names = ["staging-candidate", "candidate", "rel/1.2-candidate", "a..b", "-x", "x.lock",
                  "x/.hidden", "x/", "x//y", "x y", "x~1", "x^", "x:y", "x?", "x*", "x[1]",
