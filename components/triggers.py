@@ -34,12 +34,12 @@ Design decisions:
   environment's rollout timeout. It was a manual trigger before: the provider updates it in
   place (no field of `pubsub_config` forces a replacement), so its id stays.
 - The CI trigger tells the app's pipeline the environments' names in delivery order
-  (`_ENVIRONMENTS`, separated by spaces; `production` for a stack without
-  `gitops:environments`), so it renders each environment's kustomize overlay for the same
-  digests and publishes them in one commit. Cloud Build fails a build whose trigger sets a
-  substitution its YAML does not use (unless `substitutionOption: ALLOW_LOOSE`, which would
-  also hide a mistyped one), so an app pipeline must use it: the sample pipelines pass it to
-  render.py and publish.py.
+  (`_ENVIRONMENTS`, separated by spaces), so it renders each environment's kustomize overlay
+  for the same digests and publishes them in one commit. Cloud Build fails a build whose
+  trigger sets a substitution its YAML does not use (unless `substitutionOption: ALLOW_LOOSE`,
+  which would also hide a mistyped one), so only a stack with `gitops:environments` sets it:
+  the sample pipelines default it to `production` in their `substitutions:`, and an app
+  pipeline written before it existed keeps running on a stack without environments.
 - Delivery and reconcile builds learn the events topic and their environment's name from
   `_EVENTS_TOPIC` and `_ENVIRONMENT`.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
@@ -142,7 +142,10 @@ class DeliveryTriggers(pulumi.ComponentResource):
                     "_ENV_REPO_LINK": env_link,
                     "_STEPS_IMAGE": args.steps_image,
                     "_CANDIDATE_BRANCH": first.candidate_branch,
-                    "_ENVIRONMENTS": " ".join(env.name for env in environments),
+                    # The samples default it to `production`: a stack without environments
+                    # does not set it, so a pipeline written before it existed still runs.
+                    **({} if first.implicit else
+                       {"_ENVIRONMENTS": " ".join(env.name for env in environments)}),
                 },
             )
         for index, env in enumerate(environments):

@@ -140,7 +140,8 @@ class LocalCloudBuild:
         shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
         values = {"PROJECT_ID": "local-project", "BUILD_ID": f"local-build-{self.builds}",
                   "LOCATION": "europe-west1",
-                  **substitutions}
+                  # the build's own substitutions are defaults; the trigger's override them
+                  **config.get("substitutions", {}), **substitutions}
         env = dict(self.env)
         for item in config.get("options", {}).get("env", []):
             key, _, value = substitute(item, values).partition("=")
