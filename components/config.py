@@ -299,7 +299,8 @@ SETTINGS: tuple[Setting, ...] = (
             "environment with branches candidate and production, exactly as without "
             "environments. A success in one environment publishes the release to the next "
             "one's candidate branch. The apps' CI builds get the names in order as "
-            "_ENVIRONMENTS (unset: not passed; the sample pipelines default it to production), to render each one's kustomize overlay. "
+            "_ENVIRONMENTS (unset: not passed; the sample pipelines default it to "
+            "production), to render each one's kustomize overlay. "
             "See docs/environments.md."),
     Setting("gitops:iamPropagationSeconds", "120", "How long `pulumi up` waits after creating "
             "IAM grants before using them (Google: typically 2 minutes, sometimes 7 or more)."),
