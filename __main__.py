@@ -21,7 +21,7 @@ from components.propagation import IamPropagation, IamPropagationArgs
 from components.reconcile_schedule import (
     ReconcileSchedule,
     ReconcileScheduleArgs,
-    ScheduledReconcile,
+    tick_topic_name,
 )
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.repositories import SourceRepositories, SourceRepositoriesArgs
@@ -233,6 +233,17 @@ admission = AdmissionPolicy("admission-policy", AdmissionPolicyArgs(
     depends_on=[*apis.depends_on("binaryauthorization"), steps.build],
 )) if config.binary_authorization else None
 
+# Per environment a topic of reconcile ticks, which Cloud Scheduler publishes to on the
+# schedule; each environment's reconcile trigger runs on its ticks.
+schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
+    project=config.project,
+    region=config.region,
+    schedule=config.reconcile_schedule,
+    environments=environments,
+    api_dependencies=apis.depends_on("pubsub"),
+    scheduler_dependencies=apis.depends_on("cloudscheduler"),
+))
+
 triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     config=config,
     stack=pulumi.get_stack(),
@@ -250,22 +261,8 @@ triggers = DeliveryTriggers("triggers", DeliveryTriggersArgs(
     api_dependencies=[*apis.depends_on("cloudbuild"), branches, steps.build, grants.ready,
                       *([signing] if signing else [])],
     events_topic=events.topic_path,
+    reconcile_topics=schedule.topic_paths,
     signing=signing,
-))
-
-# Cloud Scheduler runs each environment's reconcile trigger, as an identity that may do
-# nothing else.
-schedule = ReconcileSchedule("reconcile-schedule", ReconcileScheduleArgs(
-    project=config.project,
-    region=config.region,
-    schedule=config.reconcile_schedule,
-    runs=tuple(ScheduledReconcile(env.name, env.reconcile_identity,
-                                  triggers.reconcile[env.name].trigger_id,
-                                  identities.resource_name(env.reconcile_identity))
-               for env in environments),
-    deployer=config.deployer,
-    api_dependencies=apis.depends_on("cloudscheduler", "iam", "cloudresourcemanager"),
-    iam_propagation_seconds=config.iam_propagation_seconds,
 ))
 
 pulumi.export("registry_url", registry.url)
@@ -279,6 +276,7 @@ pulumi.export("preview_trigger_id", triggers.preview.trigger_id)
 # The last environment's (production's), as before environments; every environment's by name.
 pulumi.export("reconcile_trigger_id", triggers.reconcile[environments[-1].name].trigger_id)
 pulumi.export("reconcile_trigger_ids", {env: t.trigger_id for env, t in triggers.reconcile.items()})
+pulumi.export("reconcile_topics", schedule.topic_paths)
 pulumi.export("events_topic", events.topic_path)
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", cluster.cluster.location)
@@ -290,6 +288,7 @@ pulumi.export("environments", [{
     "service_account": identities.accounts[env.identity].email,
     "reconcile_trigger": env.reconcile_trigger_name,
     "reconcile_service_account": identities.accounts[env.reconcile_identity].email,
+    "reconcile_topic": tick_topic_name(env),
     "approvers": list(env.approvers),
 } for env in environments])
 if signing:

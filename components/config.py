@@ -298,7 +298,10 @@ SETTINGS: tuple[Setting, ...] = (
             "and productionBranch (default NAME-candidate and NAME-production). Unset: one "
             "environment with branches candidate and production, exactly as without "
             "environments. A success in one environment publishes the release to the next "
-            "one's candidate branch. See docs/environments.md."),
+            "one's candidate branch. The apps' CI builds get the names in order as "
+            "_ENVIRONMENTS (unset: not passed; the sample pipelines default it to "
+            "production), to render each one's kustomize overlay. "
+            "See docs/environments.md."),
     Setting("gitops:iamPropagationSeconds", "120", "How long `pulumi up` waits after creating "
             "IAM grants before using them (Google: typically 2 minutes, sometimes 7 or more)."),
     Setting("gitops:stateBackend", "gs://PROJECT-pulumi-state", "Where this stack's state "
@@ -310,10 +313,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitops:eventsTopic", "gitops-events", "Pub/Sub topic (created, with the delivery "
             "event schema) that receives one JSON message per delivery outcome and drift "
             "finding; only the delivery and reconcile identities may publish to it."),
-    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler runs each "
-            "environment's reconcile build (trigger reconcile-<env>), which compares each "
-            "app's namespace in that environment with its production branch (cron, UTC), or "
-            "off. The reconcile triggers can always be run by hand."),
+    Setting("gitops:reconcileSchedule", "*/30 * * * *", "When Cloud Scheduler ticks each "
+            "environment's reconcile build (it publishes to the topic gitops-reconcile-<env> "
+            "that trigger reconcile-<env> runs on), which compares each app's namespace in "
+            "that environment with its production branch (cron, UTC), or off. A tick "
+            "published by hand always runs one."),
     Setting("gitops:selfHeal", "false", "Whether a reconcile run re-applies production (and "
             "prunes) when it finds drift, for every app in every environment; an app "
             "overrides it with "
@@ -674,6 +678,13 @@ def parse_config(values: Mapping[str, Any]) -> StackConfig:
     events_topic = matching(values, problems, "gitops:eventsTopic", "gitops-events", TOPIC_NAME,
                             "a Pub/Sub topic name (3-255 letters, digits, -_.~+%, a letter "
                             "first, not starting with goog)", "gitops-events")
+    # Each environment's reconcile ticks have a topic named like its reconcile identity
+    # (components/reconcile_schedule.py): the events topic may not take one of those names.
+    ticks = [env.reconcile_account_id for env in environments]
+    if events_topic in ticks:
+        problems.add(f"config gitops:eventsTopic {events_topic!r} is the name of a reconcile "
+                     f"tick topic ({', '.join(ticks)}): "
+                     f"{fix('gitops:eventsTopic', 'gitops-events')}")
     schedule = str(values.get("gitops:reconcileSchedule", "*/30 * * * *"))
     if schedule != "off" and not CRON.match(schedule):
         problems.add(f"config gitops:reconcileSchedule {schedule!r} is not a cron schedule of "

@@ -1,22 +1,32 @@
-"""The schedule of the reconcile builds: Cloud Scheduler runs each environment's manual trigger.
+"""The schedule of the reconcile builds: a tick topic per environment, and the job that ticks it.
 
 Design decisions:
-- Cloud Build runs a scheduled build through a manual trigger that Cloud Scheduler invokes:
-  an HTTP job POSTs to the trigger's regional `:run` endpoint with an OAuth token of its own
-  identity (`oauth_token`, scope cloud-platform: Google APIs take OAuth access tokens, not the
-  OIDC tokens Cloud Run takes).
-- One job per environment (`reconcile-<env>`, today's name for a stack without environments),
-  each running that environment's `reconcile-<env>` trigger.
-- One scheduler identity runs them all: it may run those triggers and nothing else, as far as
-  Cloud Build's IAM can say it. Cloud Build has no per-trigger IAM, so it gets a custom role
-  holding only `cloudbuild.builds.create` (not Cloud Build Editor, which also reads, updates
-  and cancels builds), and actAs on the environments' reconcile identities only. Whatever it
-  starts therefore runs as a reconcile identity, which reads the env repo, never pushes, and
-  may change only the namespaces of its own environment's apps that are allowed to
-  self-heal. Sharing it costs nothing: each build's rights are its trigger's identity's.
-- gitops:reconcileSchedule `off` creates no job; the triggers can still be run by hand.
-- The deployer gets actAs on the scheduler identity: creating a job that runs as an account
-  requires it.
+- Each environment's reconcile trigger is a Pub/Sub trigger on that environment's tick topic
+  (`gitops-reconcile-<env>`; a stack without environments: `gitops-reconcile`, the names of
+  the reconcile identities). A message on the topic starts that one trigger, whose build,
+  identity, source (the environment's production branch) and substitutions are fixed in the
+  trigger: nothing in the message reaches the build, so a publisher can start the reconcile
+  and nothing else.
+- Cloud Scheduler publishes the ticks: one job per environment (`reconcile-<env>`) with a
+  Pub/Sub target on its topic, whose message is a small JSON naming the environment (for
+  people reading the topic; the build ignores it). Cloud Scheduler publishes as its own
+  service agent, whose Google-granted role (`roles/cloudscheduler.serviceAgent`) holds
+  `pubsub.topics.publish`: no account of ours is involved and nothing is granted.
+- Why not a job that calls the trigger's `:run` endpoint: that needs an identity with
+  `cloudbuild.builds.create` in the project, which lets it create any build, and a build
+  that names no service account runs as the project's default Cloud Build account. With
+  ticks, no identity of ours holds `cloudbuild.builds.create`; Cloud Build's own service agent
+  turns a message into the trigger's build. Earlier versions had such an identity
+  (`gitops-scheduler`, a custom role `gitopsRunBuilds`, actAs grants): `pulumi up` deletes
+  them.
+- Who can start a reconcile: whoever may publish to a tick topic (the scheduler's service
+  agent; project owners and editors, and anyone granted Pub/Sub publishing project-wide) and
+  whoever may create Cloud Scheduler jobs in the project (Google documents that such a job may
+  publish to any topic of the project). The topics get no IAM grant of ours.
+- gitops:reconcileSchedule `off` creates no job; the topics stay, so the triggers still run
+  on a message published by hand (`gcloud pubsub topics publish`).
+- The jobs' names and Pulumi names are those of the HTTP jobs they replace, so an existing
+  stack updates them in place.
 """
 
 from __future__ import annotations
@@ -28,20 +38,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from components.propagation import wait_for_grants
-
-RUN_BUILDS = "cloudbuild.builds.create"
-CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+from components.environments import EnvironmentConfig
 
 
-@dataclass(frozen=True)
-class ScheduledReconcile:
-    """One environment's reconcile trigger and the identity its builds run as."""
+def tick_topic_name(env: EnvironmentConfig) -> str:
+    """The environment's tick topic, named like its reconcile identity."""
+    return env.reconcile_account_id
 
-    environment: str
-    identity: str  # the build kind: `reconcile` or `reconcile-<env>` (names the actAs grant)
-    trigger_id: pulumi.Input[str]
-    reconcile_account: pulumi.Input[str]  # projects/P/serviceAccounts/EMAIL
+
+def tick_message(environment: str) -> str:
+    """A tick's payload, base64 as Cloud Scheduler wants it: JSON naming the environment."""
+    body = json.dumps({"environment": environment, "reconcile": "scheduled"})
+    return base64.b64encode(body.encode()).decode()
 
 
 @dataclass
@@ -49,100 +57,46 @@ class ReconcileScheduleArgs:
     project: str
     region: str
     schedule: str  # cron, or "off"
-    runs: tuple[ScheduledReconcile, ...]
-    deployer: str
-    api_dependencies: list[pulumi.Resource]
-    iam_propagation_seconds: int = 120
-
-
-def run_body(project: str, trigger_id: str) -> str:
-    """The RunBuildTrigger request body, base64 as Cloud Scheduler wants it."""
-    body = json.dumps({"projectId": project, "triggerId": trigger_id})
-    return base64.b64encode(body.encode()).decode()
+    environments: tuple[EnvironmentConfig, ...]
+    api_dependencies: list[pulumi.Resource]  # Pub/Sub's API
+    scheduler_dependencies: list[pulumi.Resource]  # Cloud Scheduler's API
 
 
 class ReconcileSchedule(pulumi.ComponentResource):
-    """The scheduler identity, what it may do, and per environment the job that runs its
-    reconcile trigger."""
+    """Per environment the tick topic its reconcile trigger listens to, and the job that
+    publishes to it on the schedule."""
 
     def __init__(self, name: str, args: ReconcileScheduleArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitops:index:ReconcileSchedule", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies)
-        self.account = gcp.serviceaccount.Account(
-            "scheduler",
-            project=args.project,
-            account_id="gitops-scheduler",
-            display_name="GitOps reconcile schedule",
-            description="Runs the reconcile trigger on schedule, nothing else",
-            opts=child,
-        )
-        self.role = gcp.projects.IAMCustomRole(
-            "run-builds",
-            project=args.project,
-            role_id="gitopsRunBuilds",
-            title="GitOps: run builds",
-            description="Start a build (run a trigger); nothing else",
-            permissions=[RUN_BUILDS],
-            opts=child,
-        )
-        self.grants: list[pulumi.CustomResource] = [
-            gcp.projects.IAMMember(
-                "scheduler-runs-builds",
+        self.topics: dict[str, gcp.pubsub.Topic] = {
+            env.name: gcp.pubsub.Topic(
+                f"reconcile-{env.name}-ticks",
                 project=args.project,
-                role=self.role.name,
-                member=self.account.member,
-                opts=pulumi.ResourceOptions(parent=self),
-            ),
-            # A build started through a trigger runs as the trigger's account.
-            *(gcp.serviceaccount.IAMMember(
-                f"scheduler-acts-as-{run.identity}",
-                service_account_id=run.reconcile_account,
-                role="roles/iam.serviceAccountUser",
-                member=self.account.member,
-                opts=pulumi.ResourceOptions(parent=self),
-            ) for run in args.runs),
-            gcp.serviceaccount.IAMMember(
-                "scheduler-deployer-act-as",
-                service_account_id=self.account.name,
-                role="roles/iam.serviceAccountUser",
-                member=args.deployer,
-                opts=pulumi.ResourceOptions(parent=self),
-            ),
-        ]
+                name=tick_topic_name(env),
+                labels={"gitops": "reconcile-ticks"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=args.api_dependencies),
+            ) for env in args.environments}
+        # The full names the triggers and jobs take: projects/P/topics/T.
+        self.topic_paths: dict[str, pulumi.Output[str]] = {
+            env: pulumi.Output.concat("projects/", args.project, "/topics/", topic.name)
+            for env, topic in self.topics.items()}
         self.jobs: dict[str, gcp.cloudscheduler.Job] = {}
         if args.schedule != "off":
-            # The jobs' first runs must not meet grants that have not propagated yet.
-            ready = wait_for_grants("scheduler-grants-propagation", self.grants,
-                                    args.iam_propagation_seconds, parent=self)
-            for run in args.runs:
-                self.jobs[run.environment] = self._job(args, run, [*self.grants, ready])
-        self.register_outputs({"scheduler": self.account.email,
+            for env in args.environments:
+                self.jobs[env.name] = gcp.cloudscheduler.Job(
+                    f"reconcile-{env.name}-schedule",
+                    project=args.project,
+                    region=args.region,
+                    name=f"reconcile-{env.name}",
+                    description=f"Tick the reconcile build of {env.name}",
+                    schedule=args.schedule,
+                    time_zone="Etc/UTC",
+                    pubsub_target=gcp.cloudscheduler.JobPubsubTargetArgs(
+                        topic_name=self.topic_paths[env.name],
+                        data=tick_message(env.name)),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                        *args.scheduler_dependencies, self.topics[env.name]]),
+                )
+        self.register_outputs({"topics": self.topic_paths,
                                "jobs": {env: job.name for env, job in self.jobs.items()}})
-
-    def _job(self, args: ReconcileScheduleArgs, run: ScheduledReconcile,
-             after: list[pulumi.Resource]) -> gcp.cloudscheduler.Job:
-        """The job that runs one environment's reconcile trigger on the schedule."""
-        endpoint = pulumi.Output.concat(
-            "https://cloudbuild.googleapis.com/v1/projects/", args.project, "/locations/",
-            args.region, "/triggers/", run.trigger_id, ":run")
-        return gcp.cloudscheduler.Job(
-            f"reconcile-{run.environment}-schedule",
-            project=args.project,
-            region=args.region,
-            name=f"reconcile-{run.environment}",
-            description=f"Run the reconcile build of {run.environment}",
-            schedule=args.schedule,
-            time_zone="Etc/UTC",
-            http_target=gcp.cloudscheduler.JobHttpTargetArgs(
-                uri=endpoint,
-                http_method="POST",
-                body=pulumi.Output.from_input(run.trigger_id).apply(
-                    lambda trigger: run_body(args.project, trigger)),
-                headers={"Content-Type": "application/json"},
-                oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
-                    service_account_email=self.account.email, scope=CLOUD_PLATFORM),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                *args.api_dependencies, *after]),
-        )

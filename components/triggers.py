@@ -23,13 +23,23 @@ Design decisions:
   approval holds each of its delivery builds until an approver approves it
   (`approval_config`). A configured environment's delivery triggers carry the trigger tag
   `environment-<name>` (the policy pack reads it); the implicit one's carry none.
-- Per environment a manual trigger `reconcile-<env>` runs the reconcile build
-  (`pipelines/reconcile.yaml`) at that environment's production branch (`source_to_build`), as
-  that environment's reconcile identity, on its cluster, told its environment (`_ENVIRONMENT`,
-  whose branches and namespace suffix the build reads from the env repo's record): Cloud
-  Scheduler runs each on a schedule (components/reconcile_schedule.py) and anyone allowed can
-  run one by hand. Its build timeout covers one heal per app it may heal, at that
-  environment's rollout timeout.
+- Per environment a Pub/Sub trigger `reconcile-<env>` runs the reconcile build
+  (`pipelines/reconcile.yaml`) at that environment's production branch (`source_to_build`,
+  which Pub/Sub triggers build), as that environment's reconcile identity, on its cluster,
+  told its environment (`_ENVIRONMENT`, whose branches and namespace suffix the build reads
+  from the env repo's record), whenever a message reaches the environment's tick topic
+  (`pubsub_config`; components/reconcile_schedule.py: Cloud Scheduler publishes on the
+  schedule, an operator by hand). No substitution reads the message: a publisher starts this
+  build and nothing else. Its build timeout covers one heal per app it may heal, at that
+  environment's rollout timeout. It was a manual trigger before: the provider updates it in
+  place (no field of `pubsub_config` forces a replacement), so its id stays.
+- The CI trigger tells the app's pipeline the environments' names in delivery order
+  (`_ENVIRONMENTS`, separated by spaces), so it renders each environment's kustomize overlay
+  for the same digests and publishes them in one commit. Cloud Build fails a build whose
+  trigger sets a substitution its YAML does not use (unless `substitutionOption: ALLOW_LOOSE`,
+  which would also hide a mistyped one), so only a stack with `gitops:environments` sets it:
+  the sample pipelines default it to `production` in their `substitutions:`, and an app
+  pipeline written before it existed keeps running on a stack without environments.
 - Delivery and reconcile builds learn the events topic and their environment's name from
   `_EVENTS_TOPIC` and `_ENVIRONMENT`.
 - Substitutions carry names and URLs only, never a secret: pushes to GitHub ask the connection
@@ -94,6 +104,8 @@ class DeliveryTriggersArgs:
     preview_image: pulumi.Input[str]
     clusters: dict[str, tuple[pulumi.Input[str], pulumi.Input[str]]]  # env -> (name, location)
     api_dependencies: list[pulumi.Resource]
+    # env -> the topic whose messages start its reconcile build (projects/P/topics/T)
+    reconcile_topics: Mapping[str, pulumi.Input[str]]
     events_topic: pulumi.Input[str] = ""  # projects/P/topics/T
     signing: CommitSigning | None = None  # None: commits are not signed
 
@@ -130,6 +142,10 @@ class DeliveryTriggers(pulumi.ComponentResource):
                     "_ENV_REPO_LINK": env_link,
                     "_STEPS_IMAGE": args.steps_image,
                     "_CANDIDATE_BRANCH": first.candidate_branch,
+                    # The samples default it to `production`: a stack without environments
+                    # does not set it, so a pipeline written before it existed still runs.
+                    **({} if first.implicit else
+                       {"_ENVIRONMENTS": " ".join(env.name for env in environments)}),
                 },
             )
         for index, env in enumerate(environments):
@@ -206,7 +222,7 @@ class DeliveryTriggers(pulumi.ComponentResource):
 
     def _reconcile_trigger(self, env: EnvironmentConfig,
                            env_link: pulumi.Input[str]) -> gcp.cloudbuild.Trigger:
-        """The environment's manual trigger for the reconcile build, at production's tip."""
+        """The environment's reconcile trigger: a tick on its topic builds production's tip."""
         args, cfg = self.args, self.args.config
         timing = self.timings[env.name]
         heal = cfg.heal_apps
@@ -236,6 +252,8 @@ class DeliveryTriggers(pulumi.ComponentResource):
                         f"report drift" + (f", heal {', '.join(heal)}" if heal else ""),
             service_account=args.service_accounts[env.reconcile_identity],
             build=build,
+            pubsub_config=gcp.cloudbuild.TriggerPubsubConfigArgs(
+                topic=args.reconcile_topics[env.name]),
             source_to_build=source,
             substitutions={
                 "_ENV_REPO": args.env_repo.url,

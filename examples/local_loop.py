@@ -157,7 +157,8 @@ class LocalCloudBuild:
         shutil.copytree(source, workspace, ignore=shutil.ignore_patterns(".git"))
         values = {"PROJECT_ID": "local-project", "BUILD_ID": f"local-build-{self.builds}",
                   "LOCATION": "europe-west1",
-                  **substitutions}
+                  # the build's own substitutions are defaults; the trigger's override them
+                  **config.get("substitutions", {}), **substitutions}
         env = dict(self.env)
         for item in config.get("options", {}).get("env", []):
             key, _, value = substitute(item, values).partition("=")
@@ -322,6 +323,49 @@ def delivery_substitutions(environment: dict[str, Any], following: dict[str, Any
             "_APPROVAL": "false"}
 
 
+def image_lines(env_repo: Path, tree: str) -> set[str]:
+    """The `image:` values of every file of a tree of the env repo."""
+    names = git("ls-tree", "--name-only", tree, cwd=env_repo).splitlines()
+    return {line.split("image:", 1)[1].strip() for name in names
+            for line in git("cat-file", "blob", f"{tree}:{name}", cwd=env_repo).splitlines()
+            if line.strip().startswith(("image:", "- image:"))}
+
+
+def show_renderings(app: str, release: int, env_repo: Path, commit: str) -> str:
+    """Print what the CI commit holds for each environment, before any is applied: staging's
+    `apps/APP/` and every later environment's `releases/ENV/APP/` (or `apps/APP/` when it
+    renders the same), what differs, and that all pin the same images. Returns the tree
+    production's candidate must get from this release."""
+    banner(f"{app} release {release}: every environment's rendering on {STAGING['candidate']} "
+           f"{commit[:12]}, before any is applied")
+    applied = git("rev-parse", f"{commit}:apps/{app}", cwd=env_repo)
+    images = image_lines(env_repo, applied)
+    print(f"{STAGING['name']}: apps/{app}/ (tree {applied[:12]})")
+    trees = {}
+    for environment in ENVIRONMENTS[1:]:
+        path = f"releases/{environment['name']}/{app}"
+        found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{commit}:{path}"],
+                               cwd=env_repo, capture_output=True, text=True).stdout.strip()
+        trees[environment["name"]] = tree = found or applied
+        if not found:
+            print(f"{environment['name']}: renders the same, so gets apps/{app}/")
+            continue
+        if image_lines(env_repo, tree) != images:
+            raise SystemExit(f"error: {path}/ pins other images than apps/{app}/")
+        print(f"{environment['name']}: {path}/ (tree {tree[:12]}), which differs from "
+              f"{STAGING['name']}'s in:")
+        changed = git("diff", "--no-color", "-U0", "-M", applied, tree,
+                      cwd=env_repo).splitlines()
+        for line in changed:
+            if line.startswith("diff --git "):
+                before, after = (side[2:] for side in line.split(" ")[2:4])
+                print(f"  {after}" if before == after else f"  {before} -> {after}")
+            elif line[:1] in "+-" and line[:3] not in ("+++", "---"):
+                print(f"    {line}")
+    print(f"same images in every environment: {', '.join(sorted(images))}")
+    return trees[PRODUCTION["name"]]
+
+
 def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path,
          allowed_signers: Path) -> None:
     """Two releases of app through both environments, then a rollback in production; the
@@ -339,7 +383,8 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path,
     trigger = {"_APP": app, "_APP_REPO": app_repo.as_uri(), "_REGISTRY": REGISTRY,
                "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
                "_STEPS_IMAGE": f"{REGISTRY}/gitops-steps:local",
-               "_CANDIDATE_BRANCH": STAGING["candidate"]}
+               "_CANDIDATE_BRANCH": STAGING["candidate"],
+               "_ENVIRONMENTS": " ".join(environment["name"] for environment in ENVIRONMENTS)}
     common = {"_APP": app, "_ENV_REPO": env_repo.as_uri(), "_ENV_REPO_LINK": "",
               "_CLUSTER": "gitops", "_CLUSTER_LOCATION": "europe-west1",
               **DeliveryTiming.from_setting("300s").substitutions(),
@@ -365,10 +410,16 @@ def loop(app: str, cloud_build: LocalCloudBuild, workdir: Path, env_repo: Path,
         cloud_build.run(app_pipeline, checkout,
                         {**trigger, "COMMIT_SHA": commit, "SHORT_SHA": commit[:7]})
         candidate = git("rev-parse", f"refs/heads/{STAGING['candidate']}", cwd=env_repo)
+        production_rendering = show_renderings(app, release, env_repo, candidate)
         banner(f"{app} release {release}: staging delivery for {STAGING['candidate']} "
                f"{candidate[:12]}")
         deliver(staging, candidate)
         promoted = git("rev-parse", f"refs/heads/{PRODUCTION['candidate']}", cwd=env_repo)
+        if git("rev-parse", f"{promoted}:apps/{app}", cwd=env_repo) != production_rendering:
+            raise SystemExit(f"error: {PRODUCTION['candidate']} {promoted[:12]} does not hold "
+                             f"production's rendering of {candidate[:12]}")
+        print(f"{PRODUCTION['candidate']} {promoted[:12]}: apps/{app}/ is production's "
+              f"rendering from {STAGING['candidate']} {candidate[:12]}")
         production_candidates.append(promoted)
         banner(f"{app} release {release}: production delivery for {PRODUCTION['candidate']} "
                f"{promoted[:12]}")

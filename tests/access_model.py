@@ -9,7 +9,10 @@ Operations are derived, in this one module, from what the builds really run:
   kubectl subcommands, gcloud commands, Google API methods and git pushes they contain;
 - the sample apps' manifests (every kind `kubectl apply` and pruning touch, kustomize overlays
   hydrated as CI hydrates them) and the delivery Lease;
-- the local commands `pulumi up` runs as the deployer (the steps-image build, the env branches).
+- the local commands `pulumi up` runs as the deployer (the steps-image build, the env branches);
+- the reconcile ticks: a Cloud Scheduler job publishes to its topic as Cloud Scheduler's service
+  agent, and Cloud Build's service agent subscribes each Pub/Sub trigger to its topic and
+  creates its builds.
 The tables below only translate what is found into permissions (a kubectl subcommand into
 Kubernetes verbs, a gcloud command or API method into an IAM permission); a subcommand, command
 or method found in the scripts without a row here fails the check, so the tables cannot drift
@@ -23,7 +26,9 @@ environment's delivery identity is derived from its own trigger: its cluster (fr
 and namespace (from `_NAMESPACE`); each environment's reconcile identity from its reconcile
 trigger: its cluster (`_CLUSTER`) and every app's namespace in the environment `_ENVIRONMENT`
 names (the build reads the suffix from the env repo's record, which the program writes from
-the same config). Roles are expanded to
+the same config). The service agents' project roles are Google's grants, not the program's:
+the model adds them for the APIs the program enables (named `google:...`), and no grant of the
+program may hold `cloudbuild.builds.create`. Roles are expanded to
 permissions with Google's role data vendored in tests/data/gcp-roles.json (a snapshot: see
 tests/data/README.md).
 """
@@ -45,7 +50,7 @@ import yaml
 
 from components import pipelines
 from components.pipelines import version_name
-from pulumi_harness import ROOT, SAMPLE_APPS, Graph, Resource, sample_app
+from pulumi_harness import PROJECT_NUMBER, ROOT, SAMPLE_APPS, Graph, Resource, sample_app
 
 SCRIPTS = ROOT / "scripts"
 ROLE_DATA = Path(__file__).with_name("data") / "gcp-roles.json"
@@ -212,11 +217,37 @@ def grant_resource(resource: Resource) -> str:
     return paths[resource.typ]()
 
 
+# Google's own service agents, and the role Google grants each on the project when its API is
+# enabled: the program grants them nothing. They publish the reconcile ticks (Cloud Scheduler)
+# and turn them into builds (Cloud Build). Only the cloud proves that the grants are there.
+SERVICE_AGENT_ROLES = {"cloudscheduler": "roles/cloudscheduler.serviceAgent",
+                       "cloudbuild": "roles/cloudbuild.serviceAgent"}
+GOOGLE_GRANT = "google:"  # the name prefix of those grants
+
+
+def service_agent(api: str) -> str:
+    return f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-{api}.iam.gserviceaccount.com"
+
+
+def service_agent_grants(graph: Graph) -> list[Grant]:
+    """The service agents' roles, for every API the program enables that has one."""
+    out = []
+    for service in graph.of_type("gcp:projects/service:Service"):
+        api = service.inputs["service"].split(".")[0]
+        if api in SERVICE_AGENT_ROLES:
+            out.append(Grant(service_agent(api), SERVICE_AGENT_ROLES[api],
+                             f"projects/{service.inputs['project']}",
+                             f"{GOOGLE_GRANT}{api}-service-agent"))
+    return out
+
+
 def grants(graph: Graph) -> list[Grant]:
+    """The graph's grants, and the service agents' roles Google grants (named `google:...`)."""
     for role in graph.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"):
         CUSTOM_ROLES[role.outputs["name"]] = frozenset(role.inputs["permissions"])
-    return [Grant(r.inputs["member"], r.inputs["role"], grant_resource(r), r.name)
-            for r in graph.resources if "member" in r.inputs and "role" in r.inputs]
+    return [*(Grant(r.inputs["member"], r.inputs["role"], grant_resource(r), r.name)
+              for r in graph.resources if "member" in r.inputs and "role" in r.inputs),
+            *service_agent_grants(graph)]
 
 
 def covers(grant_on: str, resource: str) -> bool:
@@ -554,33 +585,32 @@ def operations(graph: Graph, config: Any) -> Derived:
         ops.append(Operation(deployer_member(config), "iam.serviceAccounts.actAs",
                              trigger.inputs["serviceAccount"], f"create {why}"))
     ops += deployer_commands(graph, config)
-    ops += scheduler_operations(graph, config)
+    ops += tick_operations(graph)
     ops += node_operations(graph, ops)
     ops += connection_operations(graph)
     return Derived(ops, kube)
 
 
-def scheduler_operations(graph: Graph, config: Any) -> list[Operation]:
-    """A Cloud Scheduler job POSTs to a trigger's :run endpoint with its account's OAuth token:
-    the account starts a build (cloudbuild.builds.create) that runs as the trigger's account
-    (actAs); the deployer attaches the account to the job (actAs)."""
+def tick_operations(graph: Graph) -> list[Operation]:
+    """A reconcile tick: a Cloud Scheduler job publishes to its topic as Cloud Scheduler's
+    service agent; for each Pub/Sub trigger, Cloud Build's service agent subscribes to the
+    topic and turns each message into the trigger's build (which runs as the trigger's
+    account, attached by the deployer: see operations())."""
     ops = []
     for job in graph.of_type("gcp:cloudscheduler/job:Job"):
-        target = job.inputs["httpTarget"]
-        email = target["oauthToken"]["serviceAccountEmail"]
-        member = f"serviceAccount:{email}"
-        match = re.fullmatch(r"https://cloudbuild\.googleapis\.com/v1/projects/([^/]+)/"
-                             r"locations/([^/]+)/triggers/([^/:]+):run", target["uri"])
-        assert match, target["uri"]
-        trigger = next(t for t in graph.of_type("gcp:cloudbuild/trigger:Trigger")
-                       if t.outputs.get("triggerId") == match[3])
-        why = f"scheduler job {job.name} runs trigger {trigger.name}"
-        ops += [Operation(member, "cloudbuild.builds.create", f"projects/{match[1]}", why),
-                Operation(member, "iam.serviceAccounts.actAs",
-                          trigger.inputs["serviceAccount"], why),
-                Operation(deployer_member(config), "iam.serviceAccounts.actAs",
-                          f"projects/{job.inputs['project']}/serviceAccounts/{email}",
-                          f"create scheduler job {job.name}")]
+        assert "httpTarget" not in job.inputs, f"{job.name} calls an endpoint"
+        ops.append(Operation(service_agent("cloudscheduler"), "pubsub.topics.publish",
+                             job.inputs["pubsubTarget"]["topicName"],
+                             f"scheduler job {job.name} publishes its tick"))
+    for trigger in graph.of_type("gcp:cloudbuild/trigger:Trigger"):
+        if "pubsubConfig" not in trigger.inputs:
+            continue
+        topic, project = trigger.inputs["pubsubConfig"]["topic"], trigger.inputs["project"]
+        why = f"Pub/Sub trigger {trigger.name} on {topic}"
+        agent = service_agent("cloudbuild")
+        ops += [Operation(agent, "pubsub.subscriptions.create", f"projects/{project}", why),
+                Operation(agent, "pubsub.topics.attachSubscription", topic, why),
+                Operation(agent, "cloudbuild.builds.create", f"projects/{project}", why)]
     return ops
 
 

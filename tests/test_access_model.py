@@ -14,8 +14,11 @@ import re
 import pytest
 
 from access_model import (
+    GOOGLE_GRANT,
+    SERVICE_AGENT_ROLES,
     KubeOperation,
     Operation,
+    covers,
     grants,
     kube_operations,
     manifest_kinds,
@@ -34,6 +37,7 @@ CI, DELIVERY, PREVIEW, NODES = (f"serviceAccount:{EMAIL.format(a)}" for a in
                                 ("gitops-ci", "gitops-delivery", "gitops-preview",
                                  "gitops-nodes"))
 STEPS_REPO = "projects/acme-delivery/locations/europe-west1/repositories/apps"
+BUILDS_CREATE = "cloudbuild.builds.create"
 # Grants no current pipeline needs, kept on purpose (their permissions are read-only, which
 # TestPreviewChangesNothing checks): the preview identity's read-only project views let
 # `pulumi preview --refresh` read what the stack manages, and its registry read lets a preview
@@ -276,6 +280,32 @@ class TestStepImages:
             graph = self.with_step(program_graph("github"), "deliver-hello", image)
             assert missing(operations(graph, config_of("github")).operations,
                            grants(graph)) == []
+
+
+class TestNoIdentityOfOursStartsBuilds:
+    """No grant of the program lets any member create a build (with `builds.create` one could
+    start any build, as the project's default Cloud Build account if it names none). A
+    reconcile starts from a tick on its environment's topic, which the program lets no one
+    publish to: Cloud Scheduler's service agent publishes by Google's own grant, and Cloud
+    Build's service agent turns the tick into that trigger's fixed build."""
+
+    def test_no_member_is_granted_builds_create(self, kind: str) -> None:
+        ours = [g for g in grants(program_graph(kind)) if not g.name.startswith(GOOGLE_GRANT)]
+        assert ours and not [g for g in ours if BUILDS_CREATE in permissions_of(g.role)]
+        # Google's agent is the one that does create them.
+        assert BUILDS_CREATE in permissions_of(SERVICE_AGENT_ROLES["cloudbuild"])
+
+    def test_only_google_agents_may_publish_ticks(self, kind: str) -> None:
+        graph = program_graph(kind)
+        topics = {t.inputs["pubsubConfig"]["topic"] for t in graph.of_type(TRIGGER)
+                  if "pubsubConfig" in t.inputs}
+        assert topics == {j.inputs["pubsubTarget"]["topicName"]
+                          for j in graph.of_type("gcp:cloudscheduler/job:Job")}
+        for topic in topics:
+            publishers = {g.name for g in grants(graph) if covers(g.resource, topic)
+                          and "pubsub.topics.publish" in permissions_of(g.role)}
+            assert publishers == {f"{GOOGLE_GRANT}cloudscheduler-service-agent",
+                                  f"{GOOGLE_GRANT}cloudbuild-service-agent"}, topic
 
 
 # Permission verbs that change something. The preview identity runs pull-request code.

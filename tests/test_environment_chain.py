@@ -72,6 +72,64 @@ spec: {minAvailable: 2}
 """
 
 
+class TestEveryEnvironmentsRendering:
+    """`publish.py --environments` commits one release for every environment at once: the
+    first environment's rendering in apps/APP/, each later one's that differs in
+    releases/ENV/APP/, and nothing of an older release's renderings; bad folders change
+    nothing."""
+
+    def rendered(self, tmp_path: Path, name: str, production_extra: dict[str, str]) -> Path:
+        """A folder as `render.py --environments "staging production"` writes it."""
+        image = image_ref("hello", DIGEST_A)
+        write_manifests(tmp_path / name / "staging", "hello", image)
+        write_manifests(tmp_path / name / "production", "hello", image, production_extra)
+        return tmp_path / name
+
+    def publish(self, env_repo: EnvRepoOnDisk, folder: Path, *extra: str) -> str:
+        """To `candidate`, the first environment's candidate branch here."""
+        result = cli("publish", "--repo", env_repo.url, "--app", "hello", "--manifests",
+                     str(folder), "--image",
+                     image_ref("hello", DIGEST_A), *extra)
+        assert result.code == 0, result.stderr
+        return result.last_line
+
+    def test_one_commit_per_release_without_stale_renderings(self, env_repo: EnvRepoOnDisk,
+                                                              tmp_path: Path) -> None:
+        first = self.publish(env_repo, self.rendered(tmp_path, "r1", {"pdb.yaml": PDB}),
+                             "--environments", "staging production")
+        assert env_repo.files(first, "apps/hello") == {
+            "apps/hello/deployment.yaml":
+                (tmp_path / "r1/staging/deployment.yaml").read_text().rstrip("\n")}
+        assert set(env_repo.files(first, "releases")) == {
+            "releases/production/hello/deployment.yaml", "releases/production/hello/pdb.yaml"}
+        # The next release renders the same for both: only apps/hello/, the old rendering gone.
+        second = self.publish(env_repo, self.rendered(tmp_path, "r2", {}),
+                              "--environments", "staging production")
+        assert git("rev-list", "--count", f"{first}..{second}", cwd=env_repo.path) == "1"
+        assert env_repo.files(second, "releases") == {}
+
+    def test_bad_folders_change_nothing(self, env_repo: EnvRepoOnDisk, tmp_path: Path) -> None:
+        image = image_ref("hello", DIGEST_A)
+        before = env_repo.snapshot()
+        for index, (layout, environments, extra, fragment) in enumerate([
+            (("staging",), "staging production", (), "no rendering for environment "
+                                                     "'production'"),
+            (("staging", "production", "qa"), "staging production", (), "qa' is not the "
+                                                                        "rendering"),
+            (("staging", "production"), "staging Production", (), "'Production' is not a DNS "
+                                                                  "label"),
+            (("staging", "production"), "staging staging", (), "names an environment twice"),
+            (("staging", "production"), "staging production",
+             ("--release-for", f"production={tmp_path}"), "not both"),
+        ]):
+            for name in layout:
+                write_manifests(tmp_path / f"out{index}" / name, "hello", image)
+            assert_bad_input(cli("publish", "--repo", env_repo.url, "--app", "hello",
+                                 "--manifests", str(tmp_path / f"out{index}"), "--image", image,
+                                 "--environments", environments, *extra), fragment)
+        assert env_repo.snapshot() == before
+
+
 class FakeApprovals:
     def __init__(self, account: str = APPROVER) -> None:
         self.account, self.asked = account, []

@@ -3,6 +3,7 @@ model per environment, and the policy that production needs approval."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import subprocess
@@ -10,8 +11,19 @@ import sys
 from typing import ClassVar
 
 import pytest
+from google.cloud.devtools.cloudbuild_v1 import BuildTrigger, GitFileSource
 
-from access_model import KubeOperation, Operation, allowed, grants, missing, operations, rbac_allows
+from access_model import (
+    GOOGLE_GRANT,
+    KubeOperation,
+    Operation,
+    allowed,
+    grants,
+    missing,
+    operations,
+    permissions_of,
+    rbac_allows,
+)
 from components.config import ConfigError, parse_config
 from components.environments import branch_name_problem
 from conftest import ROOT
@@ -110,6 +122,13 @@ class TestConfigModel:
         with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("*", r"\*")):
             parse_config(base_config(**{"gitops:environments": override}))
 
+    def test_events_topic_is_not_a_tick_topic(self) -> None:
+        for environments, topic in (([{"name": "a", "cluster": "c2"}, {"name": "events"}],
+                                     "gitops-reconcile-events"), (None, "gitops-reconcile")):
+            with pytest.raises(ConfigError, match=f"'{topic}' is the name of a reconcile tick"):
+                parse_config(base_config(**{"gitops:environments": environments,
+                                            "gitops:eventsTopic": topic}))
+
     def test_branch_rule_agrees_with_git(self) -> None:
         names = ["staging-candidate", "candidate", "rel/1.2-candidate", "a..b", "-x", "x.lock",
                  "x/.hidden", "x/", "x//y", "x y", "x~1", "x^", "x:y", "x?", "x*", "x[1]",
@@ -130,8 +149,10 @@ class TestThreeEnvironments:
         triggers = {t.name: t for t in graph.of_type(TRIGGER)}
         order = list(CLUSTERS)
         for app in ("hello", "shop"):
-            assert triggers[f"ci-{app}"].inputs["substitutions"]["_CANDIDATE_BRANCH"] == \
-                "staging-candidate"
+            ci = triggers[f"ci-{app}"].inputs["substitutions"]
+            assert ci["_CANDIDATE_BRANCH"] == "staging-candidate"
+            # The app pipeline renders each environment's overlay: it is told them, in order.
+            assert ci["_ENVIRONMENTS"] == "staging qa production"
             for index, env in enumerate(order):
                 trigger = triggers[f"deliver-{app}-{env}"]
                 subs = trigger.inputs["substitutions"]
@@ -189,34 +210,52 @@ class TestThreeEnvironments:
 
     def test_a_reconcile_trigger_and_schedule_per_environment(self, graph: Graph) -> None:
         """Each environment's reconcile build runs at its production branch, on its cluster,
-        as its own identity; the one scheduler identity runs each and may act as the three
-        reconcile identities only."""
+        as its own identity, when a tick reaches its own topic; its job publishes those ticks
+        and no identity of ours may start a build."""
         triggers = {t.name: t for t in graph.of_type(TRIGGER)}
         jobs = {j.inputs["name"]: j for j in graph.of_type("gcp:cloudscheduler/job:Job")}
+        topics = {t.inputs["name"]: t for t in graph.of_type("gcp:pubsub/topic:Topic")}
         assert sorted(jobs) == sorted(f"reconcile-{env}" for env in CLUSTERS)
         for env, cluster in CLUSTERS.items():
             trigger = triggers[f"reconcile-{env}"]
             subs = trigger.inputs["substitutions"]
+            topic = f"{PROJECT}/topics/gitops-reconcile-{env}"
+            assert topics[f"gitops-reconcile-{env}"].inputs["project"] == "acme-delivery"
+            assert trigger.inputs["pubsubConfig"] == {"topic": topic}
             assert trigger.inputs["serviceAccount"] == \
                 f"projects/acme-delivery/serviceAccounts/{RECONCILER[env]}"
             assert trigger.inputs["sourceToBuild"]["ref"] == f"refs/heads/{env}-production"
             assert (subs["_ENVIRONMENT"], subs["_CLUSTER"], subs["_HEAL_APPS"]) == (
                 env, cluster, "shop")
-            target = jobs[f"reconcile-{env}"].inputs["httpTarget"]
-            assert target["uri"].endswith(f"/triggers/{trigger.outputs['triggerId']}:run")
-            assert target["oauthToken"]["serviceAccountEmail"].startswith("gitops-scheduler@")
+            # Nothing a publisher writes reaches the build.
+            assert not [v for v in subs.values() if "$(body" in str(v)]
+            assert "filter" not in trigger.inputs
+            # The trigger as Cloud Build's API message (its inline build is checked with the
+            # pipelines): unknown fields or enum values fail to parse.
+            api = BuildTrigger.from_json(json.dumps({key: trigger.inputs[key] for key in (
+                "name", "serviceAccount", "pubsubConfig", "sourceToBuild", "substitutions")}))
+            assert (api.pubsub_config.topic, api.source_to_build.repo_type) == (
+                topic, GitFileSource.RepoType.GITHUB)
+            job = jobs[f"reconcile-{env}"]
+            assert "httpTarget" not in job.inputs
+            assert job.inputs["pubsubTarget"]["topicName"] == topic
+            assert json.loads(base64.b64decode(job.inputs["pubsubTarget"]["data"]))[
+                "environment"] == env
+        assert graph.outputs["reconcile_topics"] == {
+            env: f"{PROJECT}/topics/gitops-reconcile-{env}" for env in CLUSTERS}
         assert graph.outputs["reconcile_trigger_ids"] == {
             env: triggers[f"reconcile-{env}"].outputs["triggerId"] for env in CLUSTERS}
         assert graph.outputs["reconcile_trigger_id"] == \
             graph.outputs["reconcile_trigger_ids"]["production"]
-        assert [(e["reconcile_trigger"], e["reconcile_service_account"])
+        assert [(e["reconcile_trigger"], e["reconcile_service_account"], e["reconcile_topic"])
                 for e in graph.outputs["environments"]] == [
-            (f"reconcile-{env}", RECONCILER[env]) for env in CLUSTERS]
-        scheduler = {g.resource for g in grants(graph)
-                     if g.member.startswith("serviceAccount:gitops-scheduler@")
-                     and g.role == "roles/iam.serviceAccountUser"}
-        assert scheduler == {f"projects/acme-delivery/serviceAccounts/{RECONCILER[env]}"
-                             for env in CLUSTERS}
+            (f"reconcile-{env}", RECONCILER[env], f"gitops-reconcile-{env}") for env in CLUSTERS]
+        starters = {g.member for g in grants(graph) if not g.name.startswith(GOOGLE_GRANT)
+                    and "cloudbuild.builds.create" in permissions_of(g.role)}
+        assert starters == set()
+        assert not graph.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
+        assert not [a for a in graph.outputs["service_accounts"].values()
+                    if a.startswith("gitops-scheduler@")]
         assert "gitops-reconcile@acme-delivery.iam.gserviceaccount.com" not in \
             graph.outputs["service_accounts"].values()
         # The last environment's reconcile RBAC had no prefix before every environment had
@@ -245,10 +284,9 @@ class TestThreeEnvironments:
             assert api is None or services[api] in graph.depends_on(resource), resource.name
         act_as = graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
         sleep = graph.named("grants-propagated")
-        # The steps image's and the scheduler's grants have their own waits.
+        # The steps image's grant has its own wait.
         every_grant = [r for r in graph.resources if "member" in r.inputs and "role" in r.inputs
-                       and r.name != "builder-reads-sources"
-                       and "ReconcileSchedule$" not in r.urn]
+                       and r.name != "builder-reads-sources"]
         assert {g.urn for g in every_grant} <= graph.depends_on(sleep)
         for trigger in graph.of_type(TRIGGER):
             assert trigger.inputs["build" if "build" in trigger.inputs else "filename"]

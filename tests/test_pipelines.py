@@ -89,13 +89,25 @@ def program(request: pytest.FixtureRequest) -> Graph:
 
 
 class TestSubstitutions:
-    """Every user substitution a pipeline uses is set by its trigger, and every one set is used."""
+    """Every user substitution a pipeline uses is set by its trigger or defaulted in the
+    pipeline's own `substitutions:`, and every one the trigger sets is used."""
 
     def test_triggers_and_pipelines_agree(self, program: Graph) -> None:
         for trigger in program.of_type(TRIGGER):
-            used, built_in = used_substitutions(pipeline_of(trigger))
-            assert used == set(trigger.inputs["substitutions"]), trigger.name
+            pipeline = pipeline_of(trigger)
+            used, built_in = used_substitutions(pipeline)
+            assert used == set(trigger.inputs["substitutions"]) | \
+                set(pipeline.get("substitutions", {})), trigger.name
+            assert set(trigger.inputs["substitutions"]) <= used, trigger.name
             assert built_in <= CLOUD_BUILD_DEFAULTS, (trigger.name, built_in)
+
+    def test_ci_is_told_the_one_environment(self, program: Graph) -> None:
+        """A stack without gitops:environments sets no _ENVIRONMENTS (an app pipeline written
+        before it existed still runs); the samples default it to `production`."""
+        trigger = program.named("ci-hello")
+        ci = trigger.inputs["substitutions"]
+        assert "_ENVIRONMENTS" not in ci and ci["_CANDIDATE_BRANCH"] == "candidate"
+        assert pipeline_of(trigger)["substitutions"] == {"_ENVIRONMENTS": "production"}
 
 
 class TestManifests:
@@ -218,8 +230,8 @@ def loop_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopRun]:
     fsck(run.env_repo)
 
 
-def tree_objects(env_repo: Path, ref: str) -> list[dict[str, Any]]:
-    names = git("ls-tree", "-r", "--name-only", ref, "--", "apps/shop/", cwd=env_repo).split()
+def tree_objects(env_repo: Path, ref: str, path: str = "apps/shop/") -> list[dict[str, Any]]:
+    names = git("ls-tree", "-r", "--name-only", ref, "--", path, cwd=env_repo).split()
     return [doc for name in names
             for doc in yaml.safe_load_all(git("show", f"{ref}:{name}", cwd=env_repo)) if doc]
 
@@ -284,7 +296,7 @@ class TestLocalLoop:
         status = loop_run.stdout.rsplit("status: every environment", 1)[1]
         assert "(rolled back) [signed: delivery-production]" in status
         # Signed as with gitops:signers on: history checked every entry, and git agrees.
-        rows = [line for line in hello.splitlines() if line.startswith("20")]
+        rows = [line for line in hello.splitlines() if re.match(r"\d{4}-\d\d-\d\dT", line)]
         assert len(rows) == 9
         assert sum("good (ci)" in row for row in rows) == 2
         assert sum("good (delivery-staging)" in row for row in rows) == 4
@@ -324,14 +336,62 @@ class TestLocalLoop:
         assert images(shop_commits(repo, "production-production")[0]) == first
         assert "shop-frontend@sha256:" in loop_run.section("shop").split("shop history")[1]
 
+    def test_shop_renders_each_environment_from_its_overlay(self, loop_run: LoopRun) -> None:
+        """The CI commit of each release holds staging's rendering (overlays/staging) in
+        apps/shop/ and production's (overlays/production) in releases/production/shop/, pinned
+        to the same digests, before either is applied; staging's success gives production's
+        candidate exactly that release; hello renders the same everywhere and stores it once."""
+        repo = loop_run.env_repo
+
+        def settings(commit: str, path: str) -> tuple[set[tuple[int, int]], set[str], set[str]]:
+            objects = tree_objects(repo, commit, path)
+            bounds = {(d["spec"]["minReplicas"], d["spec"]["maxReplicas"]) for d in objects
+                      if d["kind"] == "HorizontalPodAutoscaler"}
+            titles = {d["data"]["SHOP_TITLE"] for d in objects if d["kind"] == "ConfigMap"}
+            images = {c["image"] for d in objects if d["kind"] == "Deployment"
+                      for c in d["spec"]["template"]["spec"]["containers"]}
+            return bounds, titles, images
+
+        staged = shop_commits(repo, "staging-candidate")
+        promoted = shop_commits(repo, "production-candidate")
+        assert len(staged) == len(promoted) == 2
+        for ci_commit, production_candidate in zip(staged, promoted, strict=True):
+            trailers = set(git("log", "-1", "--format=%(trailers:key=Image,valueonly)",
+                               ci_commit, cwd=repo).split())
+            staging = settings(ci_commit, "apps/shop/")
+            production = settings(ci_commit, "releases/production/shop/")
+            assert staging[:2] == ({(1, 2)}, {"Shop (staging)"})
+            assert production[:2] == ({(3, 12)}, {"Shop"})
+            assert staging[2] == production[2] == trailers and len(trailers) == 2
+            assert git("rev-parse", f"{production_candidate}:apps/shop", cwd=repo) == \
+                git("rev-parse", f"{ci_commit}:releases/production/shop", cwd=repo)
+            assert "releases/" not in git("ls-tree", "--name-only", production_candidate,
+                                          cwd=repo)
+        hello = git("log", "-1", "--format=%H", "staging-candidate", "--", "apps/hello/",
+                    cwd=repo)
+        assert "hello" not in git("ls-tree", "-r", "--name-only", hello, "--", "releases/",
+                                  cwd=repo)
+        # The loop shows both renderings before staging's delivery of the release starts.
+        for release in (1, 2):
+            shown = loop_run.stdout.index(f"=== shop release {release}: every environment's "
+                                          "rendering")
+            assert loop_run.stdout.index(f"=== shop release {release}: app pipeline") < shown < \
+                loop_run.stdout.index(f"=== shop release {release}: staging delivery")
+        shop = loop_run.section("shop")
+        assert "production: releases/production/shop/" in shop and "+  minReplicas: 3" in shop
+        assert "production: renders the same, so gets apps/hello/" in loop_run.section("hello")
+
     def test_shop_prune_deleted_exactly_the_replaced_config_maps(self, loop_run: LoopRun) -> None:
         repo = loop_run.env_repo
-        second, first = (config_map(repo, c) for c in shop_commits(repo, "staging-candidate"))
-        assert first != second
+        # Each environment has its own ConfigMap (its overlay sets the title).
+        maps = {branch: [config_map(repo, c) for c in shop_commits(repo, branch)]
+                for branch in ("staging-candidate", "production-candidate")}
+        (staging_second, staging_first), (second, first) = maps.values()
+        assert len({staging_first, staging_second, first, second}) == 4
         deleted = [line for line in (loop_run.cluster / "deleted.log").read_text().splitlines()
                    if line.startswith("shop")]
         # Release 2 drops the first in each environment; production's rollback the second.
-        assert deleted == [f"shop-staging {first}", f"shop {first}", f"shop {second}"]
+        assert deleted == [f"shop-staging {staging_first}", f"shop {first}", f"shop {second}"]
         for namespace, branch in (("shop-staging", "staging-production"),
                                   ("shop", "production-production")):
             assert fake_kubectl.live(loop_run.cluster, namespace) == {

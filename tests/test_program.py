@@ -48,6 +48,13 @@ def github() -> Graph:
 
 
 @pytest.fixture(scope="module")
+def switched_off() -> Graph:
+    """Deletion protection and the reconcile schedule off: one run that two tests read."""
+    return run_program(base_config(**{"gitops:deletionProtection": "false",
+                                      "gitops:reconcileSchedule": "off"}))
+
+
+@pytest.fixture(scope="module")
 def csr() -> Graph:
     return program_graph("csr")
 
@@ -110,8 +117,7 @@ class TestResourceGraph:
         assert len(graph.of_type(CLUSTER)) == 1
         assert len(graph.of_type(REGISTRY)) == 1
         assert sorted(account_emails(graph)) == ["ci-builds", "delivery-builds", "nodes",
-                                                 "preview-builds", "reconcile-builds",
-                                                 "scheduler"]
+                                                 "preview-builds", "reconcile-builds"]
 
     def test_per_app_pieces(self, graph: Graph) -> None:
         apps = apps_of(graph)
@@ -125,6 +131,21 @@ class TestResourceGraph:
             assert triggers[f"deliver-{app}"].inputs["includedFiles"] == [f"apps/{app}/**"]
             assert triggers[f"ci-{app}"].inputs["substitutions"]["_APP"] == app
             assert triggers[f"deliver-{app}"].inputs["substitutions"]["_APP"] == app
+
+    def test_reconcile_ticks_with_and_without_a_schedule(self, github: Graph,
+                                                         switched_off: Graph) -> None:
+        """The reconcile trigger runs on its topic's ticks; `off` drops only the job."""
+        topic = github.one("gcp:pubsub/topic:Topic", name="reconcile-production-ticks")
+        path = f"projects/acme-delivery/topics/{topic.inputs['name']}"
+        assert topic.inputs["name"] == "gitops-reconcile"
+        assert github.named("reconcile-production").inputs["pubsubConfig"] == {"topic": path}
+        [job] = github.of_type("gcp:cloudscheduler/job:Job")
+        assert (job.inputs["schedule"], job.inputs["pubsubTarget"]["topicName"]) == (
+            "*/30 * * * *", path)
+        off = switched_off
+        assert not off.of_type("gcp:cloudscheduler/job:Job")
+        assert off.named("reconcile-production").inputs["pubsubConfig"] == {"topic": path}
+        assert off.named("reconcile-production-ticks").inputs["name"] == "gitops-reconcile"
 
     def test_triggers_carry_wired_values(self, graph: Graph) -> None:
         registry = graph.one(REGISTRY)
@@ -146,7 +167,8 @@ class TestResourceGraph:
                             "app_repo_urls", "ci_trigger_ids", "delivery_trigger_ids",
                             "preview_trigger_id", "cluster_name", "cluster_location",
                             "service_accounts", "kubeconfig", "reconcile_trigger_id",
-                            "reconcile_trigger_ids", "events_topic", "environments"}
+                            "reconcile_trigger_ids", "reconcile_topics", "events_topic",
+                            "environments"}
         assert sorted(out["ci_trigger_ids"]) == sorted(apps_of(graph))
         triggers = {t.name: t.outputs["triggerId"] for t in graph.of_type(TRIGGER)}
         assert out["preview_trigger_id"] == triggers["preview"]
@@ -154,6 +176,8 @@ class TestResourceGraph:
         assert out["reconcile_trigger_ids"] == {
             "production": out["reconcile_trigger_id"]} == {
             "production": triggers["reconcile-production"]}
+        assert out["reconcile_topics"] == {
+            "production": "projects/acme-delivery/topics/gitops-reconcile"}
         assert out["cluster_name"] == "gitops"
         assert "gke-gcloud-auth-plugin" in out["kubeconfig"]
 
@@ -209,7 +233,7 @@ class TestRealCloudConstraints:
         for trigger in github.of_type(TRIGGER):
             assert trigger.inputs["location"] == connection.inputs["location"]
             source = trigger.inputs.get("repositoryEventConfig") or \
-                trigger.inputs["sourceToBuild"]  # the manual reconcile trigger
+                trigger.inputs["sourceToBuild"]  # the Pub/Sub reconcile trigger
             assert source["repository"] in links
             assert "triggerTemplate" not in trigger.inputs
 
@@ -238,10 +262,10 @@ class TestRealCloudConstraints:
             "projects/acme-delivery/secrets/github-oauth-token/versions/latest"
         assert connection.inputs["githubConfig"]["appInstallationId"] == 48151623
 
-    def test_cluster_deletion_protection_is_a_config_value(self, graph: Graph) -> None:
+    def test_cluster_deletion_protection_is_a_config_value(self, graph: Graph,
+                                                           switched_off: Graph) -> None:
         assert graph.one(CLUSTER).inputs["deletionProtection"] is True
-        off = run_program(base_config(**{"gitops:deletionProtection": "false"}))
-        assert off.one(CLUSTER).inputs["deletionProtection"] is False
+        assert switched_off.one(CLUSTER).inputs["deletionProtection"] is False
 
 
     def test_every_resource_that_needs_an_api_depends_on_it(self, graph: Graph) -> None:
@@ -415,7 +439,7 @@ class TestRepositories:
         assert repos == ["gitops-env", "gitops-infra", "hello"]
         assert not csr.of_type(CONNECTION)
         templates = {t.name: t.inputs["triggerTemplate"] for t in csr.of_type(TRIGGER)
-                     if "triggerTemplate" in t.inputs}  # not the manual reconcile trigger
+                     if "triggerTemplate" in t.inputs}  # not the Pub/Sub reconcile trigger
         assert csr.named("reconcile-production").inputs["sourceToBuild"] == {
             "ref": "refs/heads/production", "repoType": "CLOUD_SOURCE_REPOSITORIES",
             "uri": "https://source.developers.google.com/p/acme-delivery/r/gitops-env"}
@@ -675,9 +699,8 @@ class TestSameGraphWhoeverRunsIt:
     def test_act_as_goes_to_the_configured_deployer(self) -> None:
         ops = "serviceAccount:ops-deployer@acme-ops.iam.gserviceaccount.com"
         graph = run_program(base_config(**{"gitops:deployer": ops}), caller="anyone@acme.example")
-        act_as = [g for g in graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
-                  if g.name != "scheduler-acts-as-reconcile"]  # the scheduler's own
-        assert len(act_as) == 5 and {g.inputs["member"] for g in act_as} == {ops}
+        act_as = graph.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        assert len(act_as) == 4 and {g.inputs["member"] for g in act_as} == {ops}
 
 
 class TestNetwork:
@@ -751,10 +774,8 @@ class TestOrderAndPropagation:
         assert sleep.typ == "time:index/sleep:Sleep"
         assert sleep.inputs["createDuration"] == "120s"
         before = graph.depends_on(sleep)
-        # Waited for inside their components: StepsImage, and ReconcileSchedule (whose grants
-        # name the reconcile trigger's identity and wait before the job).
-        inside = {"builder-reads-sources", "scheduler-runs-builds",
-                  "scheduler-acts-as-reconcile", "scheduler-deployer-act-as"}
+        # Waited for inside its component: StepsImage's.
+        inside = {"builder-reads-sources"}
         late = [g.name for g in self.grants(graph) if g.urn not in before and
                 g.name not in inside]
         assert late == []

@@ -189,3 +189,60 @@ class TestOverlayRefusals:
         result = render(app, tmp_path / "out", "--overlay", "overlays/prod")
         assert result.code == 1
         assert result.stderr.startswith("error: kubectl is not on PATH")
+
+
+class TestEveryEnvironment:
+    """`--environments` renders the same images once per environment into OUT/ENV/, each from
+    its own overlay, or the default overlay when it has none (without one: an error); an
+    overlay no environment uses is named. Bad input writes nothing."""
+
+    def test_each_environment_from_its_overlay(self, app: Path, tmp_path: Path) -> None:
+        result = render(app, tmp_path / "out", "--environments", "dev staging production",
+                        "--environment-overlays", "overlays", "--default-overlay", "base")
+        assert result.code == 0, result.stderr
+        assert result.last_line == str(tmp_path / "out")
+        for line in ("dev: rendered from base", "staging: rendered from overlays/staging",
+                     "production: rendered from base",
+                     "notice: overlay overlays/prod is no environment's (environments: dev "
+                     "staging production)"):
+            assert line in result.stdout.splitlines()
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+            "dev", "production", "staging"]
+        replicas = {}
+        for env in ("dev", "staging", "production"):
+            deployment = objects(tmp_path / "out" / env)["deployment-hello.yaml"]
+            replicas[env] = deployment["spec"]["replicas"]
+            assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == REF
+        assert replicas == {"dev": 1, "staging": 2, "production": 1}
+        assert objects(tmp_path / "out" / "dev") == objects(tmp_path / "out" / "production")
+
+    def test_plain_manifests_render_the_same_for_every_environment(self, tmp_path: Path) -> None:
+        files = {k.removeprefix("base/"): v for k, v in BASE.items()
+                 if k.startswith("base/") and "kustomization" not in k}
+        plain = write(tmp_path / "kubernetes", files)
+        result = render(plain, tmp_path / "out", "--environments", "staging production")
+        assert result.code == 0, result.stderr
+        staging = objects(tmp_path / "out" / "staging")
+        assert staging == objects(tmp_path / "out" / "production")
+        assert staging["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0][
+            "image"] == REF
+
+    @pytest.mark.parametrize("extra,fragment", [
+        (("--environments", "staging qa", "--environment-overlays", "overlays"),
+         "environment 'qa' has no overlay"),
+        (("--environments", "staging Prod"), "environment 'Prod' is not a DNS label"),
+        (("--environments", "staging  prod"), "environment '' is not a DNS label"),
+        (("--environments", "prod prod"), "names an environment twice"),
+        (("--environments", "prod", "--environment-overlays", "../.."), "not a folder inside"),
+        (("--environments", "prod", "--environment-overlays", "overlays",
+          "--default-overlay", "nowhere"), "--default-overlay 'nowhere': no kustomization"),
+        (("--environments", "prod", "--default-overlay", "base"), "needs "
+                                                                  "--environment-overlays"),
+        (("--environment-overlays", "overlays"), "need --environments"),
+        (("--environments", "prod", "--environment-overlays", "overlays", "--overlay",
+          "overlays/prod"), "not both"),
+    ])
+    def test_bad_input(self, app: Path, tmp_path: Path, extra: tuple[str, ...],
+                       fragment: str) -> None:
+        assert_bad_input(render(app, tmp_path / "out", *extra), fragment)
+        assert not (tmp_path / "out").exists()

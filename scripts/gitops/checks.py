@@ -79,6 +79,20 @@ def check_app(app: str) -> str:
     return app
 
 
+def check_environments(names: str, what: str = "--environments") -> tuple[str, ...]:
+    """The stack's environments in delivery order, from the CI trigger's `_ENVIRONMENTS`
+    (names separated by spaces): each a DNS label, none twice, at least one."""
+    environments = tuple(names.split(" "))
+    for name in environments:
+        if len(name) > 63 or not APP_RE.fullmatch(name):
+            raise BadInput(f"{what} {names!r}: environment {name!r} is not a DNS label "
+                           "([a-z0-9]([-a-z0-9]*[a-z0-9])?, max 63); separate names by one "
+                           "space")
+    if len(set(environments)) != len(environments):
+        raise BadInput(f"{what} {names!r} names an environment twice")
+    return environments
+
+
 def check_sha(sha: str, what: str = "commit") -> str:
     if not SHA_RE.fullmatch(sha):
         raise BadInput(f"{what} {sha!r} is not a full hex commit SHA (40 or 64 digits)")

@@ -7,7 +7,11 @@ returns the current tip. A rejected push is rebuilt on the new tip and retried.
 
 With environments that render differently, the same commit also carries each later
 environment's rendering of the same release as `releases/ENV/APP/` (`release_for`), which the
-delivery chain publishes to that environment's candidate in turn (`gitops.chain`).
+delivery chain publishes to that environment's candidate in turn (`gitops.chain`). The commit
+holds the whole release: `releases/*/APP/` becomes exactly the later renderings that differ
+from `apps/APP/` (an identical one is not stored: the chain falls back to `apps/APP/`), so no
+rendering of an older release is left to travel with this one. `per_environment` reads the
+folder `render.py --environments` writes (one subfolder per environment, in delivery order).
 
 Publish is on every app build's critical path, so its first fetch runs while GitPython loads
 and the manifests are checked and stored as git objects (`gitops.envrepo.scratch_repo`).
@@ -23,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops.chain import releases_at
 from gitops.checks import (
     check_app,
     check_branch,
@@ -94,6 +99,25 @@ def check_request(request: PublishRequest) -> None:
         raise BadInput("--release-for names an environment twice")
 
 
+def per_environment(folder: Path,
+                    environments: tuple[str, ...]) -> tuple[Path, tuple[tuple[str, Path], ...]]:
+    """The first environment's manifests folder and the later ones' (`release_for`), from a
+    folder holding exactly one rendering per environment, named after it."""
+    if not folder.is_dir() or folder.is_symlink():
+        raise BadInput(f"manifests folder {str(folder)!r} is not a folder")
+    found = {entry.name: entry for entry in folder.iterdir()}
+    for name, entry in sorted(found.items()):
+        if name not in environments or entry.is_symlink() or not entry.is_dir():
+            raise BadInput(f"{str(entry)!r} is not the rendering of an environment in "
+                           f"--environments ({' '.join(environments)})")
+    missing = [name for name in environments if name not in found]
+    if missing:
+        raise BadInput(f"manifests folder {str(folder)!r} holds no rendering for environment "
+                       f"{missing[0]!r} (render.py --environments writes one folder each)")
+    first, *later = environments
+    return folder / first, tuple((name, folder / name) for name in later)
+
+
 def message_for(request: PublishRequest) -> str:
     what = ", ".join(short_ref(image) for image in request.images) or "manifests"
     return commit_message(f"Deploy {request.app}: {what}", [
@@ -128,7 +152,8 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
             tree_sha = env.write_folder(release_files[name])
             if tree_sha is None:
                 raise BadInput(f"manifests folder {str(folder)!r} holds no files")
-            releases[f"{RELEASES_DIR}/{name}/{request.app}"] = Entry.tree(tree_sha)
+            if tree_sha != app_tree:  # the same rendering travels as apps/APP/
+                releases[name] = Entry.tree(tree_sha)
         attempts: list[bool] = []  # per attempt: whether it made a commit
 
         def attempt() -> str | None:
@@ -137,8 +162,10 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
                 raise missing_branch(request.branch, request.repo)
             base = env.root_tree(tip)
             tree = env.edit_tree(base, prefix, app_entry)
-            for path, entry in releases.items():
-                tree = env.edit_tree(tree, path, entry)
+            for name in sorted(set(releases_at(env, tip, request.app)) - set(releases)):
+                tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{request.app}", None)
+            for name, entry in sorted(releases.items()):
+                tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{request.app}", entry)
             if tree == base:
                 attempts.append(False)
                 return tip  # identical content: no commit

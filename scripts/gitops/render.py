@@ -19,6 +19,11 @@ Either way every object then passes the same checks, and on any failure nothing 
   another namespace than the app's (those belong in the infra program);
 - the pinned text is parsed again and must hold exactly the original data with the image
   values replaced: only image values ever change.
+
+Environments (`PerEnvironment`): CI renders the same images once per environment of the stack,
+each environment from its own kustomize overlay, into OUT/ENV/, so every environment's
+manifests are committed, and reviewable, before any of them is applied. An environment without
+an overlay of its own gets the one named as default, or is an error: never a silent guess.
 """
 
 from __future__ import annotations
@@ -373,13 +378,18 @@ def render(request: RenderRequest) -> tuple[dict[str, bytes], list[str], bool]:
     return rendered, notices + checker.notices(), overlay is not None
 
 
-def render_to(request: RenderRequest) -> RenderResult:
-    """Render into request.out, which must not exist yet or be empty."""
-    out = request.out
+def check_out(out: Path) -> None:
+    """The output folder must not exist yet, or be empty, in an existing folder."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"output folder {str(out)!r} exists and is not empty")
     if not out.parent.is_dir():
         raise BadInput(f"parent of output folder {str(out)!r} does not exist")
+
+
+def render_to(request: RenderRequest) -> RenderResult:
+    """Render into request.out, which must not exist yet or be empty."""
+    out = request.out
+    check_out(out)
     try:
         files, notices, kustomized = render(request)
     except BadInput as exc:  # names and paths come from the input: one line whatever they hold
@@ -388,6 +398,86 @@ def render_to(request: RenderRequest) -> RenderResult:
         raise BadInput("the manifests are nested too deeply") from None
     atomic_write_dir(out, files)
     return RenderResult(out, tuple(files), tuple(notices), kustomized)
+
+
+@dataclass(frozen=True)
+class PerEnvironment:
+    """One rendering per environment of the same images, into OUT/ENV/ (`--environments`).
+
+    With `overlays`, environment E is built from the kustomization `overlays/E` inside the
+    templates, or, when there is none, from `default_overlay`; without a default that is an
+    error, so a new environment never ships a rendering nobody chose. Without `overlays`
+    every environment gets the request's own rendering (plain manifests, or `--overlay`).
+    """
+
+    environments: tuple[str, ...]  # in delivery order (gitops.checks.check_environments)
+    overlays: str | None = None  # folder inside the templates: one kustomization per environment
+    default_overlay: str | None = None  # for an environment without its own overlay
+
+
+def environment_overlays(request: RenderRequest, plan: PerEnvironment) -> dict[str, str | None]:
+    """environment -> the overlay it is rendered from (None: the templates themselves)."""
+    if plan.overlays is None:
+        if plan.default_overlay is not None:
+            raise BadInput("--default-overlay needs --environment-overlays")
+        return dict.fromkeys(plan.environments, request.overlay)
+    if request.overlay is not None:
+        raise BadInput("give --overlay (one for every environment) or --environment-overlays "
+                       "(one per environment), not both")
+    templates = request.templates.resolve()
+    folder = (templates / plan.overlays).resolve()
+    if not folder.is_relative_to(templates) or not folder.is_dir():
+        raise BadInput(f"--environment-overlays {plan.overlays!r} is not a folder inside "
+                       f"{str(request.templates)!r}")
+    default = plan.default_overlay
+    if default is not None and (not (templates / default).resolve().is_relative_to(templates)
+                                or not kustomize.kustomization_in(templates / default)):
+        raise BadInput(f"--default-overlay {default!r}: no kustomization in "
+                       f"{request.templates / default}")
+    chosen: dict[str, str | None] = {}
+    for environment in plan.environments:
+        own = f"{plan.overlays.rstrip('/')}/{environment}"
+        if kustomize.kustomization_in(templates / own):
+            chosen[environment] = own
+        elif default is not None:
+            chosen[environment] = default
+        else:
+            raise BadInput(f"environment {environment!r} has no overlay (no kustomization in "
+                           f"{request.templates / own}): add one, or name the overlay of "
+                           "environments without their own with --default-overlay")
+    return chosen
+
+
+def render_environments_to(request: RenderRequest,
+                           plan: PerEnvironment) -> tuple[RenderResult, dict[str, str | None]]:
+    """Render every environment into request.out/ENV/ (the folder must not exist yet or be
+    empty): the result, and which overlay each environment was rendered from."""
+    out = request.out
+    check_out(out)
+    if not request.templates.is_dir():
+        raise BadInput(f"templates folder {str(request.templates)!r} does not exist")
+    try:
+        chosen = environment_overlays(request, plan)
+        renderings: dict[str | None, tuple[dict[str, bytes], list[str], bool]] = {}
+        for overlay in dict.fromkeys(chosen.values()):  # each overlay built once
+            renderings[overlay] = render(RenderRequest(
+                request.templates, request.images, out, request.app, overlay, request.crds,
+                request.kube_version))
+    except BadInput as exc:  # names and paths come from the input: one line whatever they hold
+        raise BadInput(one_line(str(exc))) from None
+    except RecursionError:
+        raise BadInput("the manifests are nested too deeply") from None
+    files = {f"{environment}/{name}": data for environment, overlay in chosen.items()
+             for name, data in renderings[overlay][0].items()}
+    notices = list(dict.fromkeys(n for rendered in renderings.values() for n in rendered[1]))
+    if plan.overlays is not None:
+        unused = sorted(p.name for p in (request.templates / plan.overlays).iterdir()
+                        if p.is_dir() and p.name not in chosen)
+        notices += [f"notice: overlay {plan.overlays.rstrip('/')}/{name} is no environment's "
+                    f"(environments: {' '.join(plan.environments)})" for name in unused]
+    atomic_write_dir(out, files)
+    kustomized = any(rendered[2] for rendered in renderings.values())
+    return RenderResult(out, tuple(files), tuple(notices), kustomized), chosen
 
 
 def validate(text: str, source: str, images: dict[str, str], kube_version: str) -> None:

@@ -6,7 +6,8 @@ The source is Google's predefined roles as published in the public dataset iann0
 (MIT licence), files gcp/roles/*.json, snapshot of commit
 2073fa52ac008a45477aa0b1b4580cd99135bf60 (2026-08-22), merged into one JSON object
 {"roles/NAME": ["permission", ...]}. Only the roles that the program grants in any of the test
-configurations are kept, so the tests need nothing outside this repository. Re-run it when the
+configurations are kept (and the service agents' roles the access model counts on), so the
+tests need nothing outside this repository. Re-run it when the
 program grants a new role (the access-model tests say so).
 """
 
@@ -31,9 +32,11 @@ PROVENANCE = {
 
 def granted_roles() -> set[str]:
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+    from access_model import SERVICE_AGENT_ROLES
     from pulumi_harness import CONFIGS, ENVIRONMENT_CONFIGS, run_program
 
-    roles: set[str] = set()
+    # Google grants its service agents these on the project; the model counts on them.
+    roles: set[str] = set(SERVICE_AGENT_ROLES.values())
     for config in [*CONFIGS.values(), *ENVIRONMENT_CONFIGS.values()]:
         graph = run_program(config)
         # Custom roles (projects/P/roles/X) carry their permissions in the graph itself.
