@@ -270,6 +270,7 @@ def make_env_repo(workdir: Path, operator_key: str) -> Path:
     """The env repo with both environments' branches, as `pulumi up` makes them."""
     env_repo = workdir / "env.git"
     git("init", "--quiet", "--bare", str(env_repo), cwd=workdir)
+    git("config", "receive.autogc", "false", cwd=env_repo)  # a hosted remote packs on its own
     subprocess.run([sys.executable, str(SCRIPTS / "init_branches.py"), "--environments",
                     json.dumps(ENVIRONMENTS), "--repo", env_repo.as_uri()], check=True,
                    env={**os.environ, KEY_ENV: operator_key})

@@ -68,6 +68,9 @@ def env_repo_template(tmp_path_factory: pytest.TempPathFactory, short_backoff: N
     path = tmp_path_factory.mktemp("template") / "env.git"
     git("init", "--quiet", "--bare", str(path))
     git("config", "core.logAllRefUpdates", "always", cwd=path)
+    # No `gc --auto` after every push: a hosted remote packs on its own schedule, and
+    # these repositories live for one test.
+    git("config", "receive.autogc", "false", cwd=path)
     init_branches(path.as_uri())
     TEMPLATE.append(path)
     return path
@@ -146,6 +149,7 @@ class EnvRepoOnDisk:
         else:
             git("init", "--quiet", "--bare", str(path))
             git("config", "core.logAllRefUpdates", "always", cwd=path)
+            git("config", "receive.autogc", "false", cwd=path)
         self.root = self.tip("candidate")
 
     @property
