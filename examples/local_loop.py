@@ -61,7 +61,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -467,24 +466,9 @@ def emulator_topic() -> tuple[str, str] | None:
     creates it) and a subscription to it; (topic, subscription). None without an emulator."""
     if not os.environ.get("PUBSUB_EMULATOR_HOST"):
         return None
-    import warnings
+    from tests.pubsub_emulator import events_topic
 
-    warnings.filterwarnings("ignore", category=FutureWarning)  # Python-version notices
-    from google.cloud import pubsub_v1
-    from google.pubsub_v1.types import Encoding, Schema
-
-    suffix = uuid.uuid4().hex[:8]
-    schema = f"projects/{PROJECT}/schemas/delivery-event-{suffix}"
-    topic = f"projects/{PROJECT}/topics/gitops-events-{suffix}"
-    subscription = f"projects/{PROJECT}/subscriptions/loop-{suffix}"
-    pubsub_v1.SchemaServiceClient().create_schema(request={
-        "parent": f"projects/{PROJECT}", "schema_id": schema.rsplit("/", 1)[1],
-        "schema": Schema(type_=Schema.Type.AVRO, definition=EVENTS_SCHEMA.read_text())})
-    pubsub_v1.PublisherClient().create_topic(request={
-        "name": topic, "schema_settings": {"schema": schema, "encoding": Encoding.JSON}})
-    pubsub_v1.SubscriberClient().create_subscription(request={"name": subscription,
-                                                              "topic": topic})
-    return topic, subscription
+    return events_topic(PROJECT, EVENTS_SCHEMA.read_text(), "loop")
 
 
 def show_events(subscription: str) -> list[dict[str, Any]]:

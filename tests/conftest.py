@@ -37,6 +37,7 @@ from gitops.publish import publish as publish_manifests
 from gitops.signing import ALLOWED_SIGNERS_ENV, KEY_ENV, public_key_entry
 from pubsub_emulator import HOST_ENV as EMULATOR_HOST_ENV
 from pubsub_emulator import Emulator, reused_host
+from pubsub_emulator import events_topic as schema_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -438,27 +439,13 @@ class EventsTopic:
 def events_topic(pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> EventsTopic:
     """GITOPS_EVENTS_TOPIC names a new emulator topic carrying the schema file, as the program
     creates it; the step code publishes there in this process and in the scripts it starts."""
-    import uuid
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
     from google.cloud import pubsub_v1
-    from google.pubsub_v1.types import Encoding, Schema
 
     from gitops.events import schema_text
 
     monkeypatch.setenv(EMULATOR_HOST_ENV, pubsub_host)
-    suffix = uuid.uuid4().hex[:12]
-    schema = f"projects/{EVENTS_PROJECT}/schemas/delivery-event-{suffix}"
-    topic = f"projects/{EVENTS_PROJECT}/topics/gitops-events-{suffix}"
-    subscription = f"projects/{EVENTS_PROJECT}/subscriptions/all-{suffix}"
-    pubsub_v1.SchemaServiceClient().create_schema(request={
-        "parent": f"projects/{EVENTS_PROJECT}", "schema_id": schema.rsplit("/", 1)[1],
-        "schema": Schema(type_=Schema.Type.AVRO, definition=schema_text())})
-    pubsub_v1.PublisherClient().create_topic(request={
-        "name": topic, "schema_settings": {"schema": schema, "encoding": Encoding.JSON}})
+    topic, subscription = schema_topic(EVENTS_PROJECT, schema_text(), "all")
     subscriber = pubsub_v1.SubscriberClient()
-    subscriber.create_subscription(request={"name": subscription, "topic": topic})
     monkeypatch.setenv("GITOPS_EVENTS_TOPIC", topic)
     monkeypatch.setenv("GITOPS_BUILD_LINK",
                        "https://console.cloud.google.com/cloud-build/builds;region=europe-west1/"

@@ -110,6 +110,31 @@ def reused_host() -> str | None:
     return host
 
 
+def events_topic(project: str, schema_definition: str, subscriber_name: str) -> tuple[str, str]:
+    """On the emulator PUBSUB_EMULATOR_HOST names: a new topic carrying the events schema, as
+    `pulumi up` creates it (Avro, JSON encoding), and a subscription to it; (topic,
+    subscription). The client library is imported here: the wrapper itself needs none."""
+    import uuid
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # Python-version notices
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.types import Encoding, Schema
+
+    suffix = uuid.uuid4().hex[:12]
+    schema = f"projects/{project}/schemas/delivery-event-{suffix}"
+    topic = f"projects/{project}/topics/gitops-events-{suffix}"
+    subscription = f"projects/{project}/subscriptions/{subscriber_name}-{suffix}"
+    pubsub_v1.SchemaServiceClient().create_schema(request={
+        "parent": f"projects/{project}", "schema_id": schema.rsplit("/", 1)[1],
+        "schema": Schema(type_=Schema.Type.AVRO, definition=schema_definition)})
+    pubsub_v1.PublisherClient().create_topic(request={
+        "name": topic, "schema_settings": {"schema": schema, "encoding": Encoding.JSON}})
+    pubsub_v1.SubscriberClient().create_subscription(request={"name": subscription,
+                                                              "topic": topic})
+    return topic, subscription
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] != ["--"] or len(argv) < 2:
         print("usage: pubsub_emulator.py -- COMMAND...", file=sys.stderr)
