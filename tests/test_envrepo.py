@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DIGEST_A, EnvRepoOnDisk, git, image_ref, publish, write_manifests
-from gitops.envrepo import Entry, porcelain_status, scratch_repo
+from gitops.envrepo import Entry, porcelain_status, reuse_or_open, scratch_repo
 from gitops.errors import BadInput, OperationFailed
 from gitops.publish import PublishRequest
 from gitops.publish import publish as publish_manifests
@@ -99,6 +99,22 @@ class TestTrees:
         with scratch_repo(env_repo.url) as env:
             assert env.output("var", "GIT_COMMITTER_IDENT").startswith("gitops-bot <")
             assert env.git.environment()["LC_ALL"] == "C"
+
+
+class TestReuse:
+    """A delivery promotes and chains in the repository it already opened, and only in one
+    opened on the same remote."""
+
+    def test_the_open_repository_or_a_new_one(self, env_repo: EnvRepoOnDisk,
+                                              tmp_path: Path) -> None:
+        with scratch_repo(env_repo.url) as env:
+            with reuse_or_open(env_repo.url, env) as reused:
+                assert reused is env
+            with reuse_or_open(env_repo.url, None) as fresh:
+                assert fresh is not env and fresh.fetch("candidate") == env_repo.root
+            with pytest.raises(ValueError, match="cannot stand in"), \
+                    reuse_or_open((tmp_path / "other.git").as_uri(), env):
+                pass
 
 
 class TestPush:

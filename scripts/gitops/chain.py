@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gitops.checks import check_app, check_branch, check_sha, check_trailer_value, short_ref
-from gitops.envrepo import Entry, EnvRepo, scratch_repo
+from gitops.envrepo import Entry, EnvRepo, reuse_or_open
 from gitops.errors import BadInput
 from gitops.promote import provenance
 from gitops.retry import RetryPolicy, retry_push
@@ -67,12 +67,16 @@ def check_request(request: ChainRequest) -> None:
         check_trailer_value("--build-id", request.build_id)
 
 
-def publish_to_next(request: ChainRequest, policy: RetryPolicy | None = None) -> ChainResult:
-    """Publish the release of request.commit to the next environment's candidate branch."""
+def publish_to_next(request: ChainRequest, policy: RetryPolicy | None = None,
+                    env: EnvRepo | None = None) -> ChainResult:
+    """Publish the release of request.commit to the next environment's candidate branch.
+
+    env: the repository already open on request.repo (deploy's), else a scratch one."""
+    opened = env
     check_request(request)
     policy = policy or RetryPolicy.from_env()
     app, commit = request.app, request.commit
-    with scratch_repo(request.repo, signing=request.signing) as env:
+    with reuse_or_open(request.repo, opened, request.signing) as env:
         if env.fetch(request.source) is None or not env.reach(request.source, [commit]):
             raise BadInput(f"commit {commit} is not on branch {request.source!r}")
         applied = env.lookup(commit, f"{APPS_DIR}/{app}")

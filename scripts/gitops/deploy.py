@@ -256,7 +256,8 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             result = promote(PromoteRequest(repo=request.repo, app=app, commit=commit,
                                             source=source, target=target,
                                             build_id=request.build_id,
-                                            approved_by=approved_by, signing=signing))
+                                            approved_by=approved_by, signing=signing),
+                             env=env)
         except (OperationFailed, BadInput) as exc:  # the target did not record the commit
             raise Unrecorded(one_line(str(exc))) from None
         rollback = result.kind is Kind.ROLLBACK
@@ -272,7 +273,7 @@ def deliver(request: DeliveryRequest, cluster_factory: Callable[[str], Cluster] 
             repo=request.repo, app=app, commit=commit, source=source,
             environment=request.environment, production_commit=result.commit,
             next_environment=request.next_environment, next_branch=request.next_candidate,
-            build_id=request.build_id, signing=signing))
+            build_id=request.build_id, signing=signing), env=env)
         log(f"{'published' if chained.created else 'already on'} {request.next_candidate} "
             f"for environment {request.next_environment}: {chained.commit[:12]}")
         if chained.created:  # a new commit there starts a delivery build, maybe a held one

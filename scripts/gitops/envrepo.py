@@ -471,6 +471,21 @@ def scratch_repo(url: str, first_fetch: str | None = None,
 
 
 @contextmanager
+def reuse_or_open(url: str, env: EnvRepo | None,
+                  signing: Signing | None = None) -> Iterator[EnvRepo]:
+    """env, when the caller already has url open (a delivery promotes and chains in the
+    repository it read the candidate from: no second scratch repository and first fetch);
+    otherwise a new scratch repository."""
+    if env is not None:
+        if env.url != check_remote(url):
+            raise ValueError(f"an open repository of {env.url} cannot stand in for {url}")
+        yield env
+        return
+    with scratch_repo(url, signing=signing) as fresh:
+        yield fresh
+
+
+@contextmanager
 def _scratch_repo(url: str, first_fetch: str | None, signing: Signing,
                   git_signing: GitSigning) -> Iterator[EnvRepo]:
     timeout = git_timeout()

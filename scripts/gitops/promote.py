@@ -20,7 +20,7 @@ from gitops.checks import (
     short_ref,
 )
 from gitops.credentials import strip_userinfo
-from gitops.envrepo import Entry, EnvRepo, scratch_repo
+from gitops.envrepo import Entry, EnvRepo, reuse_or_open
 from gitops.errors import BadInput
 from gitops.retry import RetryPolicy, retry_push
 from gitops.signing import Signing
@@ -98,14 +98,18 @@ def check_request(request: PromoteRequest) -> None:
         check_trailer_value("approver", request.approved_by)
 
 
-def promote(request: PromoteRequest, policy: RetryPolicy | None = None) -> PromoteResult:
-    """Make `apps/APP/` on the target what it is at the commit, in one commit (or none)."""
+def promote(request: PromoteRequest, policy: RetryPolicy | None = None,
+            env: EnvRepo | None = None) -> PromoteResult:
+    """Make `apps/APP/` on the target what it is at the commit, in one commit (or none).
+
+    env: the repository already open on request.repo (deploy's), else a scratch one."""
+    opened = env
     check_request(request)
     policy = policy or RetryPolicy.from_env()
     app, commit, source, target = request.app, request.commit, request.source, request.target
     prefix = f"{APPS_DIR}/{app}"
 
-    with scratch_repo(request.repo, signing=request.signing) as env:
+    with reuse_or_open(request.repo, opened, request.signing) as env:
         if env.fetch(source) is None:
             raise BadInput(f"branch {source!r} does not exist in {request.repo}")
         if not env.reach(source, [commit]):
