@@ -101,12 +101,9 @@ def publish_to_next(request: ChainRequest, policy: RetryPolicy | None = None,
                 raise BadInput(f"branch {request.next_branch!r} does not exist in "
                                f"{request.repo}")
             base = env.root_tree(tip)
-            tree = env.edit_tree(base, f"{APPS_DIR}/{app}", entry)
             # Later environments' renderings travel on; stale ones from older releases go.
-            for name in sorted(set(releases_at(env, tip, app)) - set(releases)):
-                tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{app}", None)
-            for name, release in sorted(releases.items()):
-                tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{app}", release)
+            tree = with_releases(env, env.edit_tree(base, f"{APPS_DIR}/{app}", entry), tip, app,
+                                 releases)
             if tree == base:
                 created.append(False)
                 return tip
@@ -116,6 +113,17 @@ def publish_to_next(request: ChainRequest, policy: RetryPolicy | None = None,
 
         landed = retry_push(attempt, policy)
         return ChainResult(commit=landed.value, created=created[-1])
+
+
+def with_releases(env: EnvRepo, tree: str | None, tip: str, app: str,
+                  releases: dict[str, Entry]) -> str | None:
+    """tree with `releases/ENV/APP/` exactly releases: what tip held for other environments
+    (an older release's renderings) removed, each given one set."""
+    for name in sorted(set(releases_at(env, tip, app)) - set(releases)):
+        tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{app}", None)
+    for name, release in sorted(releases.items()):
+        tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{app}", release)
+    return tree
 
 
 def releases_at(env: EnvRepo, commit: str, app: str) -> dict[str, Entry]:

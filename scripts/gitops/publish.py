@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.chain import releases_at
+from gitops.chain import with_releases
 from gitops.checks import (
     check_app,
     check_branch,
@@ -46,7 +46,6 @@ from gitops.retry import RetryPolicy, retry_push
 from gitops.trailers import commit_message
 
 APPS_DIR = "apps"
-RELEASES_DIR = "releases"
 
 
 @dataclass(frozen=True)
@@ -161,11 +160,8 @@ def publish(request: PublishRequest, policy: RetryPolicy | None = None) -> Publi
             if tip is None:
                 raise missing_branch(request.branch, request.repo)
             base = env.root_tree(tip)
-            tree = env.edit_tree(base, prefix, app_entry)
-            for name in sorted(set(releases_at(env, tip, request.app)) - set(releases)):
-                tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{request.app}", None)
-            for name, entry in sorted(releases.items()):
-                tree = env.edit_tree(tree, f"{RELEASES_DIR}/{name}/{request.app}", entry)
+            tree = with_releases(env, env.edit_tree(base, prefix, app_entry), tip, request.app,
+                                 releases)
             if tree == base:
                 attempts.append(False)
                 return tip  # identical content: no commit

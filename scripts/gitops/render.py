@@ -31,6 +31,8 @@ from __future__ import annotations
 import copy
 import shutil
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,16 +388,24 @@ def check_out(out: Path) -> None:
         raise BadInput(f"parent of output folder {str(out)!r} does not exist")
 
 
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Rendering's refusals as one line: names and paths come from the input, whatever they
+    hold, and a document nested beyond Python's recursion limit is bad input too."""
+    try:
+        yield
+    except BadInput as exc:
+        raise BadInput(one_line(str(exc))) from None
+    except RecursionError:
+        raise BadInput("the manifests are nested too deeply") from None
+
+
 def render_to(request: RenderRequest) -> RenderResult:
     """Render into request.out, which must not exist yet or be empty."""
     out = request.out
     check_out(out)
-    try:
+    with one_line_errors():
         files, notices, kustomized = render(request)
-    except BadInput as exc:  # names and paths come from the input: one line whatever they hold
-        raise BadInput(one_line(str(exc))) from None
-    except RecursionError:
-        raise BadInput("the manifests are nested too deeply") from None
     atomic_write_dir(out, files)
     return RenderResult(out, tuple(files), tuple(notices), kustomized)
 
@@ -456,17 +466,13 @@ def render_environments_to(request: RenderRequest,
     check_out(out)
     if not request.templates.is_dir():
         raise BadInput(f"templates folder {str(request.templates)!r} does not exist")
-    try:
+    with one_line_errors():
         chosen = environment_overlays(request, plan)
         renderings: dict[str | None, tuple[dict[str, bytes], list[str], bool]] = {}
         for overlay in dict.fromkeys(chosen.values()):  # each overlay built once
             renderings[overlay] = render(RenderRequest(
                 request.templates, request.images, out, request.app, overlay, request.crds,
                 request.kube_version))
-    except BadInput as exc:  # names and paths come from the input: one line whatever they hold
-        raise BadInput(one_line(str(exc))) from None
-    except RecursionError:
-        raise BadInput("the manifests are nested too deeply") from None
     files = {f"{environment}/{name}": data for environment, overlay in chosen.items()
              for name, data in renderings[overlay][0].items()}
     notices = list(dict.fromkeys(n for rendered in renderings.values() for n in rendered[1]))
